@@ -1,0 +1,159 @@
+"""Fake quantization: quantize → dequantize in float, with a straight-through gradient.
+
+Rounding is half to even (torch.round), as ONNX QuantizeLinear and NumPy do. The gradient passes
+where the value fell inside the clamp range and is zero outside (STE); with a learnable scale the
+scale gets the LSQ gradient (Esser et al., 2020).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from edgeact.errors import QuantizationError
+from edgeact.observers import make_observer
+from edgeact.qparams import QuantParams
+
+
+def _shape_for(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.Tensor:
+    if axis is None or param.dim() == 0:
+        return param
+    shape = [1] * x.dim()
+    shape[axis] = param.numel()
+    return param.reshape(shape)
+
+
+class _FakeQuantSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin, qmax):
+        q = torch.round(x / scale) + zero_point
+        inside = (q >= qmin) & (q <= qmax)
+        ctx.save_for_backward(inside)
+        return (q.clamp(qmin, qmax) - zero_point) * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+class _FakeQuantLSQ(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin, qmax, grad_scale):
+        v = x / scale
+        q = torch.round(v) + zero_point
+        below, above = q < qmin, q > qmax
+        ctx.save_for_backward(v, below, above, zero_point)
+        ctx.consts = (qmin, qmax, grad_scale, scale.shape)
+        return (q.clamp(qmin, qmax) - zero_point) * scale
+
+    @staticmethod
+    def backward(ctx, grad):
+        v, below, above, zero_point = ctx.saved_tensors
+        qmin, qmax, grad_scale, scale_shape = ctx.consts
+        inside = ~(below | above)
+        ds = torch.where(below, qmin - zero_point, torch.where(above, qmax - zero_point, torch.round(v) - v))
+        gs = grad * ds * grad_scale
+        gs = gs.sum() if len(scale_shape) == 0 or math.prod(scale_shape) == 1 else _sum_to(gs, scale_shape)
+        return grad * inside, gs.reshape(scale_shape), None, None, None, None
+
+
+def _sum_to(t: torch.Tensor, shape) -> torch.Tensor:
+    n = math.prod(shape)
+    axis = [i for i, s in enumerate(t.shape) if s == n][0]
+    dims = [i for i in range(t.dim()) if i != axis]
+    return t.sum(dim=dims)
+
+
+def fake_quantize(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+    """Fake-quantize `x` with fixed QuantParams (STE gradient)."""
+    scale = torch.as_tensor(qp.scale, dtype=x.dtype, device=x.device)
+    zp = torch.as_tensor(qp.zero_point, dtype=x.dtype, device=x.device)
+    return _FakeQuantSTE.apply(x, _shape_for(scale, x, qp.axis), _shape_for(zp, x, qp.axis), qp.qmin, qp.qmax)
+
+
+def quantize_codes(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+    """Codes (int64) of a float tensor, round half to even in the tensor's dtype."""
+    if not torch.isfinite(x).all():
+        raise QuantizationError("cannot quantize NaN/Inf: the input contains non-finite values")
+    scale = _shape_for(torch.as_tensor(qp.scale, dtype=x.dtype), x, qp.axis)
+    zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=torch.int64), x, qp.axis)
+    return (torch.round(x / scale).long() + zp).clamp(qp.qmin, qp.qmax)
+
+
+def dequantize_codes(q: torch.Tensor, qp: QuantParams, dtype=torch.float32) -> torch.Tensor:
+    """(q − z)·s in `dtype` (float32: what DequantizeLinear and TFLite's DEQUANTIZE compute)."""
+    scale = _shape_for(torch.as_tensor(qp.scale, dtype=dtype), q, qp.axis)
+    zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=torch.int64), q, qp.axis)
+    return (q.long() - zp).to(dtype) * scale
+
+
+class FakeQuantize(nn.Module):
+    """Observer + fake quantization for one tensor.
+
+    Calibration: `observe=True, enabled=False` (watch only). QAT: both on. After `freeze()` the
+    quantization parameters stay fixed; `qparams()` gives them as QuantParams.
+    """
+
+    def __init__(self, observer: str = "minmax", dtype: str = "int8", symmetric: bool = False,
+                 axis: int | None = None, narrow: bool = False, learnable_scale: bool = False,
+                 name: str = "a tensor", **observer_kw):
+        super().__init__()
+        self.dtype, self.symmetric, self.axis, self.narrow, self.name = dtype, symmetric, axis, narrow, name
+        self.observer = make_observer(observer, dtype=dtype, symmetric=symmetric, axis=axis, narrow=narrow,
+                                      name=name, **observer_kw)
+        self.observe, self.enabled = True, True
+        self.learnable_scale = learnable_scale
+        self._qp: QuantParams | None = None
+        if learnable_scale:
+            self.scale = nn.Parameter(torch.tensor(1.0))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    # -- parameters ---------------------------------------------------------------------------
+    def qparams(self) -> QuantParams:
+        if self.learnable_scale and bool(self.initialized):
+            base = self._qp or self.observer.qparams()
+            scale = self.scale.detach().abs().cpu()
+            return QuantParams(tuple(scale.reshape(-1).tolist()) if base.per_channel else float(scale),
+                               base.zero_point, base.dtype, base.axis, base.narrow)
+        if self._qp is None:
+            self._qp = self.observer.qparams()
+        return self._qp
+
+    def set_qparams(self, qp: QuantParams) -> None:
+        """Fix the parameters by hand (and stop observing)."""
+        self._qp, self.observe = qp, False
+        if self.learnable_scale:
+            with torch.no_grad():
+                self.scale.data = torch.as_tensor(qp.scale, dtype=torch.float32).clone()
+            self.initialized.fill_(True)
+
+    def freeze(self) -> QuantParams:
+        qp = self.qparams()
+        self.observe = False
+        return qp
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observe:
+            self.observer(x)
+            self._qp = None
+        if not self.enabled:
+            return x
+        qp = self.qparams()
+        if self.learnable_scale:
+            if not bool(self.initialized):
+                with torch.no_grad():
+                    self.scale.data = torch.as_tensor(qp.scale, dtype=x.dtype).clone()
+                self.initialized.fill_(True)
+                self.observe = False
+            n = x.numel() / (self.scale.numel() or 1)
+            grad_scale = 1.0 / math.sqrt(n * qp.qmax)
+            zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=x.dtype), x, qp.axis)
+            return _FakeQuantLSQ.apply(x, _shape_for(self.scale.abs(), x, qp.axis), zp, qp.qmin, qp.qmax, grad_scale)
+        return fake_quantize(x, qp)
+
+    def extra_repr(self) -> str:
+        state = str(self._qp) if self._qp is not None else "not calibrated"
+        return f"{self.name}: {state}, observe={self.observe}, enabled={self.enabled}"

@@ -1,0 +1,126 @@
+"""QuantAct: an activation between int8 tensors, fake-quantized for calibration and QAT.
+
+fake-quant input → activation (exact or a PWL stand-in) → fake-quant output. The forward value is
+taken from the int8 table of the chosen integer semantics (the gradient from the float function,
+straight through), so the fake-quant model computes exactly the codes the converted table computes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgeact.errors import QuantizationError
+from edgeact.fake_quant import FakeQuantize, dequantize_codes, quantize_codes
+from edgeact.nn.activations import Activation, from_torch, make_activation
+from edgeact.qparams import QuantParams
+from edgeact.tables import int8_table, lookup_torch
+
+
+class SharedQuant(nn.Module):
+    """Stands for another module's output FakeQuantize: the input is already quantized by its producer.
+
+    The source is kept outside the module tree (not a submodule), so the state_dict holds it once.
+    """
+
+    def __init__(self, source: FakeQuantize):
+        super().__init__()
+        object.__setattr__(self, "_source", source)
+
+    @property
+    def enabled(self) -> bool:
+        return self._source.enabled
+
+    def qparams(self) -> QuantParams:
+        return self._source.qparams()
+
+    def forward(self, x):
+        return x
+
+
+class QuantAct(nn.Module):
+    """An activation with int8 (or uint8) input and output.
+
+    `activation`: a name ('hard_mish'), an edgeact or torch.nn activation module, or a PWL stand-in
+    (anything with `.to_module()`). `semantics` picks the integer arithmetic the table follows
+    ('ideal', 'onnxruntime', 'tflite'); `convert()` freezes the table.
+    """
+
+    def __init__(self, activation="relu", *, dtype: str = "int8", observer: str = "minmax",
+                 input_quant: nn.Module | None | str = "own", output_quant: FakeQuantize | None = None,
+                 semantics: str = "ideal", learnable_scale: bool = False, **params):
+        super().__init__()
+        self.act = self._make(activation, params)
+        if input_quant == "own":
+            input_quant = FakeQuantize(observer, dtype=dtype, name="QuantAct input")
+        self.input_quant = input_quant
+        self.output_quant = output_quant or FakeQuantize(observer, dtype=dtype, learnable_scale=learnable_scale,
+                                                         name=f"{self.activation_name} output")
+        self.semantics = semantics
+        self.register_buffer("table", None)
+        self._frozen: tuple[QuantParams, QuantParams] | None = None
+
+    @staticmethod
+    def _make(activation, params) -> nn.Module:
+        if isinstance(activation, str):
+            return make_activation(activation, **params)
+        if hasattr(activation, "to_module"):
+            return activation.to_module()
+        converted = from_torch(activation)
+        if converted is None:
+            raise QuantizationError(f"{type(activation).__name__} is not an activation edgeact can quantize")
+        return converted
+
+    @property
+    def activation_name(self) -> str:
+        return self.act.bound().name
+
+    @property
+    def converted(self) -> bool:
+        return self.table is not None
+
+    def in_qparams(self) -> QuantParams:
+        if self.input_quant is None:
+            raise QuantizationError("QuantAct has no input quantizer: give input_quant or let prepare() connect it")
+        return self.input_quant.qparams()
+
+    def out_qparams(self) -> QuantParams:
+        return self.output_quant.qparams()
+
+    def current_table(self, semantics: str | None = None) -> torch.Tensor:
+        table = int8_table(self.act.bound(), self.in_qparams(), self.out_qparams(), semantics or self.semantics)
+        return torch.from_numpy(table)
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.converted:
+            in_qp, out_qp = self._frozen
+            return dequantize_codes(self.lookup_codes(quantize_codes(x, in_qp)), out_qp, x.dtype)
+        xq = self.input_quant(x) if self.input_quant is not None else x
+        y = self.output_quant(self.act(xq))
+        quantizing = self.output_quant.enabled and (self.input_quant is not None and self.input_quant.enabled)
+        if not quantizing:
+            return y
+        in_qp, out_qp = self.in_qparams(), self.out_qparams()
+        exact = dequantize_codes(lookup_torch(self.current_table(), quantize_codes(xq.detach(), in_qp), in_qp.qmin),
+                                 out_qp, x.dtype)
+        # Value of the integer table, gradient of the float path (straight through).
+        return y + (exact - y).detach()
+
+    def lookup_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Converted: input codes → output codes through the frozen table."""
+        return lookup_torch(self.table, codes, self._frozen[0].qmin)
+
+    def convert(self, semantics: str | None = None) -> "QuantAct":
+        """Freeze the quantization parameters and the table (of `semantics`, default the module's)."""
+        if semantics is not None:
+            self.semantics = semantics
+        in_qp, out_qp = self.in_qparams(), self.out_qparams()
+        if self.input_quant is not None and hasattr(self.input_quant, "freeze"):
+            self.input_quant.freeze()
+        self.output_quant.freeze()
+        self._frozen = (in_qp, out_qp)
+        self.table = self.current_table()
+        return self
+
+    def extra_repr(self) -> str:
+        return f"semantics={self.semantics!r}, converted={self.converted}"

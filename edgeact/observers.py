@@ -1,0 +1,183 @@
+"""Observers: watch a tensor during calibration and choose its quantization range.
+
+min-max (the range seen), moving-average min-max (QAT, robust to one odd batch), percentile
+(clips rare outliers via a histogram) and MSE-optimal (the clipping range with the least
+quantization error on the histogram). Each is a module so its state is in the state_dict.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeact.errors import QuantizationError
+from edgeact.qparams import QuantParams
+
+
+def _check_finite(x: torch.Tensor, where: str) -> None:
+    if not torch.isfinite(x).all():
+        kind = "NaN" if torch.isnan(x).any() else "Inf"
+        raise QuantizationError(
+            f"{kind} values reached {where}: fix the model (NaN weights?) or the calibration data; "
+            "a tensor with NaN/Inf has no quantization range"
+        )
+
+
+class Observer(nn.Module):
+    """Base: records a range; `qparams()` turns it into QuantParams."""
+
+    def __init__(self, dtype: str = "int8", symmetric: bool = False, axis: int | None = None,
+                 narrow: bool = False, name: str = "a tensor"):
+        super().__init__()
+        self.dtype, self.symmetric, self.axis, self.narrow = dtype, symmetric, axis, narrow
+        self.where = name
+        self.register_buffer("min_val", torch.tensor(float("inf")))
+        self.register_buffer("max_val", torch.tensor(float("-inf")))
+
+    @property
+    def has_data(self) -> bool:
+        return bool(torch.isfinite(self.min_val).all())
+
+    def _reduce(self, x: torch.Tensor):
+        if self.axis is None:
+            return x.min(), x.max()
+        flat = x.transpose(0, self.axis).reshape(x.shape[self.axis], -1)
+        return flat.min(dim=1).values, flat.max(dim=1).values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.detach()
+        _check_finite(x, self.where)
+        self.update(x.float())
+        return x
+
+    def update(self, x: torch.Tensor) -> None:
+        lo, hi = self._reduce(x)
+        if not self.has_data:
+            self.min_val, self.max_val = lo.clone(), hi.clone()
+        else:
+            self.min_val, self.max_val = torch.minimum(self.min_val, lo), torch.maximum(self.max_val, hi)
+
+    def range(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.has_data:
+            raise QuantizationError(
+                f"no data was observed for {self.where}: run calibration (edgeact.calibrate) or QAT "
+                "steps that reach this tensor before convert"
+            )
+        return self.min_val.detach().cpu().numpy().astype(np.float64), self.max_val.detach().cpu().numpy().astype(np.float64)
+
+    def qparams(self) -> QuantParams:
+        lo, hi = self.range()
+        if self.axis is None:
+            lo, hi = float(lo), float(hi)
+        try:
+            return QuantParams.from_range(lo, hi, self.dtype, self.symmetric, self.axis, self.narrow)
+        except QuantizationError as exc:
+            raise QuantizationError(f"{self.where}: {exc}") from None
+
+
+class MinMaxObserver(Observer):
+    """The range seen over all calibration batches."""
+
+
+class MovingAverageMinMaxObserver(Observer):
+    """Exponential moving average of per-batch min/max (what QAT uses)."""
+
+    def __init__(self, averaging_constant: float = 0.01, **kw):
+        super().__init__(**kw)
+        self.c = averaging_constant
+
+    def update(self, x: torch.Tensor) -> None:
+        lo, hi = self._reduce(x)
+        if not self.has_data:
+            self.min_val, self.max_val = lo.clone(), hi.clone()
+        else:
+            self.min_val = self.min_val + self.c * (lo - self.min_val)
+            self.max_val = self.max_val + self.c * (hi - self.max_val)
+
+
+class _HistogramObserver(Observer):
+    """Keeps a histogram over a range that grows as needed (per-tensor only)."""
+
+    def __init__(self, bins: int = 2048, **kw):
+        super().__init__(**kw)
+        if self.axis is not None:
+            raise QuantizationError("histogram observers are per tensor; use MinMaxObserver for per-channel weights")
+        self.bins = bins
+        self.register_buffer("histogram", torch.zeros(bins, dtype=torch.float64))
+
+    def update(self, x: torch.Tensor) -> None:
+        lo, hi = float(x.min()), float(x.max())
+        if not self.has_data:
+            new_lo, new_hi = lo, hi
+        else:
+            new_lo, new_hi = min(lo, float(self.min_val)), max(hi, float(self.max_val))
+        if new_hi <= new_lo:
+            new_hi = new_lo + 1e-12
+        if self.has_data and (new_lo < float(self.min_val) or new_hi > float(self.max_val)):
+            # Re-bin the old histogram into the wider range (mass at old bin centres).
+            old_edges = np.linspace(float(self.min_val), float(self.max_val), self.bins + 1)
+            centres = (old_edges[:-1] + old_edges[1:]) / 2
+            rebinned, _ = np.histogram(centres, bins=self.bins, range=(new_lo, new_hi),
+                                       weights=self.histogram.numpy())
+            self.histogram = torch.from_numpy(rebinned)
+        hist, _ = np.histogram(x.cpu().numpy().ravel(), bins=self.bins, range=(new_lo, new_hi))
+        self.histogram = self.histogram + torch.from_numpy(hist.astype(np.float64))
+        self.min_val, self.max_val = torch.tensor(new_lo), torch.tensor(new_hi)
+
+    def _edges(self) -> np.ndarray:
+        return np.linspace(float(self.min_val), float(self.max_val), self.bins + 1)
+
+
+class PercentileObserver(_HistogramObserver):
+    """Clip to the [100−p, p] percentiles of everything seen (drops rare outliers)."""
+
+    def __init__(self, percentile: float = 99.99, **kw):
+        super().__init__(**kw)
+        self.percentile = percentile
+
+    def range(self):
+        super().range()
+        hist = self.histogram.numpy()
+        cdf = np.cumsum(hist) / hist.sum()
+        edges = self._edges()
+        lo = edges[np.searchsorted(cdf, (100.0 - self.percentile) / 100.0)]
+        hi = edges[min(np.searchsorted(cdf, self.percentile / 100.0) + 1, self.bins)]
+        return np.float64(lo), np.float64(hi)
+
+
+class MSEObserver(_HistogramObserver):
+    """The clipping range that minimises the expected squared quantization error on the histogram."""
+
+    def __init__(self, candidates: int = 100, **kw):
+        super().__init__(**kw)
+        self.candidates = candidates
+
+    def range(self):
+        lo0, hi0 = super().range()
+        hist = self.histogram.numpy()
+        edges = self._edges()
+        centres = (edges[:-1] + edges[1:]) / 2
+        best, best_err = (lo0, hi0), np.inf
+        for frac in np.linspace(1.0 / self.candidates, 1.0, self.candidates):
+            lo, hi = min(lo0 * frac, 0.0), max(hi0 * frac, 0.0)
+            if hi - lo <= 0:
+                continue
+            qp = QuantParams.from_range(lo, hi, self.dtype, self.symmetric, None, self.narrow)
+            err = np.sum(hist * (qp.dequantize(qp.quantize(centres)) - centres) ** 2)
+            if err < best_err:
+                best, best_err = (np.float64(lo), np.float64(hi)), err
+        return best
+
+
+OBSERVERS = {
+    "minmax": MinMaxObserver,
+    "moving_average": MovingAverageMinMaxObserver,
+    "percentile": PercentileObserver,
+    "mse": MSEObserver,
+}
+
+
+def make_observer(kind: str = "minmax", **kw) -> Observer:
+    if kind not in OBSERVERS:
+        raise QuantizationError(f"unknown observer {kind!r}; choose one of {', '.join(OBSERVERS)}")
+    return OBSERVERS[kind](**kw)

@@ -1,0 +1,68 @@
+"""int8 activation tables: the 256 output codes for the 256 input codes.
+
+For a per-tensor int8 (or uint8) input and output, any elementwise activation is such a table;
+which table depends on the runtime's integer arithmetic (`semantics`), so the same function gives
+'ideal', 'onnxruntime' and 'tflite' tables that may differ by a step at a few codes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgeact.activations import bind
+from edgeact.errors import QuantizationError, UnsupportedError
+from edgeact.qparams import QuantParams
+from edgeact.semantics import get_semantics
+
+
+def _check_qparams(qp: QuantParams, role: str) -> None:
+    if not isinstance(qp, QuantParams):
+        raise QuantizationError(f"{role} quantization parameters must be a QuantParams, got {type(qp).__name__}")
+    if qp.per_channel:
+        raise UnsupportedError(f"{role} of an activation table must be quantized per tensor, not per channel")
+    if qp.dtype not in ("int8", "uint8"):
+        raise UnsupportedError(f"activation tables are for int8/uint8 tensors; {role} is {qp.dtype}")
+
+
+def int8_table(activation, in_qp: QuantParams, out_qp: QuantParams, semantics="ideal", **params) -> np.ndarray:
+    """Output codes (np.int64) for input codes qmin..qmax of `in_qp`, in that order.
+
+    `activation`: a registry name ('hard_swish'), an ActivationDef, a BoundActivation or a PWL fit.
+    `semantics`: 'ideal' (float64, round half to even), or a runtime ('onnxruntime', 'tflite').
+    Shape (256,), or (channels, 256) when a parameter is per channel (PReLU's slope).
+    """
+    _check_qparams(in_qp, "input")
+    _check_qparams(out_qp, "output")
+    act = bind(activation, **params)
+    table = get_semantics(semantics).activation_table(act, in_qp, out_qp)
+    table = np.asarray(table, dtype=np.int64)
+    if table.shape[-1] != in_qp.qmax - in_qp.qmin + 1:
+        raise AssertionError(f"semantics {semantics!r} returned a table of shape {table.shape}")
+    if table.min() < out_qp.qmin or table.max() > out_qp.qmax:
+        raise AssertionError(f"semantics {semantics!r} returned codes outside {out_qp.dtype}")
+    return table
+
+
+def lookup(table: np.ndarray, codes: np.ndarray, in_qp: QuantParams, channel_axis: int = 1) -> np.ndarray:
+    """Apply a table to integer codes (NumPy): the integer reference kernel of an activation."""
+    codes = np.asarray(codes, dtype=np.int64)
+    idx = codes - in_qp.qmin
+    if table.ndim == 1:
+        return table[idx]
+    channels = table.shape[0]
+    shape = [1] * codes.ndim
+    shape[channel_axis] = channels
+    ch = np.arange(channels).reshape(shape)
+    return table[ch, idx]
+
+
+def lookup_torch(table: torch.Tensor, codes: torch.Tensor, qmin: int, channel_axis: int = 1) -> torch.Tensor:
+    """Apply a table to integer codes (torch, int64): the converted QuantAct's forward."""
+    idx = codes.long() - qmin
+    if table.dim() == 1:
+        return table[idx]
+    n = table.shape[1]
+    shape = [1] * codes.dim()
+    shape[channel_axis] = table.shape[0]
+    ch = torch.arange(table.shape[0], device=codes.device).reshape(shape)
+    return table.reshape(-1)[(ch * n + idx)]
