@@ -8,11 +8,12 @@ from edgeact.activations import get as get_activation
 from edgeact.errors import EdgeActError, QuantizationError, UnsupportedError
 from edgeact.fake_quant import FakeQuantize, fake_quantize
 from edgeact.qparams import QuantParams
+from edgeact.quantize import QConfig, calibrate, convert, freeze, prepare, start_qat
 from edgeact.tables import int8_table
 
 __version__ = "0.1.0"
 
 __all__ = [
     "activations", "functional", "numpy_functional", "get_activation", "QuantParams", "FakeQuantize",
-    "fake_quantize", "int8_table", "EdgeActError", "QuantizationError", "UnsupportedError",
+    "fake_quantize", "int8_table", "prepare", "calibrate", "start_qat", "freeze", "convert", "QConfig", "EdgeActError", "QuantizationError", "UnsupportedError",
 ]

@@ -1,0 +1,318 @@
+"""prepare(): turn a float torch.nn.Module into a fake-quantized one ready for calibration or QAT.
+
+The model is traced with torch.fx; activations are swapped as asked and wrapped in QuantAct;
+BatchNorm is folded into the conv before it; every op that produces a new int8 tensor gets a
+FakeQuantize on its output, and its consumers read their input parameters from it.
+"""
+from __future__ import annotations
+
+import copy
+import operator
+from typing import Any, Mapping
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+from edgeact import functional as ef
+from edgeact.activations import canonical_name
+from edgeact.errors import QuantizationError, UnsupportedError
+from edgeact.fake_quant import FakeQuantize
+from edgeact.nn.activations import Activation, from_torch, make_activation
+from edgeact.nn.quant_act import QuantAct, SharedQuant
+from edgeact.quantize.prepared import (
+    PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
+    PreparedAdd,
+)
+from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
+
+# Functional activations and the registry names they stand for (with their positional params).
+FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = {
+    torch.relu: ("relu", ()), F.relu: ("relu", ()), torch.sigmoid: ("sigmoid", ()), F.sigmoid: ("sigmoid", ()),
+    torch.tanh: ("tanh", ()), F.tanh: ("tanh", ()), F.relu6: ("relu6", ()), F.hardswish: ("hard_swish", ()),
+    F.hardsigmoid: ("hard_sigmoid", ()), F.silu: ("swish", ()), F.mish: ("mish", ()), F.gelu: ("gelu", ()),
+    F.leaky_relu: ("leaky_relu", ("negative_slope",)), F.elu: ("elu", ("alpha",)), F.selu: ("selu", ()),
+    torch.selu: ("selu", ()), F.softplus: ("softplus", ()), F.hardtanh: ("hard_tanh", ("min_val", "max_val")),
+    **{getattr(ef, n): (n, ()) for n in ("hard_mish", "hard_swish", "mish", "relu6", "selu", "relu")},
+}
+METHOD_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+ADD_OPS = {operator.add, torch.add, operator.iadd}
+MUL_OPS = {operator.mul, torch.mul, operator.imul}
+PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
+PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze}
+PASSTHROUGH_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous"}
+SHAPE_METHODS = {"size", "dim"}
+
+SUPPORTED = (
+    "Conv2d (incl. depthwise/grouped) and Linear, each optionally followed by BatchNorm (folded); "
+    "activations (torch.nn, edgeact.nn or functional: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
+    + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)); "
+    "MaxPool2d; flatten/reshape/view/squeeze/unsqueeze; Dropout and Identity"
+)
+
+ActivationChoice = str | Any  # a registry name, 'keep', or a PWL stand-in (anything with .to_module())
+
+
+def _unsupported(what: str, where: str) -> UnsupportedError:
+    return UnsupportedError(
+        f"cannot quantize {what} at {where!r}. edgeact.prepare supports: {SUPPORTED}. "
+        "Rewrite that part of the model with supported ops, or keep it outside the quantized model."
+    )
+
+
+def _check_finite_parameters(model: nn.Module) -> None:
+    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise QuantizationError(
+                f"parameter {name!r} contains NaN or Inf: the model cannot be quantized — "
+                "retrain or reload the weights (a diverged training step leaves NaN)"
+            )
+
+
+def _swap_activation(act: nn.Module, choice: ActivationChoice | None) -> nn.Module:
+    if choice is None or choice == "keep":
+        converted = from_torch(act)
+        if converted is None:
+            raise _unsupported(type(act).__name__, "?")
+        return converted
+    if isinstance(choice, str):
+        return make_activation(choice)
+    if hasattr(choice, "to_module"):
+        return choice.to_module()
+    if isinstance(choice, nn.Module):
+        return copy.deepcopy(choice)
+    raise UnsupportedError(f"activation replacement must be a name, 'keep' or a PWL stand-in, got {choice!r}")
+
+
+def _activation_name(module: nn.Module) -> str | None:
+    if isinstance(module, Activation):
+        return module.bound().name
+    converted = from_torch(module)
+    return None if converted is None else converted.bound().name
+
+
+class _Builder:
+    """Rewrites the traced graph node by node; keeps the FakeQuantize that owns each tensor."""
+
+    def __init__(self, gm: fx.GraphModule, activations: Mapping[str, ActivationChoice], qconfig: QConfig):
+        self.gm, self.qc = gm, qconfig
+        self.activations = {canonical_name(k): v for k, v in activations.items()}
+        self.owner: dict[fx.Node, FakeQuantize] = {}  # tensor node → its quantizer
+        self.modules = dict(gm.named_modules())
+        self.counter = 0
+        self.erased: set[fx.Node] = set()  # BatchNorm nodes folded away while iterating
+
+    # -- helpers --------------------------------------------------------------------------------
+    def fq(self, where: str, **kw) -> FakeQuantize:
+        return FakeQuantize(self.qc.observer, dtype=self.qc.activation_dtype, name=where, **kw)
+
+    def add_module(self, base: str, module: nn.Module) -> str:
+        name = base.replace(".", "_")
+        while hasattr(self.gm, name):
+            self.counter += 1
+            name = f"{base.replace('.', '_')}_{self.counter}"
+        self.gm.add_module(name, module)
+        return name
+
+    def source(self, node: Any, where: str) -> SharedQuant:
+        if not isinstance(node, fx.Node) or node not in self.owner:
+            raise _unsupported(f"an input that is not a quantized tensor ({node!r})", where)
+        return SharedQuant(self.owner[node])
+
+    def replace(self, node: fx.Node, target: str, args: tuple) -> fx.Node:
+        with self.gm.graph.inserting_before(node):
+            new = self.gm.graph.call_module(target, args)
+        node.replace_all_uses_with(new)
+        self.gm.graph.erase_node(node)
+        return new
+
+    # -- the rewrite ----------------------------------------------------------------------------
+    def run(self) -> fx.GraphModule:
+        graph = self.gm.graph
+        for node in list(graph.nodes):
+            if node in self.erased:
+                continue
+            where = node.name
+            if node.op == "placeholder":
+                name = self.add_module(f"input_quant_{node.name}", self.fq(f"input {node.name!r}"))
+                with graph.inserting_after(node):
+                    q = graph.call_module(name, (node,))
+                node.replace_all_uses_with(q, delete_user_cb=lambda u: u is not q)
+                self.owner[q] = getattr(self.gm, name)
+            elif node.op == "output":
+                continue
+            elif node.op == "call_module":
+                self.module_node(node, self.modules[node.target], node.target)
+            elif node.op == "call_function":
+                self.function_node(node, where)
+            elif node.op == "call_method":
+                self.method_node(node, where)
+            elif node.op == "get_attr":
+                raise _unsupported(f"a constant tensor ({node.target})", where)
+        graph.lint()
+        self.gm.recompile()
+        return self.gm
+
+    def activation(self, node: fx.Node, act_module: nn.Module, path: str) -> None:
+        name = _activation_name(act_module)
+        module = _swap_activation(act_module, self.activations.get(name)) if name else None
+        if module is None:
+            raise _unsupported(type(act_module).__name__, path)
+        qa = QuantAct(module, input_quant=self.source(node.args[0], path),
+                      output_quant=self.fq(f"{path} output", learnable_scale=self.qc.learnable_scale),
+                      semantics=self.qc.semantics)
+        target = self.add_module(f"{path}_q", qa)
+        new = self.replace(node, target, (node.args[0],))
+        self.owner[new] = qa.output_quant
+
+    def module_node(self, node: fx.Node, mod: nn.Module, path: str) -> None:
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            mod = copy.deepcopy(mod)
+            bn_user = self._single_bn_user(node)
+            if bn_user is not None:
+                bn = self.modules[bn_user.target]
+                mod = (fuse_conv_bn_eval if isinstance(mod, nn.Conv2d) else fuse_linear_bn_eval)(mod.eval(), bn.eval())
+                bn_user.replace_all_uses_with(node)
+                self.gm.graph.erase_node(bn_user)
+                self.erased.add(bn_user)
+            wq = FakeQuantize("minmax", dtype="int8", symmetric=True, axis=0, narrow=True, name=f"{path}.weight")
+            cls = PreparedConv2d if isinstance(mod, nn.Conv2d) else PreparedLinear
+            op = cls(mod, [self.source(node.args[0], path)], self.fq(f"{path} output"), wq)
+            new = self.replace(node, self.add_module(f"{path}_q", op), (node.args[0],))
+            self.owner[new] = op.output_quant
+        elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            raise _unsupported("a BatchNorm that does not directly follow a Conv2d/Linear", path)
+        elif _activation_name(mod) is not None:
+            self.activation(node, mod, path)
+        elif isinstance(mod, nn.AdaptiveAvgPool2d):
+            if mod.output_size not in (1, (1, 1)):
+                raise _unsupported(f"AdaptiveAvgPool2d({mod.output_size}) (only output size 1)", path)
+            self.mean(node, path, keepdim=True)
+        elif isinstance(mod, nn.AvgPool2d):
+            op = PreparedAvgPool2d([self.source(node.args[0], path)], mod.kernel_size, mod.stride or mod.kernel_size,
+                                   mod.padding)
+            new = self.replace(node, self.add_module(f"{path}_q", op), (node.args[0],))
+            self.owner[new] = self.owner[node.args[0]] if node.args[0] in self.owner else None
+        elif isinstance(mod, PASSTHROUGH_MODULES):
+            self.passthrough(node, path)
+        else:
+            raise _unsupported(f"module {type(mod).__name__}", path)
+
+    def _single_bn_user(self, node: fx.Node) -> fx.Node | None:
+        users = list(node.users)
+        if len(users) == 1 and users[0].op == "call_module":
+            m = self.modules[users[0].target]
+            if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                return users[0]
+        return None
+
+    def passthrough(self, node: fx.Node, where: str) -> None:
+        src = node.args[0]
+        if src not in self.owner:
+            raise _unsupported(f"{node.target} on a tensor that is not quantized", where)
+        self.owner[node] = self.owner[src]
+
+    def mean(self, node: fx.Node, where: str, keepdim: bool) -> None:
+        op = PreparedMean([self.source(node.args[0], where)], self.fq(f"{where} output"), keepdim)
+        new = self.replace(node, self.add_module(f"{where}_q", op), (node.args[0],))
+        self.owner[new] = op.output_quant
+
+    def binary(self, node: fx.Node, cls, where: str) -> None:
+        a, b = node.args[0], node.args[1]
+        if not (isinstance(a, fx.Node) and isinstance(b, fx.Node)):
+            raise _unsupported(f"{node.target} with a constant operand", where)
+        op = cls([self.source(a, where), self.source(b, where)], self.fq(f"{where} output"))
+        new = self.replace(node, self.add_module(f"{where}_q", op), (a, b))
+        self.owner[new] = op.output_quant
+
+    def function_node(self, node: fx.Node, where: str) -> None:
+        fn = node.target
+        if fn in FUNCTIONAL_ACTIVATIONS:
+            name, positional = FUNCTIONAL_ACTIVATIONS[fn]
+            params = dict(zip(positional, node.args[1:]))
+            params.update({k: v for k, v in node.kwargs.items() if k not in ("inplace",)})
+            self.activation(node, make_activation(name, **params), where)
+        elif fn in ADD_OPS:
+            self.binary(node, PreparedAdd, where)
+        elif fn in MUL_OPS:
+            self.binary(node, PreparedMul, where)
+        elif fn is torch.cat:
+            tensors = node.args[0]
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            op = PreparedConcat([self.source(t, where) for t in tensors], self.fq(f"{where} output"), dim)
+            new = self.replace(node, self.add_module(f"{where}_q", op), tuple(tensors))
+            self.owner[new] = op.output_quant
+        elif fn is torch.mean:
+            self._mean_call(node, where)
+        elif fn in PASSTHROUGH_FUNCTIONS:
+            self.passthrough(node, where)
+        elif fn is operator.getitem or fn is getattr:
+            if isinstance(node.args[0], fx.Node) and node.args[0] in self.owner:
+                raise _unsupported("indexing/slicing a quantized tensor", where)
+        else:
+            raise _unsupported(f"function {getattr(fn, '__name__', fn)}", where)
+
+    def _mean_call(self, node: fx.Node, where: str) -> None:
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+        if tuple(dims or ()) not in ((2, 3), (-2, -1)):
+            raise _unsupported(f"mean over dims {dims} (only the spatial mean over (2, 3))", where)
+        self.mean(node, where, keepdim)
+
+    def method_node(self, node: fx.Node, where: str) -> None:
+        m = node.target
+        if m in METHOD_ACTIVATIONS:
+            self.activation(node, make_activation(METHOD_ACTIVATIONS[m]), where)
+        elif m == "add":
+            self.binary(node, PreparedAdd, where)
+        elif m == "mul":
+            self.binary(node, PreparedMul, where)
+        elif m == "mean":
+            self._mean_call(node, where)
+        elif m in PASSTHROUGH_METHODS:
+            self.passthrough(node, where)
+        elif m in SHAPE_METHODS:
+            return
+        else:
+            raise _unsupported(f"tensor method .{m}()", where)
+
+
+def prepare(model: nn.Module, activations: Mapping[str, ActivationChoice] | None = None,
+            qconfig: QConfig | None = None) -> fx.GraphModule:
+    """A fake-quantized copy of `model`, ready for `calibrate` (PTQ) or QAT training.
+
+    activations: which activation to use in place of which, by registry name, e.g.
+        {"swish": "hard_swish", "mish": "hard_mish", "sigmoid": fit_pwl(...)}; unnamed ones are kept.
+    The returned model observes ranges (calibration state); `calibrate()` then fixes them, and a
+    training loop on it after `start_qat()` is quantization-aware training.
+    """
+    qconfig = qconfig or DEFAULT_QCONFIG
+    _check_finite_parameters(model)
+    model = copy.deepcopy(model).eval()
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as exc:  # torch.fx raises many kinds on untraceable Python
+        raise UnsupportedError(
+            f"the model cannot be traced by torch.fx ({type(exc).__name__}: {exc}); edgeact.prepare needs a "
+            "forward without data-dependent Python control flow"
+        ) from exc
+    gm = _Builder(gm, activations or {}, qconfig).run()
+    gm.edgeact_qconfig = qconfig
+    set_mode(gm, observe=True, fake_quant=False)
+    return gm
+
+
+def quantizers(model: nn.Module):
+    """Every FakeQuantize of a prepared model (weights included)."""
+    return [m for m in model.modules() if isinstance(m, FakeQuantize)]
+
+
+def set_mode(model: nn.Module, observe: bool, fake_quant: bool) -> None:
+    for q in quantizers(model):
+        is_weight = q.axis is not None
+        q.observe = True if is_weight and fake_quant else observe  # weights follow the (changing) weights
+        q.enabled = fake_quant
+
+

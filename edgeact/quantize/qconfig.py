@@ -1,0 +1,38 @@
+"""QConfig: how prepare() quantizes a model."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeact.errors import QuantizationError
+from edgeact.observers import OBSERVERS
+from edgeact.semantics import KNOWN
+
+
+@dataclass(frozen=True)
+class QConfig:
+    """Choices for every quantized tensor of a prepared model.
+
+    activation_dtype: 'int8' or 'uint8' for activations (weights are always int8 per channel,
+        symmetric in [-127, 127], as TFLite and ONNX Runtime both accept).
+    observer: how activation ranges are chosen ('minmax', 'moving_average' for QAT, 'percentile', 'mse').
+    learnable_scale: LSQ scales for activation outputs during QAT.
+    semantics: the integer arithmetic the fake-quant activation tables follow during calibration/QAT
+        ('ideal', 'onnxruntime', 'tflite'); convert() may pick another one for deployment.
+    """
+
+    activation_dtype: str = "int8"
+    observer: str = "minmax"
+    learnable_scale: bool = False
+    semantics: str = "ideal"
+
+    def __post_init__(self):
+        if self.activation_dtype not in ("int8", "uint8"):
+            raise QuantizationError(f"activation_dtype must be 'int8' or 'uint8', got {self.activation_dtype!r}")
+        if self.observer not in OBSERVERS:
+            raise QuantizationError(f"unknown observer {self.observer!r}; choose one of {', '.join(OBSERVERS)}")
+        if self.semantics not in KNOWN:
+            raise QuantizationError(f"unknown semantics {self.semantics!r}; choose one of {', '.join(KNOWN)}")
+
+
+DEFAULT_QCONFIG = QConfig()
+QAT_QCONFIG = QConfig(observer="moving_average")
