@@ -407,13 +407,17 @@ def _write_cpu_files(spec: ArchSpec, root: Path, cpu: CpuModel) -> None:
         _atomic_write(root / "sys" / "devices" / "system" / "cpu" / f, "0\n")
 
 
+def _platform_args(spec: ArchSpec) -> list[str]:
+    args = ["--only-binary=:all:", "--python-version", PY_VERSION, "--implementation", "cp"]
+    for p in spec.platforms:
+        args += ["--platform", p]
+    return args
+
+
 def _fetch_wheels(lay: Layout) -> None:
     lay.wheels.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
-           "--only-binary=:all:", "--python-version", PY_VERSION, "--implementation", "cp",
-           "--abi", "cp311", "-d", lay.wheels]
-    for p in lay.spec.platforms:
-        cmd += ["--platform", p]
+           *_platform_args(lay.spec), "-d", lay.wheels]
     _run(cmd + list(lay.spec.wheels), lay.log, f"downloading {lay.spec.name} wheels")
 
 
@@ -430,7 +434,7 @@ def _install_wheels(lay: Layout) -> None:
     tmp = lay.site.with_name("site.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     _run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps", "--no-index",
-          "--no-compile", "--target", tmp, *wanted], lay.log, f"installing {lay.spec.name} wheels")
+          "--no-compile", *_platform_args(lay.spec), "--target", tmp, *wanted], lay.log, f"installing {lay.spec.name} wheels")
     shutil.rmtree(lay.site, ignore_errors=True)
     os.replace(tmp, lay.site)
 

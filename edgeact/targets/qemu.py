@@ -1,0 +1,124 @@
+"""QEMU user-mode targets: the ARM root's Python and runtimes, run on this machine under emulation.
+
+`qemu-aarch64 -L VIEW -cpu MODEL -plugin libedgeact_insn.so VIEW/usr/bin/python3.11 runner.py ...` with one
+thread and PYTHONHASHSEED=0, so the instruction count per inference (the headline figure here) is identical
+run to run. Emulated milliseconds are only indicative: 200-400x the host's and noisy.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from edgeact.errors import TargetError
+from edgeact.targets import sysroot
+from edgeact.targets.base import RUNNER, LocalJob, RunResult, Target, TargetStatus, check_model, \
+    load_result, normalize_inputs, runner_error, stream
+from edgeact.targets.plugin import plugin_path
+
+EMULATION_WARNING = ("emulated time: 200-400x the host's and noisy run to run; not an ARM latency. "
+                     "Compare instruction counts instead.")
+
+
+def qemu_binary(spec: sysroot.ArchSpec) -> str:
+    """The QEMU binary: `$EDGEACT_QEMU_<ARCH>` if set (a path), else PATH; a clear error when absent."""
+    env_key = f"EDGEACT_QEMU_{spec.name.upper()}"
+    override = os.environ.get(env_key)
+    if override:
+        if not (os.path.isfile(override) and os.access(override, os.X_OK)):
+            raise TargetError(f"{env_key}={override} is not an executable file. Point it at qemu's "
+                              f"{spec.qemu}, or unset it and install QEMU with `apt-get install qemu-user`.")
+        return override
+    found = shutil.which(spec.qemu)
+    if not found:
+        raise TargetError(f"{spec.qemu} is not installed (QEMU user-mode emulation). Install it with "
+                          f"`apt-get install qemu-user` (or run `edgeact target setup qemu-{spec.name}`, "
+                          "which installs it as root).")
+    return found
+
+
+def qemu_env(lay: sysroot.Layout) -> dict:
+    """A clean environment: nothing from the host's Python leaks into the ARM one."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONPATH": "/opt/site",
+        "PYTHONHASHSEED": "0",
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def qemu_python_cmd(lay: sysroot.Layout, cpu: str | None, qemu: str | None = None,
+                    plugin_out: Path | None = None, plugin: Path | None = None) -> list[str]:
+    spec = lay.spec
+    model = spec.cpu(cpu)
+    view = lay.view(model) if lay.view(model).exists() else lay.root
+    cmd = [qemu or qemu_binary(spec), "-L", str(view), "-cpu", model.name]
+    if plugin_out is not None:
+        cmd += ["-plugin", f"{plugin},out={plugin_out}"]
+    return cmd + [str(view / "usr" / "bin" / f"python{sysroot.PY_VERSION}")]
+
+
+class QemuTarget(Target):
+    emulated = True
+
+    def __init__(self, arch: str, cpu: str | None = None, cache: Path | None = None):
+        self.spec = sysroot.arch_spec(arch)
+        self.cpu = self.spec.cpu(cpu).name
+        self.cache = cache
+        self.name = f"qemu-{arch}"
+
+    def backends(self) -> tuple[str, ...]:
+        return self.spec.backends
+
+    def status(self) -> TargetStatus:
+        try:
+            qemu_binary(self.spec)
+            sysroot.check_root(self.spec.name, self.cache)
+        except TargetError as exc:
+            return TargetStatus(self.name, False, self.spec.backends, str(exc),
+                                f"edgeact target setup {self.name}")
+        return TargetStatus(self.name, True, self.spec.backends,
+                            f"{self.spec.why}; CPUs {', '.join(c.name for c in self.spec.cpus)}")
+
+    def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
+            count=True) -> RunResult:
+        model = check_model(model)
+        backend = self._check_backend(model, backend)
+        qemu = qemu_binary(self.spec)
+        lay = sysroot.check_root(self.spec.name, self.cache)
+        plugin = plugin_path(lay.cache)
+        if count and not plugin.exists():
+            raise TargetError(f"the instruction-count plugin is missing ({plugin}); run "
+                              f"`edgeact target setup {self.name}`.")
+        if count and threads != 1:
+            raise TargetError("instruction counts need one thread (other threads spin and break the count); "
+                              "use --threads 1, or --no-count to time several threads.")
+        job = LocalJob(model, normalize_inputs(inputs))
+        try:
+            cmd = qemu_python_cmd(lay, self.cpu, qemu, job.insns if count else None, plugin)
+            cmd += [str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count)
+            t0 = time.monotonic()
+            code, err = stream(cmd, qemu_env(lay), warmup + runs, f"{self.name} ({self.cpu}) {backend}",
+                               progress)
+            if code != 0:
+                if "Could not open" in err or "No such file" in err and "python" in err:
+                    raise TargetError(f"QEMU could not start the root's Python ({err.strip()[:300]}): the "
+                                      f"{self.name} root is broken. Run `edgeact target setup {self.name} "
+                                      "--force`.")
+                if "Could not load plugin" in err:
+                    raise TargetError(f"QEMU refused the instruction-count plugin: {err.strip()[:300]}. Run "
+                                      f"`edgeact target setup {self.name} --force` to rebuild it.")
+                raise runner_error(code, err, f"{self.name} ({self.cpu})", model)
+            res = load_result(job, self.name, backend, self.cpu, True, time.monotonic() - t0)
+            res.rss_note = "QEMU process (emulator), not the ARM footprint"
+            if count and (res.insn_counts is None or len(res.insn_counts) != runs):
+                raise TargetError(f"the plugin reported {len(res.insn_counts or [])} counts for {runs} runs; "
+                                  "run `edgeact target setup {self.name} --force`.")
+            return res
+        finally:
+            job.cleanup()
