@@ -46,7 +46,7 @@ def plugin_path(cache: Path) -> Path:
 
 
 def _fetch_header(cache: Path, version: str, log: Path) -> Path:
-    from edgeact.targets.sysroot import PrivateApt, _run
+    from edgeact.targets.sysroot import PrivateApt
 
     inc = plugin_dir(cache, version) / "include"
     header = inc / "qemu-plugin.h"
@@ -54,7 +54,7 @@ def _fetch_header(cache: Path, version: str, log: Path) -> Path:
         return header
     apt = PrivateApt(cache / "apt" / "source", arch=None, source=True)
     apt.prepare()
-    _run(apt.cmd("update"), log, "apt-get update (deb-src, private)")
+    apt.update(log, "apt-get update (deb-src, private)")
     dl = cache / "apt" / "source" / "src"
     dl.mkdir(parents=True, exist_ok=True)
     try:

@@ -38,13 +38,23 @@ def qemu_binary(spec: sysroot.ArchSpec) -> str:
     return found
 
 
-def qemu_env(lay: sysroot.Layout) -> dict:
-    """A clean environment: nothing from the host's Python leaks into the ARM one."""
+def guest_root(lay: sysroot.Layout, cpu: str | None) -> Path:
+    """The -L prefix: the CPU model's view of the root (its own /proc/cpuinfo), or the root itself."""
+    view = lay.view(lay.spec.cpu(cpu))
+    return view if view.exists() else lay.root
+
+
+def qemu_env(lay: sysroot.Layout, cpu: str | None = None) -> dict:
+    """A clean environment: nothing from the host's Python leaks into the ARM one.
+
+    PYTHONPATH is the host path of /opt/site: QEMU 7.2 does not apply the -L prefix to statx(), which 32-bit
+    ARM's glibc uses for stat(), so a guest path would not be found there.
+    """
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", "/tmp"),
         "LANG": "C.UTF-8",
-        "PYTHONPATH": "/opt/site",
+        "PYTHONPATH": str(guest_root(lay, cpu) / "opt" / "site"),
         "PYTHONHASHSEED": "0",
         "PYTHONNOUSERSITE": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -54,10 +64,8 @@ def qemu_env(lay: sysroot.Layout) -> dict:
 
 def qemu_python_cmd(lay: sysroot.Layout, cpu: str | None, qemu: str | None = None,
                     plugin_out: Path | None = None, plugin: Path | None = None) -> list[str]:
-    spec = lay.spec
-    model = spec.cpu(cpu)
-    view = lay.view(model) if lay.view(model).exists() else lay.root
-    cmd = [qemu or qemu_binary(spec), "-L", str(view), "-cpu", model.name]
+    view = guest_root(lay, cpu)
+    cmd = [qemu or qemu_binary(lay.spec), "-L", str(view), "-cpu", lay.spec.cpu(cpu).name]
     if plugin_out is not None:
         cmd += ["-plugin", f"{plugin},out={plugin_out}"]
     return cmd + [str(view / "usr" / "bin" / f"python{sysroot.PY_VERSION}")]
@@ -103,10 +111,10 @@ class QemuTarget(Target):
             cmd = qemu_python_cmd(lay, self.cpu, qemu, job.insns if count else None, plugin)
             cmd += [str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count)
             t0 = time.monotonic()
-            code, err = stream(cmd, qemu_env(lay), warmup + runs, f"{self.name} ({self.cpu}) {backend}",
+            code, err = stream(cmd, qemu_env(lay, self.cpu), warmup + runs, f"{self.name} ({self.cpu}) {backend}",
                                progress)
             if code != 0:
-                if "Could not open" in err or "No such file" in err and "python" in err:
+                if "Could not open" in err or ("No such file" in err and "python" in err):
                     raise TargetError(f"QEMU could not start the root's Python ({err.strip()[:300]}): the "
                                       f"{self.name} root is broken. Run `edgeact target setup {self.name} "
                                       "--force`.")

@@ -329,6 +329,23 @@ class PrivateApt:
     def cmd(self, *args: str) -> list[str]:
         return ["apt-get", "-q", "-y", *self.options(), *args]
 
+    def update(self, log: Path, what: str, tries: int = 3) -> None:
+        """`apt-get update`, retried: a mirror in mid-sync serves index files of the wrong size for a while.
+        If only some suites keep failing (e.g. -security), carry on with the lists apt did get."""
+        for attempt in range(tries):
+            try:
+                _run(self.cmd("update"), log, what)
+                return
+            except TargetError:
+                if attempt + 1 < tries:
+                    time.sleep(3 * (attempt + 1))
+        if any(("_Packages" in f.name or "_Sources" in f.name) and f"_{DEBIAN_SUITE}_main_" in f.name
+               for f in (self.base / "lists").iterdir()):
+            with open(log, "a") as fh:
+                fh.write("warning: some index files failed; continuing with the lists that were fetched\n")
+            return
+        _run(self.cmd("update"), log, what)
+
 
 # ------------------------------------------------------------------------------------------ steps
 
@@ -366,7 +383,7 @@ def ensure_qemu(spec: ArchSpec, log: Path) -> str:
 def _fetch_debs(lay: Layout) -> None:
     apt = PrivateApt(lay.apt, lay.spec.debian_arch)
     apt.prepare()
-    _run(apt.cmd("update"), lay.log, f"apt-get update ({lay.spec.debian_arch}, private)")
+    apt.update(lay.log, f"apt-get update ({lay.spec.debian_arch}, private)")
     _run(apt.cmd("install", "--download-only", *lay.spec.debs), lay.log,
          f"downloading {lay.spec.debian_arch} packages")
 
