@@ -2,7 +2,7 @@
 
 `qemu-aarch64 -L VIEW -cpu MODEL -plugin libedgeact_insn.so VIEW/usr/bin/python3.11 runner.py ...` with one
 thread and PYTHONHASHSEED=0, so the instruction count per inference (the headline figure here) is identical
-run to run. Emulated milliseconds are only indicative: 200-400x the host's and noisy.
+run to run. Emulated milliseconds are only indicative: hundreds of times the host's and noisy.
 """
 from __future__ import annotations
 
@@ -16,9 +16,6 @@ from edgeact.targets import sysroot
 from edgeact.targets.base import RUNNER, LocalJob, RunResult, Target, TargetStatus, check_model, \
     load_result, normalize_inputs, runner_error, stream
 from edgeact.targets.plugin import plugin_path
-
-EMULATION_WARNING = ("emulated time: 200-400x the host's and noisy run to run; not an ARM latency. "
-                     "Compare instruction counts instead.")
 
 
 def qemu_binary(spec: sysroot.ArchSpec) -> str:

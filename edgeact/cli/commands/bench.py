@@ -1,0 +1,49 @@
+"""`edgeact bench MODEL --target T`: latency (median, p10, p90, min), size, memory, instruction counts."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="time a model on a target (host, qemu-aarch64, qemu-armv7, ssh://user@host[:port])",
+        description="Time MODEL on each --target. Under QEMU the headline is the instruction count per "
+        "inference (deterministic: one thread, fixed --cpu); emulated milliseconds are shown only as min and "
+        "median, with a warning.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help=".onnx or .tflite file(s)")
+    p.add_argument("--target", action="append", help="target (repeatable; default host). A QEMU target "
+                   "may name a CPU: qemu-aarch64:cortex-a53")
+    p.add_argument("--backend", choices=["onnxruntime", "litert"], help="checked against the model's format")
+    p.add_argument("--cpu", help="CPU model for QEMU targets (aarch64: cortex-a53/a72/a76; armv7: cortex-a7/a15)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--data", help=".npz with inputs (default: random inputs of the model's shapes)")
+    p.add_argument("--json", nargs="?", const="-", metavar="PATH", help="write JSON (stdout if no path)")
+    p.add_argument("--csv", nargs="?", const="-", metavar="PATH", help="write CSV (stdout if no path)")
+    p.add_argument("--plot", metavar="PNG", help="write a latency / instruction-count plot")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=handler)
+
+
+def handler(args) -> int:
+    from edgeact import measure, report
+    from edgeact.targets import get_target
+
+    targets = [get_target(t, cpu=args.cpu) if t.startswith("qemu-") else get_target(t)
+               for t in (args.target or ["host"])]
+    data = measure.load_data(args.data) if args.data else None
+    results = []
+    for model in args.models:
+        for t in targets:
+            results.append(measure.bench(model, t, backend=args.backend, threads=args.threads,
+                                         warmup=args.warmup, runs=args.runs, inputs=data,
+                                         progress=not args.no_progress))
+    to_stdout = "-" in (args.json, args.csv)
+    if not to_stdout:
+        report.emit(report.bench_markdown(results), None)
+    if args.json:
+        report.emit(report.bench_json(results), args.json)
+    if args.csv:
+        report.emit(report.bench_csv(results), args.csv)
+    if args.plot:
+        report.plot_bench(results, args.plot)
+    return 0
