@@ -1,0 +1,236 @@
+"""ONNX Runtime's integer semantics: what its CPU execution provider computes for edgeact's QDQ graphs.
+
+Reproduced from ORT's source (MLAS and the CPU kernels, ORT 1.32) and checked against ORT itself by
+the tests, code for code:
+
+- DequantizeLinear: (q − z) as an integer, then · scale in float32.
+- QuantizeLinear (MLAS): float32 division by the scale, clamp, round half to even, + zero point.
+- An activation exported natively runs between DQ and Q in float32 with ORT's own kernel: MLAS's
+  rational approximations for Sigmoid and Tanh (evaluated with fused multiply-add, as the FMA3
+  kernels that MLAS dispatches on x86-64 do), plain float32 arithmetic for the piecewise ones.
+  DQ → Sigmoid/LeakyRelu → Q is fused into com.microsoft QLinearSigmoid / QLinearLeakyRelu, whose
+  256-entry table is built from the same float kernel and MLAS quantization, so the codes agree.
+- Everything else is exported as an exact lookup table: the ideal float64 table (the base class).
+  That includes Elu, Selu, Softplus, Mish and erf-GELU, whose ORT kernels are not reproducible:
+  they mix a vectorized body with a scalar tail (Eigen's exp, std::erff), so one input value can
+  give two outputs depending on where it sits in the tensor.
+
+Which lowering is the default for an activation is decided here (`default_lowering`), because the
+table this semantics returns must be the one the exported graph computes.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from edgeact.activations import BoundActivation
+from edgeact.errors import UnsupportedError
+from edgeact.qparams import QuantParams
+from edgeact.semantics.base import Semantics
+
+F32 = np.float32
+
+# ---------------------------------------------------------------------------------------------
+# float32 arithmetic as the hardware does it
+
+
+def fma32(a, b, c) -> np.ndarray:
+    """Fused multiply-add in float32: a·b + c rounded once (like vfmadd…ps), computed in NumPy.
+
+    a·b of two float32 is exact in float64; the sum is rounded to float64 and then to float32.
+    That double rounding differs from a single rounding only when the float64 sum lands exactly
+    halfway between two float32 numbers while the exact sum does not; the (exact) two-sum error
+    term tells which neighbour the exact sum is closer to.
+    """
+    a, b, c = np.broadcast_arrays(*(np.asarray(t, dtype=F32).astype(np.float64) for t in (a, b, c)))
+    p = a * b
+    s = p + c
+    bv = s - p
+    err = (p - (s - bv)) + (c - bv)
+    r = s.astype(F32)
+    r64 = r.astype(np.float64)
+    other = np.nextafter(r, np.where(s > r64, F32(np.inf), F32(-np.inf)).astype(F32))
+    halfway = (s != r64) & ((other.astype(np.float64) + r64) / 2 == s) & (err != 0)
+    if np.any(halfway):
+        towards_other = (other.astype(np.float64) - s) * err > 0
+        r = np.where(halfway & towards_other, other, r)
+    return np.asarray(r, dtype=F32)
+
+
+def _f32(v) -> np.ndarray:
+    return np.asarray(v, dtype=F32)
+
+
+# MLAS constants (onnxruntime/core/mlas/lib/logistic.cpp, tanh.cpp): the Eigen rational approximations.
+_LOGISTIC = {k: F32(v) for k, v in dict(
+    lo=-18.0, hi=18.0,
+    a9=4.37031012579801e-11, a7=1.15627324459942e-07, a5=6.08574864600143e-05, a3=8.51377133304701e-03,
+    a1=2.48287947061529e-01,
+    b10=6.10247389755681e-13, b8=5.76102136993427e-09, b6=6.29106785017040e-06, b4=1.70198817374094e-03,
+    b2=1.16817656904453e-01, b0=9.93151921023180e-01).items()}
+_TANH = {k: F32(v) for k, v in dict(
+    lo=-9.0, hi=9.0,
+    a13=-2.76076847742355e-16, a11=2.00018790482477e-13, a9=-8.60467152213735e-11, a7=5.12229709037114e-08,
+    a5=1.48572235717979e-05, a3=6.37261928875436e-04, a1=4.89352455891786e-03,
+    b6=1.19825839466702e-06, b4=1.18534705686654e-04, b2=2.26843463243900e-03, b0=4.89352518554385e-03).items()}
+
+
+def mlas_logistic(x) -> np.ndarray:
+    """MlasComputeLogistic (FMA3 kernel): clamp to ±18, p(x)/q(x) + 0.5, floored at 0."""
+    c = _LOGISTIC
+    v = np.minimum(np.maximum(_f32(x), c["lo"]), c["hi"])
+    v2 = v * v
+    p = fma32(v2, c["a9"], c["a7"])
+    for k in ("a5", "a3", "a1"):
+        p = fma32(v2, p, c[k])
+    p = v * p
+    q = fma32(v2, c["b10"], c["b8"])
+    for k in ("b6", "b4", "b2", "b0"):
+        q = fma32(v2, q, c[k])
+    return np.maximum(F32(0), (p / q).astype(F32) + F32(0.5)).astype(F32)
+
+
+def mlas_tanh(x) -> np.ndarray:
+    """MlasComputeTanh (FMA3 kernel): clamp to ±9, odd polynomial over even polynomial."""
+    c = _TANH
+    v = np.minimum(np.maximum(_f32(x), c["lo"]), c["hi"])
+    v2 = v * v
+    p = fma32(v2, c["a13"], c["a11"])
+    for k in ("a9", "a7", "a5", "a3", "a1"):
+        p = fma32(v2, p, c[k])
+    p = v * p
+    q = fma32(v2, c["b6"], c["b4"])
+    for k in ("b2", "b0"):
+        q = fma32(v2, q, c[k])
+    return (p / q).astype(F32)
+
+
+def dequantize_f32(q, qp: QuantParams) -> np.ndarray:
+    """DequantizeLinear: (q − z) · s in float32."""
+    return (np.asarray(q, dtype=np.int64) - qp.zero_point).astype(F32) * F32(qp.scale)
+
+
+def quantize_f32(y, qp: QuantParams) -> np.ndarray:
+    """MlasQuantizeLinear: y / s in float32, clamp to [qmin − z, qmax − z], round half to even, + z."""
+    v = (_f32(y) / F32(qp.scale)).astype(F32)
+    v = np.clip(v, F32(qp.qmin - qp.zero_point), F32(qp.qmax - qp.zero_point))
+    return np.rint(v).astype(np.int64) + qp.zero_point
+
+
+# ---------------------------------------------------------------------------------------------
+# activations ORT computes natively, in its own float32 arithmetic (x: float32, DQ output)
+
+
+def _hard_sigmoid(x, alpha=1.0 / 6.0, beta=0.5):
+    # Eigen: (alpha * x + beta).cwiseMin(1).cwiseMax(0), separate multiply and add.
+    return np.maximum(np.minimum((x * F32(alpha)).astype(F32) + F32(beta), F32(1)), F32(0)).astype(F32)
+
+
+def _hard_swish(x):
+    # ORT has no HardSwish kernel: it rewrites it to HardSigmoid(1/6, 0.5) and Mul.
+    return (x * _hard_sigmoid(x)).astype(F32)
+
+
+def _swish(x, beta=1.0):
+    # Sigmoid(β·x) · x (ORT fuses it into QuickGelu, which computes the same).
+    xb = x if float(beta) == 1.0 else (x * F32(beta)).astype(F32)
+    return (x * mlas_logistic(xb)).astype(F32)
+
+
+def _gelu_tanh(x):
+    # onnxruntime/core/providers/cpu/tensor/gelu.cc: x·(C·x·x + B) → MlasComputeTanh → 0.5·x·(t + 1).
+    b, c = F32(0.7978845608028654), F32(0.035677408136300125)
+    t = mlas_tanh((x * (((c * x).astype(F32) * x).astype(F32) + b)).astype(F32))
+    return ((F32(0.5) * x).astype(F32) * (t + F32(1)).astype(F32)).astype(F32)
+
+
+def _hard_mish(x):
+    # Add(x, 2) → Clip(0, 2) → Mul(x, ·) → Mul(0.5): each step rounded to float32.
+    t = np.clip((x + F32(2)).astype(F32), F32(0), F32(2))
+    return (F32(0.5) * (x * t).astype(F32)).astype(F32)
+
+
+def _prelu(x, weight=0.25):
+    w = np.asarray(weight, dtype=F32)
+    if w.size > 1:
+        w = w.reshape(-1, 1)  # per channel: rows are channels
+        x = np.broadcast_to(x, (w.shape[0], x.shape[-1]))
+    return np.where(x > 0, x, (x * w).astype(F32)).astype(F32)
+
+
+NATIVE_KERNELS: dict[str, Callable[..., np.ndarray]] = {
+    "identity": lambda x: x,
+    "relu": lambda x: np.maximum(x, F32(0)),
+    "relu6": lambda x: np.clip(x, F32(0), F32(6)),
+    "hard_tanh": lambda x, min_val=-1.0, max_val=1.0: np.clip(x, F32(min_val), F32(max_val)),
+    # QLinearLeakyRelu's table: v >= 0 ? v : alpha * v.
+    "leaky_relu": lambda x, negative_slope=0.01: np.where(x >= 0, x, (x * F32(negative_slope)).astype(F32)),
+    "prelu": _prelu,
+    "sigmoid": lambda x: mlas_logistic(x),
+    "tanh": lambda x: mlas_tanh(x),
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_swish": _hard_swish,
+    "swish": _swish,
+    "gelu": lambda x, approximate="tanh": _gelu_tanh(x),
+    "hard_mish": _hard_mish,
+}
+
+# The default lowering per activation: native where ORT's kernel is reproducible and measured faster
+# than the table (benchmarks/RESULTS-onnx.md); everything else, and any PWL stand-in, is a table.
+# Swish and hard-Mish need two to four float ops between DQ and Q and measure the same as the table,
+# which then wins: one op and ideal (float64) values.
+NATIVE_BY_DEFAULT = frozenset({
+    "identity", "relu", "relu6", "hard_tanh", "leaky_relu", "prelu", "sigmoid", "tanh", "hard_sigmoid",
+    "hard_swish", "gelu",
+})
+
+
+def native_kernel(act: BoundActivation) -> Callable[[np.ndarray], np.ndarray] | None:
+    """ORT's float32 computation of `act` (bound to its parameters), or None if not reproducible."""
+    fn = NATIVE_KERNELS.get(act.name) if act.definition is not None else None
+    if fn is None:
+        return None
+    params = dict(act.params)
+    if act.name == "gelu" and params.get("approximate", "none") != "tanh":
+        return None  # erf GELU: AVX-512 body with a std::erff tail, position dependent
+    if act.channels is not None and act.name != "prelu":
+        return None  # per-channel parameters only where the ONNX op broadcasts them (PRelu)
+    for k, v in params.items():
+        if isinstance(v, (np.ndarray, list, tuple)) and np.size(v) == 1:
+            params[k] = float(np.asarray(v).reshape(-1)[0])
+    return lambda x: fn(x, **params)
+
+
+def default_lowering(act: BoundActivation) -> str:
+    """'native' or 'table': what edgeact exports for `act` unless told otherwise."""
+    if act.name == "prelu" and act.channels is not None:
+        return "table"  # ORT's broadcasting PRelu kernel is ~4× slower than the table
+    if act.name in NATIVE_BY_DEFAULT and native_kernel(act) is not None:
+        return "native"
+    return "table"
+
+
+class OnnxRuntimeSemantics(Semantics):
+    """ONNX Runtime (CPU EP) arithmetic for the graphs `edgeact.export.to_onnx` writes."""
+
+    name = "onnxruntime"
+
+    def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        if default_lowering(act) == "native":
+            return self.native_table(act, in_qp, out_qp)
+        return super().activation_table(act, in_qp, out_qp)
+
+    def native_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        """The codes of DQ → ORT's float kernel → Q; (channels, n) for a per-channel PReLU."""
+        kernel = native_kernel(act)
+        if kernel is None:
+            raise UnsupportedError(
+                f"ONNX Runtime's native kernel for {act.name!r} (params {dict(act.params)}) is not reproduced "
+                "by edgeact, so its codes cannot be predicted: export it as a table (lowering='table')"
+            )
+        y = kernel(dequantize_f32(in_qp.codes(), in_qp))
+        return quantize_f32(y, out_qp)
+
+
+SEMANTICS = OnnxRuntimeSemantics()

@@ -1,0 +1,218 @@
+"""One int8 activation in ONNX: a native op between DequantizeLinear and QuantizeLinear, or an exact table.
+
+Native: DQ → Relu / Clip / LeakyRelu / PRelu / Sigmoid / Tanh / HardSigmoid / HardSwish / Gelu / … → Q.
+ONNX Runtime runs these in float32 (fusing Sigmoid and LeakyRelu into its QLinear table kernels);
+`edgeact.semantics.onnxruntime` reproduces the codes, so the choice is exact when the model was
+converted with semantics='onnxruntime'.
+
+Table: Cast(int32) → GatherElements over the 256 output codes. Exact by construction for any
+table (a PWL stand-in, an activation ORT has no reproducible kernel for, a model converted with
+another semantics). GatherElements, not Gather: ORT's Gather copies element by element through a
+generic path and is ~7× slower here (benchmarks/RESULTS-onnx.md).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgeact.activations import BoundActivation, bind
+from edgeact.errors import ExportError, UnsupportedError
+from edgeact.functional import SELU_ALPHA, SELU_SCALE
+from edgeact.qparams import QuantParams
+from edgeact.semantics.onnxruntime import SEMANTICS as ORT, default_lowering, native_kernel
+from edgeact.export.onnx_graph import ELEM_TYPE, GraphBuilder, check, save_atomic
+
+LOWERINGS = ("native", "table")
+F32 = np.float32
+
+
+# ----------------------------------------------------------------------------------- native ops
+# Each builder appends the float32 subgraph between DQ and Q: (graph, x_float, params, rank) → y_float.
+
+def _clip(g, x, lo, hi):
+    return g.node("Clip", [x, g.constant(F32(lo), "clip_min"), g.constant(F32(hi), "clip_max")])
+
+
+def _prelu(g, x, p, rank):
+    w = np.asarray(p["weight"], dtype=F32)
+    if w.size == 1:
+        # One slope: LeakyRelu computes the same (x ≥ 0 ? x : αx; 0 either way) and ORT fuses it into
+        # QLinearLeakyRelu, while its broadcasting PRelu kernel is ~4× slower than even the table.
+        return g.node("LeakyRelu", [x], "prelu", alpha=float(w.reshape(-1)[0]))
+    return g.node("PRelu", [x, g.constant(w.reshape((w.size,) + (1,) * max(rank - 2, 0)), "prelu_slope")])
+
+
+def _swish(g, x, p, rank):
+    beta = float(p.get("beta", 1.0))
+    xb = x if beta == 1.0 else g.node("Mul", [x, g.constant(F32(beta), "swish_beta")])
+    return g.node("Mul", [x, g.node("Sigmoid", [xb])], "swish")
+
+
+def _hard_mish(g, x, p, rank):
+    t = _clip(g, g.node("Add", [x, g.constant(F32(2), "two")]), 0.0, 2.0)
+    return g.node("Mul", [g.node("Mul", [x, t]), g.constant(F32(0.5), "half")], "hard_mish")
+
+
+NATIVE_OPS = {
+    "identity": lambda g, x, p, r: x,
+    "relu": lambda g, x, p, r: g.node("Relu", [x]),
+    "relu6": lambda g, x, p, r: _clip(g, x, 0.0, 6.0),
+    "hard_tanh": lambda g, x, p, r: _clip(g, x, p["min_val"], p["max_val"]),
+    "leaky_relu": lambda g, x, p, r: g.node("LeakyRelu", [x], alpha=float(p["negative_slope"])),
+    "prelu": _prelu,
+    "sigmoid": lambda g, x, p, r: g.node("Sigmoid", [x]),
+    "tanh": lambda g, x, p, r: g.node("Tanh", [x]),
+    "hard_sigmoid": lambda g, x, p, r: g.node("HardSigmoid", [x], alpha=float(p["alpha"]), beta=float(p["beta"])),
+    "hard_swish": lambda g, x, p, r: g.node("HardSwish", [x]),
+    "swish": _swish,
+    "gelu": lambda g, x, p, r: g.node("Gelu", [x], approximate=str(p.get("approximate", "none"))),
+    "hard_mish": _hard_mish,
+    # ONNX has these, but ORT's kernels are not reproducible (Eigen exp with a scalar tail): never
+    # chosen by default, only on request with require_exact=False (the benchmark times them).
+    "elu": lambda g, x, p, r: g.node("Elu", [x], alpha=float(p["alpha"])),
+    "selu": lambda g, x, p, r: g.node("Selu", [x], alpha=float(SELU_ALPHA), gamma=float(SELU_SCALE)),
+    "softplus": lambda g, x, p, r: g.node("Softplus", [x]),
+    "mish": lambda g, x, p, r: g.node("Mish", [x]),
+}
+
+
+def has_native_op(act: BoundActivation) -> bool:
+    """Whether ONNX has an op for `act` as bound (per-channel parameters only for PRelu)."""
+    if act.definition is None or act.name not in NATIVE_OPS:
+        return False
+    return act.channels is None or act.name == "prelu"
+
+
+def _scalar_params(act: BoundActivation) -> dict:
+    out = {}
+    for k, v in act.params.items():
+        if isinstance(v, (np.ndarray, list, tuple)) and np.size(v) == 1:
+            v = float(np.asarray(v).reshape(-1)[0])
+        out[k] = v
+    return out
+
+
+# ----------------------------------------------------------------------------------- lowering
+
+def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, table: np.ndarray | None,
+                    requested: str | None = None, *, require_exact: bool = True, where: str = "") -> str:
+    """'native' or 'table' for `act`, checking that the choice reproduces `table` code for code.
+
+    requested None: native when ORT's native op computes exactly `table` (the onnxruntime
+    semantics' table of a natively lowered activation), else the table. 'native' on request fails
+    when ONNX has no such op or (with require_exact) when its codes would differ from `table`.
+    """
+    at = f" at {where!r}" if where else ""
+    if requested not in (None, *LOWERINGS):
+        raise UnsupportedError(f"unknown lowering {requested!r}{at}; choose 'native', 'table' or None (automatic)")
+    if requested == "table":
+        return "table"
+    if requested is None:
+        if default_lowering(act) == "native" and has_native_op(act):
+            if table is None or np.array_equal(ORT.native_table(act, in_qp, out_qp), table):
+                return "native"
+        return "table"
+    if not has_native_op(act):
+        what = "per-channel parameters" if act.definition is not None and act.name in NATIVE_OPS else "no ONNX op"
+        raise UnsupportedError(f"activation {act.name!r}{at} has {what} to lower natively; use lowering='table' "
+                               "(an exact lookup table)")
+    if native_kernel(act) is None:
+        if require_exact:
+            raise ExportError(
+                f"ONNX Runtime's native kernel for {act.name!r}{at} is not reproducible bit for bit (it gives "
+                "position-dependent results: a vectorized body with a scalar tail), so the exported model could "
+                "differ from the converted one: use lowering='table' (exact) or pass require_exact=False")
+        return "native"
+    if table is not None:
+        native = ORT.native_table(act, in_qp, out_qp)
+        differ = int(np.count_nonzero(native != table))
+        if differ and require_exact:
+            raise ExportError(
+                f"{act.name!r}{at}: ONNX Runtime's native op computes different codes than the model's table at "
+                f"{differ} of {native.size} inputs (the model was not converted with semantics='onnxruntime') — "
+                "convert with semantics='onnxruntime', or export with lowering='table' (exact)")
+    return "native"
+
+
+def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, *,
+                     table: np.ndarray | None = None, lowering: str | None = None, rank: int = 4,
+                     require_exact: bool = True, where: str = "") -> tuple[str, str]:
+    """Append the activation from input codes `x` to output codes; returns (output name, lowering used).
+
+    `table`: the codes the graph must reproduce (a converted model's table); by default the
+    onnxruntime semantics' table. Per-channel tables (PReLU) index channel axis 1.
+    """
+    if table is None:
+        table = ORT.activation_table(act, in_qp, out_qp)
+    table = np.asarray(table, dtype=np.int64)
+    used = choose_lowering(act, in_qp, out_qp, table, lowering, require_exact=require_exact, where=where)
+    hint = act.name if act.definition is not None else "act"
+    if used == "native":
+        xf = g.node("DequantizeLinear", [x, g.constant(F32(in_qp.scale), "scale"),
+                                         g.constant(np.asarray(in_qp.zero_point, in_qp.np_dtype), "zero_point")],
+                    f"{hint}_dq")
+        yf = NATIVE_OPS[act.name](g, xf, _scalar_params(act), rank)
+        y = g.node("QuantizeLinear", [yf, g.constant(F32(out_qp.scale), "scale"),
+                                      g.constant(np.asarray(out_qp.zero_point, out_qp.np_dtype), "zero_point")],
+                   f"{hint}_q")
+        return y, used
+    return lower_table(g, x, table, in_qp, out_qp, hint=hint, rank=rank), used
+
+
+def lower_table(g: GraphBuilder, x: str, table: np.ndarray, in_qp: QuantParams, out_qp: QuantParams,
+                hint: str = "act", rank: int = 4) -> str:
+    """Codes → codes through `table` ((n,) or (channels, n), inputs qmin..qmax) with GatherElements."""
+    table = np.asarray(table, dtype=np.int64)
+    n = in_qp.qmax - in_qp.qmin + 1
+    idx = g.node("Cast", [x], f"{hint}_index", to=ELEM_TYPE["int32"])
+    if table.ndim == 1:
+        # int8 codes index directly: GatherElements takes a negative index from the end.
+        data = np.roll(table, in_qp.qmin) if in_qp.qmin < 0 else table
+    else:
+        channels = table.shape[0]
+        offsets = (np.arange(channels, dtype=np.int32) * n - in_qp.qmin).reshape((1, channels) + (1,) * (rank - 2))
+        idx = g.node("Add", [idx, g.constant(offsets, f"{hint}_channel_offset")], f"{hint}_index")
+        data = table.reshape(-1)
+    data = np.asarray(data, dtype=out_qp.np_dtype).reshape(1, -1)
+    flat = g.node("Reshape", [idx, g.constant(np.array([1, -1], np.int64), "row_shape")], f"{hint}_flat")
+    looked = g.node("GatherElements", [g.constant(data, f"{hint}_table"), flat], f"{hint}_lookup", axis=1)
+    return g.node("Reshape", [looked, g.node("Shape", [x], f"{hint}_shape")], f"{hint}_codes")
+
+
+# ----------------------------------------------------------------------------------- one activation
+
+def export_activation(activation, in_qp: QuantParams, out_qp: QuantParams, path=None, *, shape=(1, 256),
+                      lowering: str | None = None, io: str = "int8", require_exact: bool = True, **params):
+    """A model of one int8 activation: codes in → codes out (io='int8') or float in → float out.
+
+    Returns the onnx.ModelProto (and writes it atomically to `path` if given). For a per-channel
+    PReLU, `shape` must put the channels on axis 1.
+    """
+    act = bind(activation, **params)
+    if io not in ("int8", "float"):
+        raise UnsupportedError(f"io must be 'int8' (codes in and out) or 'float', got {io!r}")
+    if in_qp.dtype != out_qp.dtype:
+        raise UnsupportedError(f"input is {in_qp.dtype} but output is {out_qp.dtype}: use one type for both")
+    if act.channels is not None and (len(shape) < 2 or shape[1] != act.channels):
+        raise UnsupportedError(f"{act.name!r} has {act.channels} per-channel parameters: give a shape with "
+                               f"{act.channels} channels on axis 1, e.g. (1, {act.channels}, 8, 8)")
+    g = GraphBuilder(f"edgeact_{act.name}")
+    if io == "int8":
+        x = g.add_input("x", in_qp.dtype, shape)
+    else:
+        xf = g.add_input("x", "float32", shape)
+        x = g.node("QuantizeLinear", [xf, g.constant(F32(in_qp.scale), "scale"),
+                                      g.constant(np.asarray(in_qp.zero_point, in_qp.np_dtype), "zero_point")], "x_q")
+    y, used = lower_activation(g, x, act, in_qp, out_qp, lowering=lowering, rank=len(shape),
+                               require_exact=require_exact)
+    if io == "int8":
+        g.add_output(y, "y", out_qp.dtype, shape)
+    else:
+        yf = g.node("DequantizeLinear", [y, g.constant(F32(out_qp.scale), "scale"),
+                                         g.constant(np.asarray(out_qp.zero_point, out_qp.np_dtype), "zero_point")],
+                    "y_dq")
+        g.add_output(yf, "y", "float32", shape)
+    model = g.model(doc=f"edgeact int8 {act.name} ({used}): in {in_qp}, out {out_qp}")
+    check(model)
+    if path is not None:
+        save_atomic(model.SerializeToString(), path)
+    return model

@@ -1,0 +1,134 @@
+"""Building and writing ONNX graphs: unique deterministic names, initializers, atomic saves.
+
+Shared by the activation lowering and the model exporter, so that every file edgeact writes has
+the same opset, the same naming and the same byte-for-byte determinism (no timestamps, no random
+names, initializers in creation order).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeact.errors import ExportError
+
+OPSET = 21  # Gelu needs 20, int16 Q/DQ 21; onnxruntime 1.20+ runs it
+IR_VERSION = 10  # the IR version that opset 21 requires; ORT reads it
+MS_DOMAIN = "com.microsoft"
+
+ELEM_TYPE = {
+    "int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int16": TensorProto.INT16, "int32": TensorProto.INT32,
+    "int64": TensorProto.INT64, "float32": TensorProto.FLOAT,
+}
+
+
+class GraphBuilder:
+    """Collects nodes and initializers under names that depend only on the order of the calls."""
+
+    def __init__(self, name: str = "edgeact"):
+        self.graph_name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.inputs: list[onnx.ValueInfoProto] = []
+        self.outputs: list[onnx.ValueInfoProto] = []
+        self._used: set[str] = set()
+        self._scalars: dict[tuple, str] = {}
+
+    def unique(self, hint: str) -> str:
+        base = "".join(ch if ch.isalnum() or ch in "_." else "_" for ch in hint) or "t"
+        name, i = base, 1
+        while name in self._used:
+            name = f"{base}_{i}"
+            i += 1
+        self._used.add(name)
+        return name
+
+    def constant(self, array, hint: str, dtype=None) -> str:
+        """An initializer; identical scalars (scales, zero points) are written once."""
+        arr = np.asarray(array, dtype=dtype) if dtype is not None else np.asarray(array)
+        key = None
+        if arr.ndim == 0:
+            key = (arr.dtype.str, arr.tobytes())
+            if key in self._scalars:
+                return self._scalars[key]
+        name = self.unique(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        if key is not None:
+            self._scalars[key] = name
+        return name
+
+    def node(self, op: str, inputs: list[str], hint: str | None = None, *, outputs: int = 1, domain: str = "",
+             **attrs) -> str | list[str]:
+        names = [self.unique(f"{hint or op.lower()}" + (f"_{k}" if outputs > 1 else "")) for k in range(outputs)]
+        self.nodes.append(helper.make_node(op, inputs, names, name=names[0], domain=domain or None, **attrs))
+        return names[0] if outputs == 1 else names
+
+    def add_input(self, name: str, dtype: str, shape) -> str:
+        self._used.add(name)
+        self.inputs.append(helper.make_tensor_value_info(name, ELEM_TYPE[dtype], list(shape)))
+        return name
+
+    def add_output(self, source: str, name: str, dtype: str, shape) -> None:
+        """Expose `source` as graph output `name` (through an Identity if the names differ)."""
+        if source != name:
+            self._used.add(name)
+            self.nodes.append(helper.make_node("Identity", [source], [name], name=f"{name}_out"))
+        self.outputs.append(helper.make_tensor_value_info(name, ELEM_TYPE[dtype], list(shape)))
+
+    def model(self, doc: str = "") -> onnx.ModelProto:
+        from edgeact import __version__
+
+        graph = helper.make_graph(self.nodes, self.graph_name, self.inputs, self.outputs, self.initializers,
+                                  doc_string=doc or None)
+        opsets = [helper.make_opsetid("", OPSET)]
+        if any(n.domain == MS_DOMAIN for n in self.nodes):
+            opsets.append(helper.make_opsetid(MS_DOMAIN, 1))
+        model = helper.make_model(graph, opset_imports=opsets, producer_name="edgeact", producer_version=__version__)
+        model.ir_version = IR_VERSION
+        return model
+
+
+def check(model: onnx.ModelProto) -> None:
+    """onnx.checker with full shape inference; a failure is an exporter bug, reported as ExportError."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the exported ONNX graph fails onnx.checker: {exc}. This is an edgeact bug; "
+                          "please report it with the model") from exc
+
+
+def save_atomic(data: bytes, path) -> Path:
+    """Write `data` to `path` through a temporary file in the same directory and os.replace.
+
+    Either the whole file appears or nothing does (a crash, a full disk or a read-only directory
+    leaves no half-written model behind).
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ExportError(f"cannot write the model to {str(path)!r}: it is a directory — give a file name such as "
+                          f"{str(path / 'model.onnx')!r}")
+    if not parent.is_dir():
+        raise ExportError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist — create it first")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror} — choose a writable directory") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror} — choose a writable location") from exc
+    return path
