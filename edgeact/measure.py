@@ -241,14 +241,18 @@ class BenchResult:
 
 
 def bench(model, target="host", backend: str | None = None, threads: int = 1, warmup: int = 1, runs: int = 10,
-          inputs: Mapping | None = None, progress: bool = False, seed: int = 0) -> BenchResult:
-    """Time `runs` inferences after `warmup` on `target` (a name or a Target)."""
+          inputs: Mapping | None = None, progress: bool = False, seed: int = 0, count: bool = True
+          ) -> BenchResult:
+    """Time `runs` inferences after `warmup` on `target` (a name or a Target). Under QEMU, `count` adds the
+    instruction count per inference (needs threads=1)."""
     model = check_model(model)
     if runs < 1 or warmup < 0 or threads < 1:
         raise TargetError("need --runs >= 1, --warmup >= 0 and --threads >= 1.")
     tgt = _resolve(target)
     data = normalize_inputs(inputs) if inputs is not None else random_inputs(model, seed)
-    res = tgt.run(model, data, backend=backend, threads=threads, warmup=warmup, runs=runs, progress=progress)
+    extra = {"count": count} if tgt.emulated else {}
+    res = tgt.run(model, data, backend=backend, threads=threads, warmup=warmup, runs=runs, progress=progress,
+                  **extra)
     return BenchResult(
         model=str(model), target=tgt.name, backend=res.backend, runtime=res.runtime, machine=res.machine,
         cpu=res.cpu, emulated=res.emulated, threads=threads, warmup=warmup, runs=runs,

@@ -41,8 +41,15 @@ def plugin_dir(cache: Path, version: str | None = None) -> Path:
     return cache / "plugin" / re.sub(r"[^A-Za-z0-9.+-]", "_", version)
 
 
+def _so_name() -> str:
+    """The .so name carries a hash of the C source, so an edited plugin is rebuilt, never silently reused."""
+    import hashlib
+
+    return f"libedgeact_insn-{hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]}.so"
+
+
 def plugin_path(cache: Path) -> Path:
-    return plugin_dir(cache) / "libedgeact_insn.so"
+    return plugin_dir(cache) / _so_name()
 
 
 def _fetch_header(cache: Path, version: str, log: Path) -> Path:
@@ -88,8 +95,8 @@ def build_plugin(cache: Path, log: Path) -> Path:
     from edgeact.targets.sysroot import _run
 
     version = qemu_source_version()
-    out = plugin_dir(cache, version) / "libedgeact_insn.so"
-    if out.exists() and out.stat().st_mtime >= SOURCE.stat().st_mtime:
+    out = plugin_dir(cache, version) / _so_name()
+    if out.exists():
         return out
     header = _fetch_header(cache, version, log)
     m = re.search(r"#define\s+QEMU_PLUGIN_VERSION\s+(\d+)", header.read_text())
@@ -98,8 +105,12 @@ def build_plugin(cache: Path, log: Path) -> Path:
                           f"{m.group(1) if m else '?'}, edgeact's plugin is written for version "
                           f"{PLUGIN_API_VERSION} (QEMU 7.2). Use Debian 12's qemu-user.")
     if not shutil.which("gcc"):
-        raise TargetError("gcc is needed to build the instruction-count plugin. Install it with "
-                          "`apt-get install gcc` and run `edgeact target setup` again.")
+        if os.geteuid() == 0 and shutil.which("apt-get"):
+            _run(["apt-get", "-q", "-y", "install", "gcc", "libc6-dev"], log, "installing gcc",
+                 env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        else:
+            raise TargetError("gcc is needed to build the instruction-count plugin. Install it with "
+                              "`apt-get install gcc` and run `edgeact target setup` again.")
     tmp = out.with_name(out.name + ".tmp")
     _run(["gcc", "-shared", "-fPIC", "-O2", "-fvisibility=hidden", "-Wall", "-I", header.parent, "-o", tmp,
           SOURCE], log, "compiling the instruction-count plugin")

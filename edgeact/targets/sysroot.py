@@ -564,7 +564,7 @@ def steps(lay: Layout, qemu_holder: dict) -> list[Step]:
 
 
 # Steps whose output the next steps consume: redoing one invalidates those after it.
-_ALWAYS = {"qemu"}
+_ALWAYS = {"qemu", "plugin"}  # cheap when done; the plugin also depends on the installed QEMU and its source
 
 
 @dataclasses.dataclass

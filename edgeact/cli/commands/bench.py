@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--no-count", action="store_true",
+                   help="under QEMU, skip the instruction count (allows --threads > 1)")
     p.add_argument("--data", help=".npz with inputs (default: random inputs of the model's shapes)")
     p.add_argument("--json", nargs="?", const="-", metavar="PATH", help="write JSON (stdout if no path)")
     p.add_argument("--csv", nargs="?", const="-", metavar="PATH", help="write CSV (stdout if no path)")
@@ -36,7 +38,7 @@ def handler(args) -> int:
         for t in targets:
             results.append(measure.bench(model, t, backend=args.backend, threads=args.threads,
                                          warmup=args.warmup, runs=args.runs, inputs=data,
-                                         progress=not args.no_progress))
+                                         progress=not args.no_progress, count=not args.no_count))
     to_stdout = "-" in (args.json, args.csv)
     if not to_stdout:
         report.emit(report.bench_markdown(results), None)
