@@ -81,7 +81,8 @@ _DEFS = [
          description="leaky ReLU with a learnable slope, shared or per channel"),
     _def("relu6", bounded_below=True, bounded_above=True, smooth=False, piecewise_linear=True,
          description="min(max(0, x), 6); int8-friendly fixed range"),
-    _def("selu", bounded_below=True, description="scaled ELU; self-normalising"),
+    _def("selu", bounded_below=True, smooth=False,  # slope λα ≈ 1.76 left of 0, λ ≈ 1.05 right of it
+         description="scaled ELU; self-normalising"),
     _def("elu", defaults={"alpha": 1.0}, bounded_below=True, description="x for x > 0, α(eˣ−1) below"),
     _def("softplus", bounded_below=True, description="ln(1+eˣ); Mish's inner function"),
     _def("swish", defaults={"beta": 1.0}, bounded_below=True, monotonic=False, hard_variant="hard_swish",

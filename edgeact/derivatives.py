@@ -76,6 +76,8 @@ silu = swish
 
 
 def hard_sigmoid(x, alpha=1.0 / 6.0, beta=0.5):
+    """α inside, 0 outside and at the knots (F.hardsigmoid's backward; autograd through the clamp that
+    edgeact.functional uses for other α, β gives α at the knots — both are one-sided slopes)."""
     y = alpha * _f64(x) + beta
     return np.where((y > 0) & (y < 1), alpha, 0.0)
 
@@ -86,9 +88,9 @@ def hard_tanh(x, min_val=-1.0, max_val=1.0):
 
 
 def hard_swish(x):
-    """(2x + 3)/6 on (−3, 3), 0 below, 1 above (PyTorch's convention at the knots)."""
+    """(2x + 3)/6 on (−3, 3), 0 at and below −3, 1 at and above 3 (PyTorch's hardswish_backward)."""
     x = _f64(x)
-    return np.where(x < -3, 0.0, np.where(x <= 3, (2.0 * x + 3.0) / 6.0, 1.0))
+    return np.where(x <= -3, 0.0, np.where(x < 3, (2.0 * x + 3.0) / 6.0, 1.0))
 
 
 def mish(x):
@@ -109,6 +111,7 @@ def hard_mish(x):
 
 
 def gelu(x, approximate="none"):
+    nf.check_gelu_approximate(approximate)
     x = _f64(x)
     if approximate == "tanh":
         k = np.sqrt(2.0 / np.pi)

@@ -55,15 +55,10 @@ class _FakeQuantLSQ(torch.autograd.Function):
         inside = ~(below | above)
         ds = torch.where(below, qmin - zero_point, torch.where(above, qmax - zero_point, torch.round(v) - v))
         gs = grad * ds * grad_scale
-        gs = gs.sum() if len(scale_shape) == 0 or math.prod(scale_shape) == 1 else _sum_to(gs, scale_shape)
+        # `scale` arrives broadcastable to x (shape [1, …, C, …, 1] per channel): sum over the broadcast
+        # dims, i.e. over everything but the channel axis — found by position, not by size.
+        gs = gs.sum() if len(scale_shape) == 0 else gs.sum_to_size(scale_shape)
         return grad * inside, gs.reshape(scale_shape), None, None, None, None
-
-
-def _sum_to(t: torch.Tensor, shape) -> torch.Tensor:
-    n = math.prod(shape)
-    axis = [i for i, s in enumerate(t.shape) if s == n][0]
-    dims = [i for i in range(t.dim()) if i != axis]
-    return t.sum(dim=dims)
 
 
 def fake_quantize(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -78,8 +73,9 @@ def quantize_codes(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
     if not torch.isfinite(x).all():
         raise QuantizationError("cannot quantize NaN/Inf: the input contains non-finite values")
     scale = _shape_for(torch.as_tensor(qp.scale, dtype=x.dtype), x, qp.axis)
-    zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=torch.int64), x, qp.axis)
-    return (torch.round(x / scale).long() + zp).clamp(qp.qmin, qp.qmax)
+    zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=x.dtype), x, qp.axis)
+    # clamp before the cast: x/s beyond the int64 range (x = 1e30) would wrap around to the wrong end
+    return (torch.round(x / scale) + zp).clamp(qp.qmin, qp.qmax).long()
 
 
 def dequantize_codes(q: torch.Tensor, qp: QuantParams, dtype=torch.float32) -> torch.Tensor:

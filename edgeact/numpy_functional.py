@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erf
 
+from edgeact.errors import UnsupportedError
 from edgeact.functional import SELU_ALPHA, SELU_SCALE
 
 
@@ -99,7 +100,17 @@ def hard_mish(x):
     return 0.5 * x * np.clip(x + 2.0, 0.0, 2.0)
 
 
+GELU_APPROXIMATIONS = ("none", "tanh")
+
+
+def check_gelu_approximate(approximate) -> None:
+    """torch rejects other values; an unknown one must not silently become the erf form here."""
+    if approximate not in GELU_APPROXIMATIONS:
+        raise UnsupportedError(f"gelu approximate={approximate!r} is not a GELU form; use 'none' (erf) or 'tanh'")
+
+
 def gelu(x, approximate="none"):
+    check_gelu_approximate(approximate)
     x = _f64(x)
     if approximate == "tanh":
         return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))

@@ -22,7 +22,8 @@ def round_half_even(x: np.ndarray) -> np.ndarray:
 
 
 def _as_float32_value(s: float) -> float:
-    return float(np.float32(s))
+    with np.errstate(over="ignore"):  # too large for float32 → inf, which the caller rejects
+        return float(np.float32(s))
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,21 @@ class QuantParams:
         per_channel = self.axis is not None
         scales = self.scale if per_channel else (self.scale,)
         zps = self.zero_point if per_channel else (self.zero_point,)
+        if not per_channel and (np.size(self.scale) != 1 or np.size(self.zero_point) != 1):
+            raise QuantizationError(
+                f"{np.size(self.scale)} scales and {np.size(self.zero_point)} zero points but no axis: "
+                "pass axis=<channel dimension> for per-channel parameters, or one scale for per-tensor"
+            )
         if per_channel:
             if not isinstance(scales, tuple):
                 scales = tuple(np.asarray(scales, dtype=np.float64).reshape(-1).tolist())
             if not isinstance(zps, tuple) or len(zps) != len(scales):
-                zps_arr = np.broadcast_to(np.asarray(zps), (len(scales),))
+                if np.size(zps) not in (1, len(scales)):
+                    raise QuantizationError(
+                        f"{len(scales)} scales but {np.size(zps)} zero points: give one zero point per "
+                        "channel, or a single one for all channels"
+                    )
+                zps_arr = np.broadcast_to(np.asarray(zps).reshape(-1), (len(scales),))
                 zps = tuple(int(z) for z in zps_arr)
         clean_scales = []
         for s in scales:
