@@ -87,11 +87,22 @@ def bench_markdown(results: Sequence[BenchResult]) -> str:
 
 
 def bench_json(results: Sequence[BenchResult]) -> str:
-    return json.dumps([r.to_dict() for r in results], indent=2, default=_json_default)
+    return json.dumps(_finite([r.to_dict() for r in results]), indent=2, default=_json_default)
 
 
 def bench_csv(results: Sequence[BenchResult]) -> str:
     return _csv(bench_rows(results), BENCH_COLUMNS)
+
+
+def _finite(o):
+    """JSON has no Infinity: an identical output's SQNR (inf) is written as the string "inf"."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return str(o)
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _json_default(o):
@@ -212,7 +223,7 @@ def check_markdown(results: Sequence[CheckResult]) -> str:
 
 
 def check_json(results: Sequence[CheckResult]) -> str:
-    return json.dumps([r.to_dict() for r in results], indent=2, default=_json_default)
+    return json.dumps(_finite([r.to_dict() for r in results]), indent=2, default=_json_default)
 
 
 def check_csv(results: Sequence[CheckResult]) -> str:

@@ -169,7 +169,16 @@ def main(argv=None):
     load_s = time.perf_counter() - t0
     with np.load(a.inputs) as z:
         data = {k: z[k] for k in z.files}
-    model.set_inputs(prepare_inputs(model, data))
+    try:
+        model.set_inputs(prepare_inputs(model, data))
+        model.invoke()  # a first inference outside the timed loop: shape or type errors surface here
+    except SystemExit:
+        raise
+    except Exception as exc:
+        fail(2, "the model does not accept these inputs (%s): %s. Check shapes and layout (ONNX models "
+             "are usually NCHW, TFLite NHWC)" % (
+            ", ".join("%s %s" % (k, tuple(v.shape)) for k, v in data.items()),
+            str(exc).strip().splitlines()[0][:300]))
     total = a.warmup + a.runs
     for _ in range(a.warmup):
         model.invoke()
