@@ -303,6 +303,8 @@ class CheckResult:
         return d
 
 
+VERSION_WHY = ("The target runs a different runtime build/version than the host ({target} vs {host}), so its "
+               "kernels may differ; compare against the same version where one exists.")
 DIFF_WHY = ("Same runtime version, different kernels: the ARM build runs NEON code paths whose rounding at "
             "exact .5 ties or whose fixed-point requantization differs from the x86 (SSE/AVX) paths; a 1-LSB "
             "difference at a tie is this, anything larger is a bug to report.")
@@ -321,16 +323,30 @@ def _input_codes(data: dict, quant_inputs: list[dict]) -> np.ndarray | None:
     return None
 
 
+def _is_elementwise(input_codes: np.ndarray | None, host: np.ndarray) -> bool:
+    """True when the host output code is a function of the input code at the same position (an activation),
+    so that differences can be listed per input code."""
+    if input_codes is None or input_codes.shape != host.shape:
+        return False
+    pairs = np.unique(np.stack([input_codes.ravel(), host.ravel()], axis=1), axis=0)
+    return len(pairs) == len(np.unique(input_codes))
+
+
 def compare_codes(host: np.ndarray, target: np.ndarray, input_codes: np.ndarray | None = None,
                   limit: int = 10) -> tuple[bool, dict[int, int], list[dict]]:
+    """Equal?, histogram of code differences, and where they are: for an elementwise model one entry per
+    distinct (input code, host code, target code) with its count, else the first differing positions."""
     hist = code_diff_histogram(host, target)
     idx = np.flatnonzero(host.ravel() != target.ravel())
+    if idx.size and _is_elementwise(input_codes, host):
+        triples = np.stack([input_codes.ravel()[idx], host.ravel()[idx], target.ravel()[idx]], axis=1)
+        uniq, counts = np.unique(triples, axis=0, return_counts=True)
+        return False, hist, [{"input_code": int(u[0]), "host": int(u[1]), "target": int(u[2]), "count": int(c)}
+                             for u, c in zip(uniq[:limit], counts[:limit])]
     where = []
     for i in idx[:limit]:
         item = {"index": [int(v) for v in np.unravel_index(int(i), host.shape)],
                 "host": int(host.ravel()[i]), "target": int(target.ravel()[i])}
-        if input_codes is not None and input_codes.shape == host.shape:
-            item["input_code"] = int(input_codes.ravel()[i])
         where.append(item)
     return idx.size == 0, hist, where
 
@@ -374,4 +390,5 @@ def check(model, reference, data, target="host", backend: str | None = None, pro
                                   error_lsb=err_lsb, host_equal=equal, host_code_hist=hist, host_diff_where=where))
     return CheckResult(model=str(model), reference=str(reference), target=tgt.name, backend=res.backend,
                        runtime=res.runtime, host_runtime=host_res.runtime, cpu=res.cpu, outputs=checks,
-                       why=DIFF_WHY if any_diff and tgt.name != "host" else "")
+                       why=("" if not any_diff or tgt.name == "host" else DIFF_WHY if res.runtime ==
+                            host_res.runtime else VERSION_WHY.format(target=res.runtime, host=host_res.runtime)))

@@ -207,11 +207,14 @@ def check_markdown(results: Sequence[CheckResult]) -> str:
             same = "—" if o.host_equal is None else ("yes" if o.host_equal else "**no**")
             lines.append(f"| {Path(r.model).name} | {_target_label(r)} · {r.backend} | {o.name} | {o.max_abs:.4g} | "
                          f"{o.mean_abs:.4g} | {o.sqnr_db:.1f} | {top1} | {same} | {_hist_text(o.host_code_hist)} |")
-            if o.host_diff_where:
-                shown = "; ".join(
-                    f"{tuple(w['index'])}: host {w['host']}, target {w['target']}"
-                    + (f" (input code {w['input_code']})" if "input_code" in w else "")
-                    for w in o.host_diff_where[:5])
+            if o.host_diff_where and "count" in o.host_diff_where[0]:
+                shown = "; ".join(f"input code {w['input_code']}: host {w['host']}, target {w['target']} "
+                                  f"({w['count']} elements)" for w in o.host_diff_where)
+                notes.append(f"- {Path(r.model).name} on {_target_label(r)} ({r.runtime}; host "
+                             f"{r.host_runtime}), output {o.name}: {shown}.")
+            elif o.host_diff_where:
+                shown = "; ".join(f"{tuple(w['index'])}: host {w['host']}, target {w['target']}"
+                                  for w in o.host_diff_where[:5])
                 notes.append(f"- {Path(r.model).name} on {_target_label(r)} ({r.runtime}; host "
                              f"{r.host_runtime}), output {o.name}: first differences at {shown}.")
         if r.why and notes:
