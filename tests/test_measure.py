@@ -145,3 +145,17 @@ def test_cli_check_missing_data_names_the_fix(target_models, tmp_path, capsys):
     assert rc == 1
     err = capsys.readouterr().err
     assert "data file" in err and "numpy.savez" in err or ".npz" in err
+
+
+def test_check_lists_differences_per_input_code_for_an_activation(aarch64_root, tmp_path):
+    """Every int8 input code through LiteRT HARD_SWISH on aarch64 vs the host: any difference is listed by
+    input code (the table entry that differs), never more than one LSB."""
+    model = F.act_tflite(tmp_path / "hsw.tflite", "HARD_SWISH", (1, 1, 16, 16))
+    ref = F.float_act_tflite(tmp_path / "hsw_float.tflite", "HARD_SWISH", (1, 1, 16, 16))
+    data = tmp_path / "codes.npz"
+    np.savez(data, x=(np.arange(-128, 128, dtype=np.float32) * 0.05).reshape(1, 1, 16, 16))
+    r = measure.check(model, ref, data, "qemu-aarch64")
+    (o,) = r.outputs
+    for w in o.host_diff_where:
+        assert set(w) == {"input_code", "host", "target", "count"} and abs(w["host"] - w["target"]) == 1
+    assert sum(w["count"] for w in o.host_diff_where) == sum(v for k, v in o.host_code_hist.items() if k)
