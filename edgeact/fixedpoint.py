@@ -48,7 +48,8 @@ def round_half_away(x) -> np.ndarray:
 # ---- gemmlowp primitives ------------------------------------------------------------------------
 
 def saturating_rounding_doubling_high_mul(a, b, bits: int = 32) -> np.ndarray:
-    """gemmlowp::SaturatingRoundingDoublingHighMul for int32 (bits=32) or int16 (bits=16): SQRDMULH."""
+    """gemmlowp::SaturatingRoundingDoublingHighMul for int32 (bits=32) or int16 (bits=16): a·b/2^(bits−1)
+    rounded half up (ties toward +∞, like ARM's SQRDMULH), saturated at a = b = min."""
     a, b = _i64(a), _i64(b)
     lo = -(1 << (bits - 1))
     overflow = (a == b) & (a == lo)

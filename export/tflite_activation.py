@@ -18,7 +18,9 @@ from edgeact.errors import ExportError, UnsupportedError
 from edgeact.export.tflite_builder import ModelBuilder, TensorRef
 from edgeact.qparams import QuantParams
 from edgeact.semantics import get_semantics
-from edgeact.semantics.tflite import ActivationLowering, native_kernel, plan_activation, prelu_alpha_qparams
+from edgeact.semantics.tflite import (
+    ActivationLowering, NativeKernel, native_kernel, native_table, plan_activation, prelu_alpha_qparams,
+)
 
 
 def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantParams, name: str) -> TensorRef:
@@ -46,11 +48,15 @@ def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantPar
 
 
 def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams, out_qp: QuantParams,
-                   name: str, *, lowering: str = "auto", **params) -> TensorRef:
-    """Append `activation` (int8 `x` with `in_qp`) and return its int8 output tensor (`out_qp`).
+                   name: str, *, lowering: str = "auto", table: np.ndarray | None = None,
+                   **params) -> tuple[TensorRef, str]:
+    """Append `activation` (int8 `x` with `in_qp`); returns its int8 output tensor (`out_qp`) and how
+    it was lowered ('LOGISTIC', …, 'table' or 'none').
 
     `lowering`: 'auto' (edgeact's choice, exact under every LiteRT configuration), or 'native' /
     'table' to force one (benchmarks compare them; 'native' may be inexact under XNNPACK).
+    `table`: the codes the result must have (a converted model's table); the native kernel is then
+    used only if it computes exactly these, else the table itself is written.
     """
     act = bind(activation, **params)
     if lowering == "auto":
@@ -64,11 +70,19 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
         plan = ActivationLowering("native", kernel.op, kernel.options)
     else:
         raise UnsupportedError(f"lowering must be 'auto', 'native' or 'table', got {lowering!r}")
+    if table is not None:
+        table = np.asarray(table, dtype=np.int64)
+        if plan.kind == "none" and not np.array_equal(table, in_qp.codes()):
+            plan = ActivationLowering("table")
+        if plan.kind == "native" and not np.array_equal(
+                table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):
+            plan = ActivationLowering("table", reason="the model's table is not what the native kernel computes")
     if plan.kind == "none":
-        return x
+        return x, "none"
     if plan.kind == "table":
-        table = get_semantics("tflite").activation_table(act, in_qp, out_qp)
-        return add_table(b, x, table, out_qp, name)
+        if table is None:
+            table = get_semantics("tflite").activation_table(act, in_qp, out_qp)
+        return add_table(b, x, table, out_qp, name), "table"
     y = b.tensor(name, x.shape, "int8", out_qp)
     op = plan.op
     if op == "LEAKY_RELU":
@@ -91,7 +105,7 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
         b.op(op, [x], [y])
     else:
         raise AssertionError(f"no lowering for planned op {op}")
-    return y
+    return y, op
 
 
 def activation_batch_model(activation, pairs, *, shape=(1, 16, 16, 1), lowering: str = "auto", **params) -> bytes:
@@ -103,7 +117,7 @@ def activation_batch_model(activation, pairs, *, shape=(1, 16, 16, 1), lowering:
     inputs, outputs = [], []
     for k, (in_qp, out_qp) in enumerate(pairs):
         x = b.tensor(f"input_{k}", shape, "int8", in_qp)
-        y = add_activation(b, x, activation, in_qp, out_qp, f"activation_{k}", lowering=lowering, **params)
+        y, _ = add_activation(b, x, activation, in_qp, out_qp, f"activation_{k}", lowering=lowering, **params)
         if y is x:
             y = b.tensor(f"activation_{k}", shape, "int8", out_qp)
             b.op("QUANTIZE", [x], [y])
@@ -120,7 +134,7 @@ def activation_model(activation, in_qp: QuantParams, out_qp: QuantParams, *, sha
     b = ModelBuilder(description=f"edgeact activation {bind(activation, **params).name}")
     if io == "int8":
         x = b.tensor("input", shape, "int8", in_qp)
-        y = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, **params)
+        y, _ = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, **params)
         if y is x:  # a no-op activation still needs a distinct output tensor
             y = b.tensor("activation", shape, "int8", out_qp)
             b.op("QUANTIZE", [x], [y])
@@ -128,7 +142,7 @@ def activation_model(activation, in_qp: QuantParams, out_qp: QuantParams, *, sha
     xf = b.tensor("input", shape, "float32")
     x = b.tensor("input_q", shape, "int8", in_qp)
     b.op("QUANTIZE", [xf], [x], version=1)
-    y = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, **params)
+    y, _ = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, **params)
     yf = b.tensor("output", shape, "float32")
     b.op("DEQUANTIZE", [y], [yf])
     return b.finish([xf], [yf])

@@ -109,7 +109,7 @@ class ModelBuilder:
             arr = np.asarray(data)
             if arr.shape != shape:
                 raise ExportError(f"constant {name!r}: data shape {arr.shape} != declared shape {shape}")
-            arr = np.ascontiguousarray(arr.astype(NUMPY_TYPES[dtype], casting="unsafe"))
+            arr = arr.astype(NUMPY_TYPES[dtype], casting="unsafe", order="C")
             if not np.array_equal(arr.astype(np.float64), np.asarray(data, dtype=np.float64)):
                 raise ExportError(f"constant {name!r}: values do not fit in {dtype}")
             buf = _AlignedBufferT()
@@ -157,8 +157,9 @@ class ModelBuilder:
         self._operators.append(o)
 
     # ---- output -----------------------------------------------------------------------------
-    def finish(self, inputs, outputs, name: str = "main") -> bytes:
-        """Pack the model; `inputs`/`outputs` are the graph's TensorRefs in order."""
+    def finish(self, inputs, outputs, name: str = "main", metadata: dict[str, bytes] | None = None) -> bytes:
+        """Pack the model; `inputs`/`outputs` are the graph's TensorRefs in order; `metadata` entries are
+        stored as named buffers (TFLite's model metadata)."""
         sg = schema.SubGraphT()
         sg.tensors = self._tensors
         sg.inputs = [t.index for t in inputs]
@@ -184,6 +185,16 @@ class ModelBuilder:
         model.subgraphs = [sg]
         model.buffers = self._buffers
         model.signatureDefs = [sig]
+        if metadata:
+            model.metadata = []
+            for key, payload in sorted(metadata.items()):
+                buf = _AlignedBufferT()
+                buf.data = np.frombuffer(bytes(payload), dtype=np.uint8)
+                self._buffers.append(buf)
+                entry = schema.MetadataT()
+                entry.name = key
+                entry.buffer = len(self._buffers) - 1
+                model.metadata.append(entry)
         fb = flatbuffers.Builder(1024)
         fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
         return bytes(fb.Output())

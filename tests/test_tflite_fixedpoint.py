@@ -13,35 +13,46 @@ i32 = st.integers(-(2**31), 2**31 - 1)
 i16 = st.integers(-(2**15), 2**15 - 1)
 
 
+def round_half_up(q: Fraction) -> int:
+    """floor(q + ½): gemmlowp's SaturatingRoundingDoublingHighMul rounds ties toward +∞ (its nudge
+    1 − 2^30 for negative products, then C's truncating division)."""
+    return (q + Fraction(1, 2)).__floor__()
+
+
 def round_half_away(q: Fraction) -> int:
     n = abs(q)
     r = int(n) + (1 if n - int(n) >= Fraction(1, 2) else 0)
     return r if q >= 0 else -r
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(i32, i32)
 def test_srdhm_int32_is_rounded_doubled_high_product(a, b):
-    expected = 2**31 - 1 if a == b == -(2**31) else round_half_away(Fraction(a * b, 2**31))
+    expected = 2**31 - 1 if a == b == -(2**31) else round_half_up(Fraction(a * b, 2**31))
     assert int(fp.saturating_rounding_doubling_high_mul(a, b)) == expected
 
 
-@settings(max_examples=400, deadline=None)
+def test_srdhm_tie_cases():
+    assert int(fp.saturating_rounding_doubling_high_mul(-16, 1024, bits=16)) == 0  # −0.5 → 0
+    assert int(fp.saturating_rounding_doubling_high_mul(16, 1024, bits=16)) == 1  # +0.5 → 1
+
+
+@settings(max_examples=200, deadline=None)
 @given(i16, i16)
 def test_srdhm_and_sdhm_int16(a, b):
-    expected = 2**15 - 1 if a == b == -(2**15) else round_half_away(Fraction(a * b, 2**15))
+    expected = 2**15 - 1 if a == b == -(2**15) else round_half_up(Fraction(a * b, 2**15))
     assert int(fp.saturating_rounding_doubling_high_mul(a, b, bits=16)) == expected
     truncated = 2**15 - 1 if a == b == -(2**15) else int(Fraction(a * b, 2**15))  # int() truncates toward 0
     assert int(fp.saturating_doubling_high_mul_int16(a, b)) == truncated
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(i32, st.integers(0, 31))
 def test_rounding_divide_by_pot(x, e):
     assert int(fp.rounding_divide_by_pot(x, e)) == round_half_away(Fraction(x, 2**e))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.floats(1e-9, 1e6, allow_nan=False, allow_infinity=False))
 def test_quantize_multiplier_represents_the_real_multiplier(m):
     q, shift = fp.quantize_multiplier(m)
@@ -49,7 +60,7 @@ def test_quantize_multiplier_represents_the_real_multiplier(m):
     assert abs(Fraction(q) * Fraction(2) ** (shift - 31) - Fraction(m)) <= Fraction(m) * Fraction(1, 2**31)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(-(2**20), 2**20), st.floats(1e-6, 0.999, allow_nan=False))
 def test_multiply_by_quantized_multiplier_is_within_one_of_exact(x, m):
     q, shift = fp.quantize_multiplier(m)

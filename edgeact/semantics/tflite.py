@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
@@ -367,14 +368,96 @@ def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     return ActivationLowering("native", kernel.op, kernel.options)
 
 
-class TFLiteSemantics(Semantics):
-    """Integer arithmetic of the TFLite int8 graph edgeact exports (LiteRT 2.x).
+# ---- model ops: the arithmetic of LiteRT's default configuration (XNNPACK delegate) ----------------
 
-    An activation's table is the native kernel's arithmetic where edgeact emits the native kernel,
-    else the ideal table that the GATHER lowering carries.
+def _f32(x) -> np.float32:
+    return np.float32(x)
+
+
+def conv_requantization_scales(in_qp: QuantParams, w_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+    """XNNPACK's per-channel requantization scale of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED:
+    (s_in·s_w[c]) / s_out, every step in float32."""
+    w = w_qp.scale_array().astype(np.float32)
+    return (np.float32(in_qp.scale) * w) / np.float32(out_qp.scale)
+
+
+def add_parameters(qa: QuantParams, qb: QuantParams, out: QuantParams) -> tuple[int, int, int]:
+    """XNNPACK qs8 ADD (xnn_init_qs8_add_minmax_scalar_params): 21-bit multipliers for s_a/s_out and
+    s_b/s_out in float32, scaled by 2^shift with shift = 20 − exponent of the larger; (m_a, m_b, shift)."""
+    a = _f32(_f32(qa.scale) / _f32(out.scale))
+    b = _f32(_f32(qb.scale) / _f32(out.scale))
+    exponent = int(np.frombuffer(max(a, b).tobytes(), dtype=np.uint32)[0] >> 23) - 127
+    shift = 20 - exponent
+    if not 12 <= shift <= 30:
+        raise UnsupportedError(
+            f"ADD with input/output scale ratios {float(a):.3g}, {float(b):.3g}: XNNPACK supports ratios in "
+            "[2^-10, 2^8) — recalibrate so that the sum's range is comparable to its inputs'")
+    m_a = int(np.rint(np.float32(np.ldexp(np.float64(a), shift))))
+    m_b = int(np.rint(np.float32(np.ldexp(np.float64(b), shift))))
+    return m_a, m_b, shift
+
+
+def mean_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
+    """XNNPACK qs8 MEAN: s_in / (s_out·count) in float32."""
+    return _f32(_f32(in_qp.scale) / _f32(_f32(out_qp.scale) * _f32(count)))
+
+
+def _torch_f32(x) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float32))
+
+
+class TFLiteSemantics(Semantics):
+    """Integer arithmetic of the TFLite int8 graph edgeact exports, as LiteRT 2.x runs it by default.
+
+    Activations: the native kernel's arithmetic where edgeact emits the native kernel, else the ideal
+    table that the GATHER lowering carries — the same with and without XNNPACK (see `plan_activation`).
+
+    Model ops follow LiteRT's default configuration, in which the XNNPACK delegate runs QUANTIZE,
+    CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN and DEQUANTIZE (measured: every one is
+    delegated, and equals these formulas code for code). XNNPACK requantizes in float32 ("fp32"
+    requantization: round-to-nearest-even of float(acc)·scale), while TFLite's own kernels use fixed-point
+    multipliers — the reference kernels gemmlowp's double rounding (TFLITE_SINGLE_ROUNDING is off in
+    LiteRT 2.3), the optimized ones NEON-style VQRDMULH + rounding shift (ties upward) — so a model run
+    with BUILTIN_WITHOUT_DEFAULT_DELEGATES or BUILTIN_REF differs at a few codes near ties
+    (tests/test_tflite_model.py counts them).
     """
 
     name = "tflite"
+
+    # ---- model ops (XNNPACK) ------------------------------------------------------------------
+    def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+        """QUANTIZE float→int8: round-half-even(x·(1/s)) + z in float32 (XNNPACK and the optimized kernel)."""
+        inv = _torch_f32(np.float32(1.0) / np.float32(qp.scale))
+        q = torch.round(x.float() * inv) + qp.zero_point
+        return q.clamp(qp.qmin, qp.qmax).long()
+
+    def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
+                               out_qp: QuantParams, channel_axis: int = 1) -> torch.Tensor:
+        scales = conv_requantization_scales(in_qp, w_qp, out_qp)
+        shape = [1] * acc.dim()
+        shape[channel_axis] = -1
+        scale = _torch_f32(scales).reshape(shape if scales.size > 1 else [])
+        return self._finish(acc.float() * scale, out_qp)
+
+    def add(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        m_a, m_b, shift = add_parameters(qa, qb, out_qp)
+        acc = (1 << (shift - 1)) + m_a * (a.long() - qa.zero_point) + m_b * (b.long() - qb.zero_point)
+        return (torch.div(acc, 1 << shift, rounding_mode="floor") + out_qp.zero_point).clamp(
+            out_qp.qmin, out_qp.qmax).long()
+
+    def mul(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        scale = _f32(_f32(_f32(qa.scale) * _f32(qb.scale)) / _f32(out_qp.scale))
+        acc = (a.long() - qa.zero_point) * (b.long() - qb.zero_point)
+        return self._finish(acc.float() * _torch_f32(scale), out_qp)
+
+    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        """MEAN (and average pooling, exported as a depthwise conv that computes the same):
+        round-half-even(float(Σq − count·z_in) · s_in/(s_out·count)) + z_out, in float32."""
+        acc = window_sum.long() - count * in_qp.zero_point
+        return self._finish(acc.float() * _torch_f32(mean_scale(in_qp, out_qp, count)), out_qp)
+
+    # requantize (concatenation of differently quantized inputs): the ideal formula of the base class,
+    # exported as a GATHER table.
 
     def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
         for qp, role in ((in_qp, "input"), (out_qp, "output")):
