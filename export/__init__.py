@@ -4,5 +4,9 @@
 """
 # ONNX (QDQ int8, onnxruntime)
 from edgeact.export.onnx_activation import export_activation
+from edgeact.export.onnx_model import to_onnx
 
-__all__ = ["export_activation"]
+# Parity of an exported file (.onnx, .tflite) with the converted model
+from edgeact.export.verify import ParityReport, verify
+
+__all__ = ["export_activation", "to_onnx", "verify", "ParityReport"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+import torch
 
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
@@ -212,7 +213,15 @@ def default_lowering(act: BoundActivation) -> str:
 
 
 class OnnxRuntimeSemantics(Semantics):
-    """ONNX Runtime (CPU EP) arithmetic for the graphs `edgeact.export.to_onnx` writes."""
+    """ONNX Runtime (CPU EP) arithmetic for the graphs `edgeact.export.to_onnx` writes.
+
+    Model ops, as ORT runs edgeact's QDQ graph (uint8 tensors inside, see export/onnx_model.py):
+    Conv / depthwise Conv → QLinearConv and Linear → QGemm: exact int32 accumulator, then
+    float32(acc) · float32(s_in·s_w[c] / s_out), round half to even (MlasRequantizeOutput).
+    Add, Mul, Concat stay DQ → float32 op → Q (ORT 1.32 does not fuse them on CPU). Average
+    pooling and the spatial mean are exported as a depthwise conv with weights 1 of scale 1/count,
+    i.e. the conv requantization of the integer window sum.
+    """
 
     name = "onnxruntime"
 
@@ -231,6 +240,58 @@ class OnnxRuntimeSemantics(Semantics):
             )
         y = kernel(dequantize_f32(in_qp.codes(), in_qp))
         return quantize_f32(y, out_qp)
+
+    # ---- model ops (torch int64 code tensors) -----------------------------------------------
+
+    def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+        """QuantizeLinear on a float32 graph input: float32 division, round half to even."""
+        return self._quantize_f32(x.float() / torch.tensor(F32(qp.scale)), qp)
+
+    def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
+                               out_qp: QuantParams, channel_axis: int = 1) -> torch.Tensor:
+        scale = (F32(in_qp.scale) * w_qp.scale_array().astype(F32)).astype(F32) / F32(out_qp.scale)
+        return self._requantize_int32(acc, scale.astype(F32), out_qp, channel_axis)
+
+    def add(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        return self._quantize_f32((self.dequantize(a, qa) + self.dequantize(b, qb)) / torch.tensor(F32(out_qp.scale)),
+                                  out_qp)
+
+    def mul(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        return self._quantize_f32((self.dequantize(a, qa) * self.dequantize(b, qb)) / torch.tensor(F32(out_qp.scale)),
+                                  out_qp)
+
+    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        """The depthwise conv edgeact exports for pooling: Σ(x − z)·1, scaled by s_in·f32(1/count)/s_out."""
+        acc = window_sum.long() - count * in_qp.zero_point
+        scale = (F32(in_qp.scale) * average_weight_scale(count)).astype(F32) / F32(out_qp.scale)
+        return self._requantize_int32(acc, np.asarray([scale], dtype=F32), out_qp, 1)
+
+    def requantize(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        """DQ → Q (concatenation): float32 dequantization, float32 division."""
+        return self._quantize_f32(self.dequantize(q, in_qp) / torch.tensor(F32(out_qp.scale)), out_qp)
+
+    @staticmethod
+    def _quantize_f32(v: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+        """float32 values already divided by the scale → codes (clamp, round half to even, + z)."""
+        z = qp.zero_point
+        return torch.round(v.float().clamp(qp.qmin - z, qp.qmax - z)).long() + z
+
+    @staticmethod
+    def _requantize_int32(acc: torch.Tensor, scale: np.ndarray, out_qp: QuantParams, channel_axis: int):
+        """MlasRequantizeOutput: float32(acc) · scale[c] in float32, clamp, round half to even, + z."""
+        s = torch.from_numpy(np.ascontiguousarray(scale, dtype=F32))
+        if s.numel() > 1:
+            shape = [1] * acc.dim()
+            shape[channel_axis] = -1
+            s = s.reshape(shape)
+        else:
+            s = s.reshape(())
+        return OnnxRuntimeSemantics._quantize_f32(acc.float() * s, out_qp)
+
+
+def average_weight_scale(count: int) -> np.float32:
+    """The scale of the all-ones int8 weights of a pooling conv: float32(1 / count)."""
+    return F32(1.0 / count)
 
 
 SEMANTICS = OnnxRuntimeSemantics()

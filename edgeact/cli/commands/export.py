@@ -1,0 +1,48 @@
+"""`edgeact export MODEL --format onnx|tflite`: a saved converted model as a deployable int8 file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export", help="write a converted model as a QDQ int8 ONNX (or int8 TFLite) file",
+        description="MODEL is a converted model saved with torch.save (edgeact.export.converted.save_converted). "
+        "Writes a file that the runtime runs code for code like the converted model (check with edgeact verify). "
+        "torch.load runs code from MODEL: use only models you made.")
+    p.add_argument("model", metavar="MODEL", help="saved converted model (.pt)")
+    p.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
+    p.add_argument("-o", "--output", metavar="PATH", help="output file (default: MODEL with .onnx / .tflite)")
+    p.add_argument("--lowering", choices=["native", "table"],
+                   help="force every activation to its native op or to a lookup table (default: per activation "
+                   "the exact and fastest)")
+    p.add_argument("--io", choices=["float", "int8"], default="float",
+                   help="float in/out like the converted model (default), or the int8 codes")
+    p.set_defaults(func=handler)
+
+
+def handler(args) -> int:
+    from edgeact.export.converted import load_converted
+
+    model = load_converted(args.model)
+    out = Path(args.output) if args.output else Path(args.model).with_suffix(f".{args.format}")
+    if args.format == "onnx":
+        from edgeact.export import to_onnx
+
+        to_onnx(model, None, out, lowering=args.lowering, io=args.io)
+    else:
+        to_tflite = _tflite_exporter()
+        to_tflite(model, None, out, lowering=args.lowering, io=args.io)
+    print(f"wrote {out}")
+    return 0
+
+
+def _tflite_exporter():
+    """The TFLite side: edgeact.export.to_tflite (model, example_inputs, path, lowering=, io=)."""
+    from edgeact.errors import UnsupportedError
+
+    try:
+        from edgeact.export import to_tflite
+    except ImportError as exc:
+        raise UnsupportedError("TFLite export is not available in this version of edgeact; use --format onnx") from exc
+    return to_tflite

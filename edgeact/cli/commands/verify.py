@@ -1,0 +1,63 @@
+"""`edgeact verify FILE --model CONVERTED`: the exported file against the converted model, code for code."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "verify", help="compare an exported .onnx/.tflite file with the converted model, code for code",
+        description="Runs FILE in its runtime (onnxruntime for .onnx, LiteRT for .tflite) and the converted model "
+        "on the same inputs and reports every tensor that differs (count, size in LSB, where). Exit status 1 "
+        "if any code differs. torch.load runs code from the model files: use only models you made.")
+    p.add_argument("file", metavar="FILE", help="exported model (.onnx or .tflite)")
+    p.add_argument("--model", required=True, metavar="CONVERTED", help="saved converted model (.pt)")
+    p.add_argument("--data", metavar="X.npy|X.npz", help="inputs (npz: one array per model input, in order); "
+                   "default: random inputs shaped and scaled like the model's example")
+    p.add_argument("--samples", type=int, default=32, help="random inputs to draw (default 32)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", metavar="FLOAT.pt", help="the float model (torch.save) for the float error")
+    p.add_argument("--outputs-only", action="store_true", help="compare only the outputs, not every tensor")
+    p.add_argument("--json", metavar="PATH", help="also write the report as JSON ('-' for stdout)")
+    p.set_defaults(func=handler)
+
+
+def handler(args) -> int:
+    import numpy as np
+    import torch
+
+    from edgeact.errors import ModelFileError
+    from edgeact.export import verify
+    from edgeact.export.converted import load_converted
+
+    model = load_converted(args.model)
+    if args.data:
+        try:
+            data = np.load(args.data)
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"cannot read inputs {args.data!r}: {exc}") from exc
+        inputs = tuple(torch.from_numpy(np.asarray(data[k], np.float32)) for k in data.files) \
+            if hasattr(data, "files") else torch.from_numpy(np.asarray(data, np.float32))
+    else:
+        example = torch.as_tensor(model.edgeact_example, dtype=torch.float32)
+        gen = torch.Generator().manual_seed(args.seed)
+        noise = torch.randn((args.samples, *example.shape[1:]), generator=gen)
+        inputs = noise * example.std() + example.mean()
+    reference = None
+    if args.reference:
+        try:
+            reference = torch.load(args.reference, map_location="cpu", weights_only=False)
+        except Exception as exc:
+            raise ModelFileError(f"cannot load the float reference {args.reference!r}: {exc}") from exc
+    report = verify(args.file, model, inputs, reference=reference, intermediate=not args.outputs_only)
+    print(report)
+    if args.json:
+        text = json.dumps(report.to_dict(), indent=2)
+        if args.json == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            from edgeact.export.onnx_graph import save_atomic
+
+            save_atomic(text.encode(), args.json)
+    return 0 if report.ok else 1

@@ -1,0 +1,312 @@
+"""A converted model (edgeact.convert) as a QDQ int8 ONNX graph that onnxruntime runs code for code.
+
+Walks the converted torch.fx graph node by node; every integer tensor becomes a tensor of codes,
+every op DequantizeLinear → float op → QuantizeLinear with the module's own frozen parameters
+(nothing is re-derived), which ONNX Runtime fuses into its integer kernels (QLinearConv, QGemm,
+QLinearSigmoid, …).
+
+Codes travel as uint8 inside the graph, also for an int8 model (code + 128, zero point + 128:
+the same real values). ORT on x86-64 does not fuse int8-activation Q/DQ convolutions into
+QLinearConv by default and runs them in float, whose summation order nobody reproduces; with
+uint8 it runs the exact integer kernel. Graph inputs and outputs keep the model's types.
+
+Average pooling and the spatial mean become a depthwise conv with weights 1 of scale 1/count:
+ORT's QLinearAveragePool sums dequantized floats (not a function of the integer window sum the
+converted model computes); the conv sums integers and requantizes once, like the semantics says.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import onnx
+import torch
+import torch.fx as fx
+from torch.fx.passes.shape_prop import ShapeProp
+
+from edgeact.errors import ExportError, UnsupportedError
+from edgeact.qparams import QuantParams
+from edgeact.quantized import modules as Q
+from edgeact.semantics.onnxruntime import average_weight_scale
+from edgeact.export.onnx_activation import lower_activation
+from edgeact.export.onnx_graph import GraphBuilder, check, save_atomic
+
+F32 = np.float32
+IOS = ("float", "int8")
+# Model metadata: converted-graph node name → [ONNX tensor of its codes, model dtype, shift (128: int8 as uint8)],
+# so that verify() can compare every intermediate tensor, not only the outputs.
+TENSOR_MAP_KEY = "edgeact.tensors"
+
+
+def inner(qp: QuantParams) -> QuantParams:
+    """The parameters a tensor of codes has inside the graph: uint8 (int8 codes shifted by 128)."""
+    if qp.dtype == "int8" and not qp.per_channel:
+        return QuantParams(qp.scale, qp.zero_point + 128, "uint8")
+    return qp
+
+
+class _Exporter:
+    def __init__(self, gm: fx.GraphModule, lowering, io: str, require_exact: bool):
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
+        self.g = GraphBuilder("edgeact")
+        self.codes: dict[fx.Node, tuple[str, QuantParams]] = {}  # node → (onnx name of uint8 codes, model qp)
+        self.values: dict[fx.Node, str] = {}  # float tensors (graph inputs, dequantized outputs)
+        self.lowering, self.io, self.require_exact = lowering, io, require_exact
+        self.used_lowerings: dict[str, str] = {}
+        self.input_shapes: dict[fx.Node, list] = {}
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def qconst(self, qp: QuantParams) -> tuple[str, str]:
+        q = inner(qp)
+        return self.g.constant(F32(q.scale), "scale"), self.g.constant(np.asarray(q.zero_point, q.np_dtype), "zero_point")
+
+    def dq(self, node: fx.Node, hint: str) -> str:
+        name, qp = self.codes[node]
+        return self.g.node("DequantizeLinear", [name, *self.qconst(qp)], f"{hint}_dq")
+
+    def q(self, x: str, qp: QuantParams, hint: str) -> str:
+        return self.g.node("QuantizeLinear", [x, *self.qconst(qp)], hint)
+
+    def shape(self, node: fx.Node) -> tuple[int, ...]:
+        meta = node.meta.get("tensor_meta")
+        if meta is None and node.op == "call_module" and isinstance(self.modules.get(node.target), Q.Dequantize):
+            return self.shape(node.args[0])  # convert() adds the output Dequantize after shape propagation
+        if meta is None or not hasattr(meta, "shape"):
+            raise ExportError(f"node {node.name!r} has no traced shape: convert the model with edgeact.convert "
+                              "(it records shapes), not by hand")
+        return tuple(int(d) for d in meta.shape)
+
+    def lowering_for(self, name: str):
+        if isinstance(self.lowering, dict):
+            return self.lowering.get(name)
+        return self.lowering
+
+    # ---- walk ----------------------------------------------------------------------------------
+    def run(self, example_shapes: list[tuple[int, ...]]):
+        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != len(example_shapes):
+            raise ExportError(f"the model takes {len(placeholders)} input(s) but {len(example_shapes)} example "
+                              "input(s) were given: pass one example tensor per model input")
+        for node, shape in zip(placeholders, example_shapes):
+            self.placeholder(node, shape)
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                continue
+            if node.op == "output":
+                self.output(node)
+            elif node.op == "call_module":
+                self.module(node, self.modules[node.target])
+            else:
+                what = getattr(node.target, "__name__", str(node.target))
+                raise UnsupportedError(
+                    f"cannot export node {node.name!r} ({node.op} {what}) to ONNX: the converted model should "
+                    "contain only edgeact.quantized modules — convert the model with edgeact.convert()")
+        return self.g
+
+    def placeholder(self, node: fx.Node, shape):
+        # int8 io: the input is created by the Quantize module that reads it (it knows the dtype).
+        self.input_shapes[node] = ["batch", *shape[1:]]
+        if self.io == "float":
+            self.values[node] = self.g.add_input(node.name, "float32", self.input_shapes[node])
+
+    def module(self, node: fx.Node, m):
+        hint = node.name
+        if isinstance(m, Q.Quantize):
+            src = node.args[0]
+            if self.io == "float":
+                self.codes[node] = (self.q(self.values[src], m.out_qparams, hint), m.out_qparams)
+            else:
+                x = self.g.add_input(src.name, m.out_qparams.dtype, self.input_shapes[src])
+                self.codes[node] = (self._to_inner(x, m.out_qparams, hint), m.out_qparams)
+        elif isinstance(m, Q.Dequantize):
+            name, qp = self.codes[node.args[0]]
+            if self.io == "float":
+                self.values[node] = self.g.node("DequantizeLinear", [name, *self.qconst(qp)], hint)
+            else:
+                self.values[node] = self._from_inner(name, qp, hint)
+        elif isinstance(m, Q.QuantizedConv2d):
+            self.conv(node, m)
+        elif isinstance(m, Q.QuantizedLinear):
+            self.linear(node, m)
+        elif isinstance(m, Q.QuantizedActivation):
+            self.activation(node, m)
+        elif isinstance(m, (Q.QuantizedAdd, Q.QuantizedMul)):
+            a, b = node.args
+            op = "Add" if isinstance(m, Q.QuantizedAdd) else "Mul"
+            y = self.g.node(op, [self.dq(a, f"{hint}_a"), self.dq(b, f"{hint}_b")], hint)
+            self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
+        elif isinstance(m, Q.QuantizedConcat):
+            parts = [self.dq(a, f"{hint}_{i}") for i, a in enumerate(node.args)]
+            y = self.g.node("Concat", parts, hint, axis=int(m.dim))
+            self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
+        elif isinstance(m, Q.QuantizedMean):
+            self.pool(node, m, kernel=self.shape(node.args[0])[2:], stride=(1, 1), keepdim=m.keepdim)
+        elif isinstance(m, Q.QuantizedAvgPool2d):
+            k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
+            s = m.stride if isinstance(m.stride, tuple) else (m.stride, m.stride)
+            self.pool(node, m, kernel=k, stride=s, keepdim=True)
+        elif isinstance(m, Q.QuantizedMaxPool2d):
+            self.maxpool(node, m)
+        elif isinstance(m, Q.QuantizedReshape):
+            name, qp = self.codes[node.args[0]]
+            shape = np.array([0, *m.shape[1:]], dtype=np.int64)
+            self.codes[node] = (self.g.node("Reshape", [name, self.g.constant(shape, "shape")], hint), qp)
+        else:
+            raise UnsupportedError(
+                f"cannot export node {node.name!r}: module {type(m).__name__} has no ONNX lowering. Supported: "
+                "Quantize, Dequantize, QuantizedConv2d, QuantizedLinear, QuantizedActivation, QuantizedAdd, "
+                "QuantizedMul, QuantizedConcat, QuantizedMean, QuantizedAvgPool2d, QuantizedMaxPool2d, "
+                "QuantizedReshape")
+
+    # ---- ops -----------------------------------------------------------------------------------
+    def _weights(self, m, hint):
+        w_qp = m.weight_qparams
+        w = m.weight_codes.numpy().astype(np.int8)
+        zeros = np.zeros(w.shape[0], np.int8)
+        wf = self.g.node("DequantizeLinear", [self.g.constant(w, f"{hint}_weight"),
+                                              self.g.constant(w_qp.scale_array().astype(F32), f"{hint}_weight_scale"),
+                                              self.g.constant(zeros, f"{hint}_weight_zero_point")],
+                         f"{hint}_weight_dq", axis=0)
+        b = m.bias_codes.numpy().astype(np.int32)
+        bf = self.g.node("DequantizeLinear", [self.g.constant(b, f"{hint}_bias"),
+                                              self.g.constant(np.asarray(m.bias_scale, F32), f"{hint}_bias_scale"),
+                                              self.g.constant(np.zeros(b.shape[0], np.int32), f"{hint}_bias_zero_point")],
+                         f"{hint}_bias_dq", axis=0)
+        return wf, bf
+
+    def conv(self, node, m: Q.QuantizedConv2d):
+        hint = node.name
+        if m.weight_qparams.dtype != "int8":
+            raise UnsupportedError(f"{hint!r}: weights must be int8")
+        wf, bf = self._weights(m, hint)
+        pad = m.padding if isinstance(m.padding, tuple) else (m.padding, m.padding)
+        y = self.g.node("Conv", [self.dq(node.args[0], hint), wf, bf], hint,
+                        kernel_shape=list(m.kernel_size), strides=list(m.stride), dilations=list(m.dilation),
+                        pads=[pad[0], pad[1], pad[0], pad[1]], group=int(m.groups))
+        self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
+
+    def linear(self, node, m: Q.QuantizedLinear):
+        hint = node.name
+        rank = len(self.shape(node.args[0]))
+        if rank != 2:
+            raise UnsupportedError(f"cannot export {hint!r}: Linear on a rank-{rank} tensor (only (batch, features), "
+                                   "which ORT runs as QGemm); flatten the input first")
+        wf, bf = self._weights(m, hint)
+        y = self.g.node("Gemm", [self.dq(node.args[0], hint), wf, bf], hint, transB=1)
+        self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
+
+    def activation(self, node, m: Q.QuantizedActivation):
+        name, in_qp = self.codes[node.args[0]]
+        out_qp = m.out_qparams
+        table = m.table.numpy().astype(np.int64)
+        shift = 128 if in_qp.dtype == "int8" else 0
+        y, used = lower_activation(self.g, name, m.bound, inner(in_qp), inner(out_qp), table=table + shift,
+                                   lowering=self.lowering_for(m.bound.name), rank=len(self.shape(node)),
+                                   require_exact=self.require_exact, where=node.name)
+        self.used_lowerings[node.name] = used
+        self.codes[node] = (y, out_qp)
+
+    def pool(self, node, m, kernel, stride, keepdim: bool):
+        hint = node.name
+        shape = self.shape(node.args[0])
+        channels, count = shape[1], int(np.prod(kernel))
+        w = np.ones((channels, 1, *kernel), np.int8)
+        wf = self.g.node("DequantizeLinear", [self.g.constant(w, f"{hint}_ones"),
+                                              self.g.constant(average_weight_scale(count), f"{hint}_one_over_count"),
+                                              self.g.constant(np.int8(0), "zero_int8")], f"{hint}_weight_dq")
+        y = self.g.node("Conv", [self.dq(node.args[0], hint), wf], hint, kernel_shape=list(kernel),
+                        strides=list(stride), group=channels)
+        codes = self.q(y, m.out_qparams, f"{hint}_q")
+        if not keepdim:
+            codes = self.g.node("Reshape", [codes, self.g.constant(np.array([0, channels], np.int64), "shape")],
+                                f"{hint}_squeeze")
+        self.codes[node] = (codes, m.out_qparams)
+
+    def maxpool(self, node, m: Q.QuantizedMaxPool2d):
+        # On the codes themselves (ORT has uint8 MaxPool): max commutes with a monotonic quantization,
+        # and the output keeps the input's parameters whatever module object the node calls.
+        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+        k, s, p, d = pair(m.kernel_size), pair(m.stride), pair(m.padding), pair(m.dilation)
+        name, qp = self.codes[node.args[0]]
+        y = self.g.node("MaxPool", [name], node.name, kernel_shape=list(k), strides=list(s),
+                        pads=[p[0], p[1], p[0], p[1]], dilations=list(d), ceil_mode=int(m.ceil_mode))
+        self.codes[node] = (y, qp)
+
+    def _to_inner(self, x: str, qp: QuantParams, hint: str) -> str:
+        if inner(qp) == qp:
+            return x
+        return self.q(self.g.node("DequantizeLinear", [x, self.g.constant(F32(qp.scale), "scale"),
+                                                       self.g.constant(np.asarray(qp.zero_point, qp.np_dtype),
+                                                                       "zero_point")], f"{hint}_in"), qp, hint)
+
+    def _from_inner(self, name: str, qp: QuantParams, hint: str) -> str:
+        if inner(qp) == qp:
+            return name
+        f = self.g.node("DequantizeLinear", [name, *self.qconst(qp)], f"{hint}_out")
+        return self.g.node("QuantizeLinear", [f, self.g.constant(F32(qp.scale), "scale"),
+                                              self.g.constant(np.asarray(qp.zero_point, qp.np_dtype), "zero_point")],
+                           f"{hint}_codes")
+
+    def output(self, node: fx.Node):
+        outs = node.args[0]
+        outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+        for i, o in enumerate(outs):
+            if not isinstance(o, fx.Node) or o not in self.values:
+                raise UnsupportedError(f"model output {i} is not a dequantized tensor (got {o!r}); export needs a "
+                                       "model whose outputs come from edgeact.convert's Dequantize")
+            qp = self.modules[o.target].in_qparams[0] if o.op == "call_module" else None
+            dtype = "float32" if self.io == "float" else qp.dtype
+            self.g.add_output(self.values[o], f"output{i}" if len(outs) > 1 else "output", dtype,
+                              ["batch", *self.shape(o)[1:]])
+
+
+def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=None, io: str = "float",
+            require_exact: bool = True):
+    """The QDQ int8 ONNX model of a converted model; written atomically to `path` if given.
+
+    example_inputs: a tensor or tuple of tensors (only their shapes are used; the batch size stays
+    free); default: the example recorded by convert(). lowering: None (per activation the exact and
+    fastest), 'native', 'table', or a dict {activation name: lowering}. io: 'float' (float in, float
+    out, like the converted model) or 'int8' (the model's codes in and out).
+    """
+    if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
+        raise UnsupportedError(
+            f"to_onnx needs a converted model (edgeact.convert(prepared_model)), got {type(model).__name__}; "
+            "prepare, calibrate and convert it first")
+    if io not in IOS:
+        raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
+    semantics = getattr(model, "edgeact_semantics", None)
+    if semantics != "onnxruntime":
+        warnings.warn(f"the model was converted with semantics={semantics!r}: ONNX Runtime rounds differently at "
+                      "some ties, so its codes may differ; convert with semantics='onnxruntime' for a bit-exact "
+                      "export", stacklevel=2)
+    if example_inputs is None:
+        example_inputs = getattr(model, "edgeact_example", None)
+        if example_inputs is None:
+            raise ExportError("to_onnx needs example_inputs (a tensor of the input shape)")
+    examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    examples = tuple(torch.as_tensor(e, dtype=torch.float32) for e in examples)
+    shapes = [tuple(e.shape) for e in examples]
+    # Shapes of every node (a model that went through torch.save/torch.load has lost them).
+    try:
+        with torch.no_grad():
+            ShapeProp(model).propagate(*examples)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ExportError(f"the example input(s) of shape {shapes} do not fit the model ({exc}); pass tensors "
+                          "shaped like the model's input") from exc
+    exporter = _Exporter(model, lowering, io, require_exact)
+    g = exporter.run(shapes)
+    lowered = ", ".join(f"{k}: {v}" for k, v in exporter.used_lowerings.items()) or "none"
+    onnx_model = g.model(doc=f"edgeact QDQ int8 export (semantics={semantics}); activations: {lowered}")
+    tensors = {n.name: [name, qp.dtype, 128 if inner(qp) != qp else 0] for n, (name, qp) in exporter.codes.items()}
+    onnx.helper.set_model_props(onnx_model, {TENSOR_MAP_KEY: json.dumps(tensors, sort_keys=True),
+                                             "edgeact.semantics": str(semantics)})
+    check(onnx_model)
+    if path is not None:
+        save_atomic(onnx_model.SerializeToString(), path)
+    return onnx_model
+
+
+__all__ = ["to_onnx", "inner", "TENSOR_MAP_KEY"]
