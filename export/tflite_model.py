@@ -458,13 +458,13 @@ def tensor_map(exporter: _Exporter) -> dict:
 
 
 def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = "float",
-              lowering: str = "auto") -> bytes:
+              lowering: str | None = "auto") -> bytes:
     """The fully int8 .tflite of a converted model (bytes); written atomically to `path` if given.
 
     example_inputs: a tensor or tuple of tensors (NCHW, as the model takes them; only shapes are used);
     default: the example recorded by convert(). io: 'float' (float32 in and out with QUANTIZE /
     DEQUANTIZE at the edges) or 'int8' (the codes in and out). 4-D inputs and outputs are NHWC.
-    lowering: 'auto' (per activation the exact and fastest), or 'native' / 'table' to force one.
+    lowering: 'auto' or None (per activation the exact and fastest), or 'native' / 'table' to force one.
     """
     if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
         raise UnsupportedError(
@@ -472,6 +472,7 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
             "prepare, calibrate and convert it first")
     if io not in IOS:
         raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
+    lowering = lowering or "auto"
     semantics = getattr(model, "edgeact_semantics", None)
     if semantics != "tflite":
         warnings.warn(f"the model was converted with semantics={semantics!r}: LiteRT rounds differently at some "
