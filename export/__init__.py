@@ -6,7 +6,13 @@
 from edgeact.export.onnx_activation import export_activation
 from edgeact.export.onnx_model import to_onnx
 
+# TFLite (full int8, LiteRT)
+from edgeact.export.tflite_model import to_tflite
+from edgeact.export.tflite_verify import register_runner as _register_tflite_runner, verify_tflite
+
 # Parity of an exported file (.onnx, .tflite) with the converted model
 from edgeact.export.verify import ParityReport, verify
 
-__all__ = ["export_activation", "to_onnx", "verify", "ParityReport"]
+_register_tflite_runner()
+
+__all__ = ["export_activation", "to_onnx", "verify", "ParityReport", "to_tflite", "verify_tflite"]
