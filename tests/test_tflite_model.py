@@ -267,3 +267,27 @@ def test_warnings_are_not_raised_for_tflite_semantics():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         to_tflite(c, torch.zeros(1, 3, 8, 8))
+
+
+def test_per_channel_prelu_and_spatial_flatten(tmp_path):
+    """nn.PReLU(channels) stays one native PRELU with a slope per channel; a flatten of 6×6 maps feeds
+    the Linear through permuted weight columns (no TRANSPOSE at run time)."""
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.act = nn.PReLU(8)
+            self.fc = nn.Linear(8 * 6 * 6, 4)
+            with torch.no_grad():
+                self.act.weight.copy_(torch.linspace(-0.5, 0.5, 8))
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.act(self.conv(x)), 1))
+
+    c = converted(M(), (3, 6, 6))
+    path = tmp_path / "prelu.tflite"
+    data = to_tflite(c, torch.zeros(1, 3, 6, 6), path)
+    assert rt.delegated_ops(rt.load(data, "builtin")) == [
+        "QUANTIZE", "CONV_2D", "PRELU", "RESHAPE", "FULLY_CONNECTED", "DEQUANTIZE"]
+    report = verify_tflite(path, c, inputs((3, 6, 6)))
+    assert report.ok, str(report)
