@@ -214,3 +214,23 @@ def test_nan_in_calibration_data_is_refused():
     x[0, 0, 0, 0] = float("nan")
     with pytest.raises(QuantizationError, match="NaN"):
         edgeact.calibrate(p, x, progress=False)
+
+
+def test_average_pool_feeding_another_op_keeps_its_input_parameters():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.pool, self.fc = nn.Conv2d(1, 4, 3), nn.AvgPool2d(2), nn.Linear(4 * 3 * 3, 5)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(self.conv(x)), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    p = edgeact.prepare(net)
+    edgeact.calibrate(p, torch.randn(32, 1, 8, 8), progress=False)
+    c = edgeact.convert(p)
+    pool = [m for m in c.modules() if type(m).__name__ == "QuantizedAvgPool2d"][0]
+    assert pool.in_qparams[0] == pool.out_qparams
+    x = torch.randn(8, 1, 8, 8)
+    assert (net(x) - c(x)).abs().max() < 0.1

@@ -191,10 +191,11 @@ class _Builder:
                 raise _unsupported(f"AdaptiveAvgPool2d({mod.output_size}) (only output size 1)", path)
             self.mean(node, path, keepdim=True)
         elif isinstance(mod, nn.AvgPool2d):
-            op = PreparedAvgPool2d([self.source(node.args[0], path)], mod.kernel_size, mod.stride or mod.kernel_size,
+            src = node.args[0]
+            op = PreparedAvgPool2d([self.source(src, path)], mod.kernel_size, mod.stride or mod.kernel_size,
                                    mod.padding)
-            new = self.replace(node, self.add_module(f"{path}_q", op), (node.args[0],))
-            self.owner[new] = self.owner[node.args[0]] if node.args[0] in self.owner else None
+            new = self.replace(node, self.add_module(f"{path}_q", op), (src,))
+            self.owner[new] = self.owner[src]  # average pooling keeps its input's parameters
         elif isinstance(mod, PASSTHROUGH_MODULES):
             self.passthrough(node, path)
         else:
