@@ -23,6 +23,12 @@ def _check_dir(path: Path) -> None:
         raise ExportError(f"cannot write to {parent}: permission denied; choose a writable path")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yields a temporary path beside `path`; renamed onto `path` only if the block succeeds."""
@@ -32,6 +38,7 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
