@@ -14,6 +14,7 @@ Prints the table and writes benchmarks/RESULTS-onnx.md. Run: .venv/bin/python be
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import time
@@ -126,7 +127,9 @@ def render(rows, rounds: int) -> str:
         "",
         f"`benchmarks/bench_onnx_activations.py`: 1×16×112×112, one thread, median of {rounds} interleaved rounds; "
         f"onnxruntime {ort.__version__}, {platform.machine()}, Python {platform.python_version()}. "
-        "Times in ms; ratios against the float op and against a memcpy of the int8 tensor (200,704 bytes).",
+        "Times in ms; ratios against the float op and against a memcpy of the int8 tensor (200,704 bytes). "
+        f"Load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (shared machine): "
+        "absolute times move between runs, the ratios within a row are measured side by side.",
         "",
         "| activation | float | native int8 | table (GatherElements) | Gather | memcpy | native/float | table/float "
         "| table/memcpy | native exact? | default |",

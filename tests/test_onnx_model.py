@@ -47,7 +47,8 @@ class SmallCNN(nn.Module):
 
 
 class OpsNet(nn.Module):
-    """The other ops: max pooling (one module used twice), concat, squeeze-excite mul, residual add, mean."""
+    """The other ops: max pooling (one module used twice), concat, squeeze-excite mul, residual add, mean,
+    average pooling. Takes 16×16 inputs."""
 
     def __init__(self, act):
         super().__init__()
@@ -61,14 +62,15 @@ class OpsNet(nn.Module):
         self.act_b = act()
         self.se = nn.Conv2d(16, 16, 1)
         self.gate = nn.Sigmoid()
+        self.avg = nn.AvgPool2d(2)
         self.head = nn.Conv2d(16, 8, 1)
-        self.fc = nn.Linear(8 * 3 * 3, 5)
+        self.fc = nn.Linear(8 * 2 * 2, 5)
 
     def forward(self, x):
         y = self.pool(self.act(self.bn(self.conv(x))))
         z = torch.cat([self.act_a(self.a(y)), self.act_b(self.b(y))], 1)
         z = z * self.gate(self.se(z.mean((2, 3), keepdim=True))) + z
-        return self.fc(torch.flatten(self.head(self.pool(z)), 1))
+        return self.fc(torch.flatten(self.pool(self.head(self.avg(z))), 1))
 
 
 def _float_model(cls, act, seed=0):
@@ -81,15 +83,15 @@ def _float_model(cls, act, seed=0):
     return m
 
 
-def _converted(float_model, dtype, n=128, seed=1, activations=None):
+def _converted(float_model, dtype, n=128, seed=1, activations=None, size=12):
     p = edgeact.prepare(float_model, activations=activations, qconfig=edgeact.QConfig(activation_dtype=dtype))
     gen = torch.Generator().manual_seed(seed)
-    edgeact.calibrate(p, torch.randn(n, 3, 12, 12, generator=gen), progress=False)
+    edgeact.calibrate(p, torch.randn(n, 3, size, size, generator=gen), progress=False)
     return edgeact.convert(p, semantics=ORT)
 
 
-def _inputs(seed=2):
-    return torch.randn(SAMPLES, 3, 12, 12, generator=torch.Generator().manual_seed(seed)) * 1.2
+def _inputs(seed=2, size=12):
+    return torch.randn(SAMPLES, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 1.2
 
 
 def _assert_exact(report, converted):
@@ -137,10 +139,11 @@ def test_small_cnn_onnxruntime_equals_converted_model(label, act, swap, dtype, t
 @pytest.mark.parametrize("act", [nn.ReLU6, nn.Hardswish, nn.Mish], ids=["relu6", "hardswish", "mish"])
 def test_ops_net_onnxruntime_equals_converted_model(act, dtype, tmp_path):
     float_model = _float_model(OpsNet, act)
-    converted = _converted(float_model, dtype)
+    converted = _converted(float_model, dtype, size=16)
+    assert any(isinstance(m, Q.QuantizedAvgPool2d) for m in converted.modules())
     path = tmp_path / "m.onnx"
     to_onnx(converted, path=path)
-    _assert_exact(verify(path, converted, _inputs()), converted)
+    _assert_exact(verify(path, converted, _inputs(size=16)), converted)
 
 
 def test_fused_integer_kernels_run(tmp_path):
