@@ -46,11 +46,18 @@ def out_qparams(act) -> QuantParams:
     return QuantParams.from_range(float(np.min(y)), float(np.max(y)))
 
 
+# The float baseline uses ONNX's single op where there is one (edgeact's int8 lowering of these is
+# written as separate ops so that every CPU rounds alike).
+FLOAT_OPS = {"hard_swish": lambda g, x, p: g.node("HardSwish", [x]),
+             "hard_sigmoid": lambda g, x, p: g.node("HardSigmoid", [x], alpha=float(p["alpha"]), beta=float(p["beta"]))}
+
+
 def float_model(act):
     g = GraphBuilder("float")
     x = g.add_input("x", "float32", SHAPE)
     p = {k: v for k, v in act.params.items()}
-    g.add_output(NATIVE_OPS[act.name](g, x, p, len(SHAPE)), "y", "float32", SHAPE)
+    y = FLOAT_OPS[act.name](g, x, p) if act.name in FLOAT_OPS else NATIVE_OPS[act.name](g, x, p, len(SHAPE))
+    g.add_output(y, "y", "float32", SHAPE)
     return g.model()
 
 
@@ -146,11 +153,14 @@ def render(rows, rounds: int) -> str:
             f"{'yes' if exact else ('no' if n is not None else '—')} | {chosen} |")
     lines += [
         "",
+        "*native*: DQ → ONNX op(s) → Q; hard-sigmoid and hard-swish as Mul/Add/Clip(/Mul), because ORT's "
+        "aarch64 build fuses HardSigmoid's α·x + β into one multiply-add (tests/test_onnx_arm.py). "
         "*native exact?*: edgeact reproduces ORT's kernel code for code (tests/test_onnx_activations.py). "
         "Elu, Selu, Softplus, Mish and erf-GELU are not: ORT computes them with a vectorized body and a scalar "
         "tail (Eigen's exp, std::erff), so equal inputs can give different outputs depending on their position; "
-        "they are exported as tables. *default*: what `to_onnx` picks — the native op where it is exact and "
-        "faster, else the table.",
+        "they are exported as tables. GELU (tanh) is reproduced on x86-64 but exported as a table by default: "
+        "its C·x·x + B may be contracted on aarch64 too. *default*: what `to_onnx` picks — the native op where "
+        "it is exact on every CPU and faster, else the table.",
         "",
     ]
     return "\n".join(lines)

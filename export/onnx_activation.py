@@ -1,9 +1,11 @@
 """One int8 activation in ONNX: a native op between DequantizeLinear and QuantizeLinear, or an exact table.
 
-Native: DQ → Relu / Clip / LeakyRelu / PRelu / Sigmoid / Tanh / HardSigmoid / HardSwish / Gelu / … → Q.
-ONNX Runtime runs these in float32 (fusing Sigmoid and LeakyRelu into its QLinear table kernels);
-`edgeact.semantics.onnxruntime` reproduces the codes, so the choice is exact when the model was
-converted with semantics='onnxruntime'.
+Native: DQ → Relu / Clip / LeakyRelu / PRelu / Sigmoid / Tanh / Gelu / … → Q. ONNX Runtime runs these
+in float32 (fusing Sigmoid and LeakyRelu into its QLinear table kernels); `edgeact.semantics.onnxruntime`
+reproduces the codes, so the choice is exact when the model was converted with semantics='onnxruntime'.
+Hard-sigmoid and hard-swish are written as Mul/Add/Clip(/Mul): the HardSigmoid op's α·x + β is one
+fused multiply-add in ORT's aarch64 build and two roundings on x86-64, the separate ops are the same
+everywhere.
 
 Table: Cast(int32) → GatherElements over the 256 output codes. Exact by construction for any
 table (a PWL stand-in, an activation ORT has no reproducible kernel for, a model converted with
@@ -47,6 +49,20 @@ def _swish(g, x, p, rank):
     return g.node("Mul", [x, g.node("Sigmoid", [xb])], "swish")
 
 
+def _hard_sigmoid(g, x, p, rank):
+    # Not the HardSigmoid op: ORT's aarch64 build contracts its α·x + β into one fused multiply-add
+    # (measured on qemu-aarch64: 1 code in 51,200 moves), x86-64 rounds twice. Separate ONNX ops are
+    # separate kernels, rounded separately on every CPU.
+    t = g.node("Add", [g.node("Mul", [x, g.constant(F32(p.get("alpha", 1 / 6)), "alpha")]),
+                       g.constant(F32(p.get("beta", 0.5)), "beta")])
+    return _clip(g, t, 0.0, 1.0)
+
+
+def _hard_swish(g, x, p, rank):
+    # x · hard_sigmoid(x) as ORT computes HardSwish (HardSigmoid(1/6, 0.5) · x), but portable: see above.
+    return g.node("Mul", [x, _hard_sigmoid(g, x, {}, rank)], "hard_swish")
+
+
 def _hard_mish(g, x, p, rank):
     t = _clip(g, g.node("Add", [x, g.constant(F32(2), "two")]), 0.0, 2.0)
     return g.node("Mul", [g.node("Mul", [x, t]), g.constant(F32(0.5), "half")], "hard_mish")
@@ -61,8 +77,8 @@ NATIVE_OPS = {
     "prelu": _prelu,
     "sigmoid": lambda g, x, p, r: g.node("Sigmoid", [x]),
     "tanh": lambda g, x, p, r: g.node("Tanh", [x]),
-    "hard_sigmoid": lambda g, x, p, r: g.node("HardSigmoid", [x], alpha=float(p["alpha"]), beta=float(p["beta"])),
-    "hard_swish": lambda g, x, p, r: g.node("HardSwish", [x]),
+    "hard_sigmoid": _hard_sigmoid,
+    "hard_swish": _hard_swish,
     "swish": _swish,
     "gelu": lambda g, x, p, r: g.node("Gelu", [x], approximate=str(p.get("approximate", "none"))),
     "hard_mish": _hard_mish,

@@ -124,12 +124,12 @@ def quantize_f32(y, qp: QuantParams) -> np.ndarray:
 
 
 def _hard_sigmoid(x, alpha=1.0 / 6.0, beta=0.5):
-    # Eigen: (alpha * x + beta).cwiseMin(1).cwiseMax(0), separate multiply and add.
+    # Mul(α) → Add(β) → Clip(0, 1), each rounded (edgeact exports it as separate ops, see onnx_activation).
     return np.maximum(np.minimum((x * F32(alpha)).astype(F32) + F32(beta), F32(1)), F32(0)).astype(F32)
 
 
 def _hard_swish(x):
-    # ORT has no HardSwish kernel: it rewrites it to HardSigmoid(1/6, 0.5) and Mul.
+    # x · hard_sigmoid(x; 1/6, 0.5), which is also what ORT makes of a HardSwish op on x86-64.
     return (x * _hard_sigmoid(x)).astype(F32)
 
 
@@ -180,10 +180,12 @@ NATIVE_KERNELS: dict[str, Callable[..., np.ndarray]] = {
 # The default lowering per activation: native where ORT's kernel is reproducible and measured faster
 # than the table (benchmarks/RESULTS-onnx.md); everything else, and any PWL stand-in, is a table.
 # Swish and hard-Mish need two to four float ops between DQ and Q and measure the same as the table,
-# which then wins: one op and ideal (float64) values.
+# which then wins: one op and ideal (float64) values. GELU (tanh) is reproduced on x86-64, but its
+# C·x·x + B may become a fused multiply-add in ORT's aarch64 build (as HardSigmoid's does, measured):
+# a table is exact on every CPU.
 NATIVE_BY_DEFAULT = frozenset({
     "identity", "relu", "relu6", "hard_tanh", "leaky_relu", "prelu", "sigmoid", "tanh", "hard_sigmoid",
-    "hard_swish", "gelu",
+    "hard_swish",
 })
 
 
