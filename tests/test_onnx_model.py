@@ -386,7 +386,7 @@ def test_unwritable_paths_leave_nothing(tmp_path):
 # ------------------------------------------------------------------------- command line
 
 def test_cli_export_and_verify(tmp_path, capsys):
-    converted = _converted(_float_model(SmallCNN, nn.Hardswish), "uint8")
+    converted = _converted(_float_model(SmallCNN, nn.Hardswish), "int8")  # int8: the TFLite side needs it
     save_converted(converted, tmp_path / "c.pt")
     assert cli(["export", str(tmp_path / "c.pt"), "--format", "onnx", "-o", str(tmp_path / "c.onnx")]) == 0
     assert cli(["verify", str(tmp_path / "c.onnx"), "--model", str(tmp_path / "c.pt"), "--samples", "20",
