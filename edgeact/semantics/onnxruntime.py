@@ -14,6 +14,10 @@ the tests, code for code:
   That includes Elu, Selu, Softplus, Mish and erf-GELU, whose ORT kernels are not reproducible:
   they mix a vectorized body with a scalar tail (Eigen's exp, std::erff), so one input value can
   give two outputs depending on where it sits in the tensor.
+- Checked on x86-64 (AVX-512 VNNI host) and in ORT's aarch64 wheel under QEMU (tests/test_onnx_arm.py).
+  Not reproduced: ORT's AVX2 u8s8 convolution on CPUs without VNNI saturates pairs of products to
+  int16 (VPMADDUBSW), so large activations × large weights can differ there; run `edgeact verify`
+  on such a machine.
 
 Which lowering is the default for an activation is decided here (`default_lowering`), because the
 table this semantics returns must be the one the exported graph computes.
