@@ -234,3 +234,39 @@ def test_average_pool_feeding_another_op_keeps_its_input_parameters():
     assert pool.in_qparams[0] == pool.out_qparams
     x = torch.randn(8, 1, 8, 8)
     assert (net(x) - c(x)).abs().max() < 0.1
+
+
+def test_edgeact_activation_modules_are_quantized_whole_not_traced_into():
+    from edgeact.nn import HardMish, Swish
+
+    net = nn.Sequential(nn.Linear(4, 8), HardMish(), nn.Linear(8, 8), Swish(beta=1.5), nn.Linear(8, 2))
+    p = edgeact.prepare(net)
+    names = sorted(m.activation_name for m in p.modules() if isinstance(m, QuantAct))
+    assert names == ["hard_mish", "swish"]
+    edgeact.calibrate(p, torch.randn(64, 4), progress=False)
+    x = torch.randn(16, 4)
+    assert (net(x) - edgeact.convert(p)(x)).abs().max() < 0.1
+
+
+def test_a_module_called_twice_gets_one_integer_module_per_call():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+            self.pool = nn.MaxPool2d(2)
+
+        def forward(self, x):
+            return self.pool(self.conv2(self.pool(self.conv1(x)))).flatten(1)
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():
+        net.conv2.weight.mul_(20)  # very different ranges at the two pooling calls
+    p = edgeact.prepare(net)
+    edgeact.calibrate(p, torch.randn(32, 1, 8, 8), progress=False)
+    c = edgeact.convert(p)
+    pools = [m for m in c.modules() if type(m).__name__ == "QuantizedMaxPool2d"]
+    assert len(pools) == 2 and pools[0].in_qparams[0] != pools[1].in_qparams[0]
+    x = torch.randn(4, 1, 8, 8)
+    scale = max(p.in_qparams[0].scale for p in pools)
+    assert (net(x) - c(x)).abs().max() < 4 * scale

@@ -60,7 +60,11 @@ class _Converter:
         return self.modules.get(node.target) if node.op == "call_module" else None
 
     def swap(self, node: fx.Node, module: nn.Module, args=None) -> fx.Node:
-        name = f"{node.target if node.op == 'call_module' else node.name}".replace(".", "_") + "_int"
+        base = f"{node.target if node.op == 'call_module' else node.name}".replace(".", "_") + "_int"
+        name, i = base, 1
+        while hasattr(self.gm, name):  # a module called twice becomes two integer modules
+            i += 1
+            name = f"{base}_{i}"
         self.gm.add_module(name, module)
         with self.gm.graph.inserting_before(node):
             new = self.gm.graph.call_module(name, tuple(args if args is not None else node.args))

@@ -27,6 +27,7 @@ from edgeact.quantize.prepared import (
     PreparedAdd,
 )
 from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
+from edgeact.tracing import trace
 
 # Functional activations and the registry names they stand for (with their positional params).
 FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = {
@@ -292,13 +293,7 @@ def prepare(model: nn.Module, activations: Mapping[str, ActivationChoice] | None
     qconfig = qconfig or DEFAULT_QCONFIG
     _check_finite_parameters(model)
     model = copy.deepcopy(model).eval()
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as exc:  # torch.fx raises many kinds on untraceable Python
-        raise UnsupportedError(
-            f"the model cannot be traced by torch.fx ({type(exc).__name__}: {exc}); edgeact.prepare needs a "
-            "forward without data-dependent Python control flow"
-        ) from exc
+    gm = trace(model, "edgeact.prepare")
     gm = _Builder(gm, activations or {}, qconfig).run()
     gm.edgeact_qconfig = qconfig
     set_mode(gm, observe=True, fake_quant=False)
