@@ -15,7 +15,9 @@ XNNPACK) returns exactly edgeact's table for its kernel. "auto" is what edgeact 
 
 A second table checks whole models: the small CNN of the ONNX issue (conv → bn → act → depthwise conv
 → act + residual → mean → linear) with every activation, converted with semantics="tflite", exported
-with to_tflite and verified on 100 random inputs at every tensor in LiteRT's three kernel sets.
+with to_tflite and verified on 100 random inputs at every tensor in LiteRT's three kernel sets — each
+against the matching semantics ('tflite', 'tflite-builtin', 'tflite-reference'), and the two
+no-delegate kernel sets also against 'tflite' (what XNNPACK's arithmetic gets wrong there).
 
 Prints the tables and writes benchmarks/RESULTS-tflite.md.
 Run: .venv/bin/python benchmarks/bench_tflite_activations.py [--rounds 60] [--only relu6 mish] [--no-parity]
@@ -220,11 +222,13 @@ def model_parity() -> list[tuple[str, dict]]:
                 to_tflite(c, x[:1], path)
             result = {}
             for mode in rt.MODES:
-                try:
-                    r = verify_tflite(path, c, x, mode=mode)
-                    result[mode] = (r.codes_compared, r.mismatches, r.max_lsb)
-                except Exception as exc:  # noqa: BLE001 — BUILTIN_REF has no ELU: reported, not fatal
-                    result[mode] = str(exc).split(":")[0]
+                for against in (None, "tflite") if mode != "xnnpack" else (None,):
+                    key = mode if against is None else f"{mode}/{against}"
+                    try:
+                        r = verify_tflite(path, c, x, mode=mode, semantics=against)
+                        result[key] = (r.codes_compared, r.mismatches, r.max_lsb)
+                    except Exception as exc:  # noqa: BLE001 — BUILTIN_REF has no ELU: reported, not fatal
+                        result[key] = str(exc).split(":")[0]
             rows.append((name, result))
             print(f"parity {name:14s} {result}", flush=True)
     return rows
@@ -236,10 +240,14 @@ def render_parity(rows) -> list[str]:
         "",
         "The small CNN of the ONNX issue with every activation, `convert(semantics=\"tflite\")` → `to_tflite` → "
         "`verify_tflite` on 100 random inputs, every tensor compared (input codes, each conv, activation, add, "
-        "mean, linear, output). Codes that differ / codes compared (max difference in LSB):",
+        "mean, linear, output). One file, three LiteRT kernel sets, each compared with the converted model "
+        "computing in the matching semantics (`verify_tflite` re-targets it), and the two kernel sets without "
+        "the delegate also with the XNNPACK arithmetic of semantics=\"tflite\". Codes that differ / codes "
+        "compared (max difference in LSB):",
         "",
-        "| activation | XNNPACK (LiteRT default) | builtin kernels, no delegate | reference kernels |",
-        "|---|---|---|---|",
+        "| activation | XNNPACK (LiteRT default) vs `tflite` | builtin kernels vs `tflite-builtin` | builtin kernels "
+        "vs `tflite` | reference kernels vs `tflite-reference` | reference kernels vs `tflite` |",
+        "|---|---|---|---|---|---|",
     ]
 
     def cell(v):
@@ -248,17 +256,22 @@ def render_parity(rows) -> list[str]:
         compared, bad, lsb = v
         return f"{bad:,} / {compared:,}" + (f" ({lsb} LSB)" if bad else "")
 
+    columns = ("xnnpack", "builtin", "builtin/tflite", "reference", "reference/tflite")
     for name, result in rows:
-        lines.append(f"| {name} | " + " | ".join(cell(result[m]) for m in rt.MODES) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(result[k]) for k in columns) + " |")
     lines += [
         "",
-        "semantics=\"tflite\" reproduces LiteRT's default configuration, in which the XNNPACK delegate runs "
-        "QUANTIZE, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN and DEQUANTIZE with float32 "
-        "requantization (round-half-even of float(acc)·scale). TFLite's own kernels requantize with fixed-point "
-        "multipliers instead — the reference kernels with gemmlowp's double rounding (TFLITE_SINGLE_ROUNDING is "
-        "off in LiteRT 2.3), the optimized ones with NEON-style VQRDMULH and a rounding shift that rounds ties "
-        "up — so without the delegate a few codes near ties come out one step away and propagate. The "
-        "activations themselves are exact in all three (table above and tests/test_tflite_activations.py).",
+        "With the XNNPACK delegate (LiteRT's default) QUANTIZE, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, "
+        "MUL, MEAN and DEQUANTIZE requantize in float32 (round-half-even of float(acc)·scale): semantics=\"tflite\". "
+        "Without it, TFLite's own kernels requantize with fixed-point multipliers, and near ties a few codes come "
+        "out one step away and propagate — reproduced by semantics=\"tflite-builtin\" (the optimized kernels, "
+        "whose NEON loops LiteRT runs on x86 too: VQRDMULH and a rounding shift with ties up in whole vector "
+        "blocks, gemmlowp's ties-away scalar rounding in the leftover channels or elements and in ADD and MUL, "
+        "MEAN with a float zero-point bias, QUANTIZE's tail dividing in double) and "
+        "semantics=\"tflite-reference\" (BUILTIN_REF: gemmlowp double rounding, FULLY_CONNECTED rounding "
+        "double(acc)·scale half away, QUANTIZE dividing in float32); see edgeact/semantics/tflite_builtin.py. "
+        "BUILTIN_REF has no int8 ELU kernel, so the ELU model does not load there. The activations themselves "
+        "are exact in all three (table above and tests/test_tflite_activations.py).",
         "",
     ]
     return lines

@@ -113,15 +113,39 @@ def downscale_int32_to_int16_multiplier(multiplier_int32: int) -> int:
     return (multiplier_int32 + (1 << 15)) >> 16
 
 
-def multiply_by_quantized_multiplier(x, quantized_multiplier: int, shift: int) -> np.ndarray:
+def multiply_by_quantized_multiplier(x, quantized_multiplier, shift) -> np.ndarray:
     """TFLite MultiplyByQuantizedMultiplier (int32 x), double rounding (TFLITE_SINGLE_ROUNDING off).
 
-    Left shift (shift > 0) first, then SQRDMULH by the Q31 multiplier, then a rounding right shift.
+    Left shift (shift > 0) first, then SQRDMULH by the Q31 multiplier, then a rounding right shift
+    (ties away from zero). `quantized_multiplier` and `shift` may be per-channel arrays broadcasting
+    against x.
     """
-    left = max(shift, 0)
-    right = max(-shift, 0)
-    x = wrap(_i64(x) * (1 << left), 32)
+    shift = _i64(shift)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    x = wrap(_i64(x) << left, 32)
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, quantized_multiplier), right)
+
+
+def rounding_shift_right_up(x, exponent) -> np.ndarray:
+    """x / 2^exponent rounded to nearest, ties toward +∞: ARM's VRSHL by −exponent, (x + 2^(e−1)) >> e.
+
+    The optimized kernels' NEON code (which LiteRT also runs on x86, translated by NEON_2_SSE) shifts
+    this way; gemmlowp's scalar `rounding_divide_by_pot` rounds ties away from zero instead.
+    """
+    x, exponent = _i64(x), _i64(exponent)
+    nudge = np.where(exponent > 0, np.int64(1) << np.maximum(exponent - 1, 0), 0)
+    return (x + nudge) >> exponent
+
+
+def multiply_by_quantized_multiplier_vector(x, quantized_multiplier, shift) -> np.ndarray:
+    """The vector (NEON) form of MultiplyByQuantizedMultiplier in LiteRT's optimized kernels:
+    left shift (int32, wrapping), VQRDMULH by the Q31 multiplier, then VRSHL — the last rounding
+    ties toward +∞, where the scalar `multiply_by_quantized_multiplier` rounds ties away from zero.
+    `quantized_multiplier` and `shift` may be arrays (one per channel) broadcasting against x."""
+    shift = _i64(shift)
+    left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
+    x = wrap(_i64(x) << left, 32)
+    return rounding_shift_right_up(saturating_rounding_doubling_high_mul(x, quantized_multiplier), right)
 
 
 def multiply_by_quantized_multiplier_single_rounding(x, quantized_multiplier: int, shift: int) -> np.ndarray:

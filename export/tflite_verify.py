@@ -6,9 +6,13 @@ intermediate tensors — back in the converted model's layout. Tapped tensors ar
 of the file whose extra graph outputs are those tensors, so that the XNNPACK delegate still runs
 them (it writes only graph outputs) with unchanged arithmetic; the outputs compared come from the
 file as it is. `tflite_metadata(path)` reads the tensor map `to_tflite` stores in the file.
+
+One file, three LiteRT kernel sets: `verify_tflite(mode=…)` compares each with the converted model
+computing in the matching semantics ('tflite', 'tflite-builtin', 'tflite-reference'; `with_semantics`).
 """
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
@@ -22,6 +26,8 @@ from edgeact import runtime_litert as rt
 from edgeact.errors import ModelFileError, UnsupportedError
 from edgeact.export.tflite_builder import _AlignedBufferT
 from edgeact.export.tflite_model import METADATA_KEY
+from edgeact.quantized.modules import QuantizedModule
+from edgeact.semantics.tflite_builtin import KERNEL_SETS
 
 
 def _read(path) -> bytes:
@@ -128,10 +134,43 @@ def register_runner() -> None:
     V.RUNNERS["tflite"] = (run_tflite, tflite_metadata)
 
 
-def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", **kwargs):
+def with_semantics(model, semantics: str):
+    """A copy of a converted model whose modules compute with another TFLite kernel set's semantics.
+
+    The TFLite semantics differ only in the model ops' arithmetic, not in the activation tables
+    frozen at conversion, so a model converted with 'tflite' and re-targeted equals one converted with
+    `semantics` directly — and the exported file is the same for all three.
+    """
+    family = set(KERNEL_SETS.values())
+    current = getattr(model, "edgeact_semantics", None)
+    if semantics not in family or current not in family:
+        raise UnsupportedError(f"cannot re-target a model converted with semantics={current!r} to {semantics!r}: "
+                               f"both must be one of {sorted(family)}; convert with semantics={semantics!r}")
+    if current == semantics:
+        return model
+    retargeted = copy.deepcopy(model)
+    for m in retargeted.modules():
+        if isinstance(m, QuantizedModule):
+            m.semantics = semantics
+    retargeted.edgeact_semantics = semantics
+    retargeted.edgeact_example = getattr(model, "edgeact_example", None)
+    return retargeted
+
+
+def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", semantics: str | None = None, **kwargs):
     """Compare the .tflite at `path` with the converted `model` on `inputs`: a `ParityReport` (see
-    edgeact.export.verify). `mode`: LiteRT's kernel set — 'xnnpack' (LiteRT's default, what
-    semantics='tflite' reproduces), 'builtin' or 'reference'."""
+    edgeact.export.verify). `mode`: LiteRT's kernel set — 'xnnpack' (LiteRT's default), 'builtin'
+    (its optimized kernels without the delegate) or 'reference' — each compared with the model
+    computing in the matching semantics ('tflite', 'tflite-builtin', 'tflite-reference'): a model
+    converted with any of the three is re-targeted (`with_semantics`); one converted with another
+    runtime's semantics is compared as it is. `semantics`: compare with this TFLite semantics
+    instead of the matching one (e.g. to count what 'tflite' gets wrong without the delegate)."""
+    if mode not in KERNEL_SETS:
+        raise UnsupportedError(f"unknown LiteRT mode {mode!r}; choose one of {', '.join(KERNEL_SETS)}")
+    if semantics is not None:
+        model = with_semantics(model, semantics)
+    elif getattr(model, "edgeact_semantics", None) in KERNEL_SETS.values():
+        model = with_semantics(model, KERNEL_SETS[mode])
     V = importlib.import_module("edgeact.export.verify")  # the module (the package exports a function of that name)
 
     saved = V.RUNNERS["tflite"]
@@ -142,4 +181,4 @@ def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", **kwargs):
         V.RUNNERS["tflite"] = saved
 
 
-__all__ = ["run_tflite", "tflite_metadata", "verify_tflite", "register_runner"]
+__all__ = ["run_tflite", "tflite_metadata", "verify_tflite", "register_runner", "with_semantics"]

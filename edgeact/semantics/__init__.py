@@ -3,6 +3,9 @@
 "ideal" is the textbook float64 / round-half-even arithmetic. A runtime ("onnxruntime", "tflite")
 subclasses `Semantics` in a module of this package named after it and overrides what it computes
 differently, so that a model converted with that semantics equals the deployed model code for code.
+One runtime can have several kernel sets: "tflite" is LiteRT's default (XNNPACK delegate),
+"tflite-builtin" and "tflite-reference" its own optimized and reference kernels (module
+`tflite_builtin`, which maps each name to its object in `SEMANTICS_BY_NAME`).
 """
 from __future__ import annotations
 
@@ -11,22 +14,24 @@ import importlib
 from edgeact.errors import UnsupportedError
 from edgeact.semantics.base import Semantics
 
-KNOWN = ("ideal", "onnxruntime", "tflite")
+KNOWN = ("ideal", "onnxruntime", "tflite", "tflite-builtin", "tflite-reference")
+_MODULE = {"tflite-builtin": "tflite_builtin", "tflite-reference": "tflite_builtin"}  # default: the name
 _CACHE: dict[str, Semantics] = {}
 
 
 def get_semantics(name: str | Semantics = "ideal") -> Semantics:
-    """The `Semantics` object for a runtime name ('ideal', 'onnxruntime', 'tflite')."""
+    """The `Semantics` object for a runtime name ('ideal', 'onnxruntime', 'tflite', 'tflite-builtin',
+    'tflite-reference')."""
     if isinstance(name, Semantics):
         return name
     if name not in _CACHE:
         if name not in KNOWN:
             raise UnsupportedError(f"unknown integer semantics {name!r}; choose one of {', '.join(KNOWN)}")
         try:
-            module = importlib.import_module(f"edgeact.semantics.{name}")
+            module = importlib.import_module(f"edgeact.semantics.{_MODULE.get(name, name)}")
         except ModuleNotFoundError as exc:  # a runtime whose semantics are not written yet
             raise UnsupportedError(f"integer semantics {name!r} are not available: {exc}") from exc
-        _CACHE[name] = module.SEMANTICS
+        _CACHE[name] = getattr(module, "SEMANTICS_BY_NAME", {}).get(name) or module.SEMANTICS
     return _CACHE[name]
 
 

@@ -416,10 +416,9 @@ class TFLiteSemantics(Semantics):
     CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, MUL, MEAN and DEQUANTIZE (measured: every one is
     delegated, and equals these formulas code for code). XNNPACK requantizes in float32 ("fp32"
     requantization: round-to-nearest-even of float(acc)·scale), while TFLite's own kernels use fixed-point
-    multipliers — the reference kernels gemmlowp's double rounding (TFLITE_SINGLE_ROUNDING is off in
-    LiteRT 2.3), the optimized ones NEON-style VQRDMULH + rounding shift (ties upward) — so a model run
-    with BUILTIN_WITHOUT_DEFAULT_DELEGATES or BUILTIN_REF differs at a few codes near ties
-    (tests/test_tflite_model.py counts them).
+    multipliers, so the same file run with BUILTIN_WITHOUT_DEFAULT_DELEGATES or BUILTIN_REF differs at a
+    few codes near ties: semantics 'tflite-builtin' and 'tflite-reference' (edgeact/semantics/
+    tflite_builtin.py) reproduce those two kernel sets.
     """
 
     name = "tflite"
