@@ -270,6 +270,8 @@ def render_parity(rows) -> list[str]:
         "MEAN with a float zero-point bias, QUANTIZE's tail dividing in double) and "
         "semantics=\"tflite-reference\" (BUILTIN_REF: gemmlowp double rounding, FULLY_CONNECTED rounding "
         "double(acc)·scale half away, QUANTIZE dividing in float32); see edgeact/semantics/tflite_builtin.py. "
+        "Where an ADD or MUL result passes the int16 range (output scales far below the inputs'), the optimized "
+        "kernels' vector loops wrap it: reproduced for MUL, refused for ADD. "
         "BUILTIN_REF has no int8 ELU kernel, so the ELU model does not load there. The activations themselves "
         "are exact in all three (table above and tests/test_tflite_activations.py).",
         "",

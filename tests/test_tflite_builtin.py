@@ -262,6 +262,42 @@ def test_add_and_mul(mode, op, shape_b):
     assert wrong > 0
 
 
+@pytest.mark.parametrize("shape_a,shape_b", [((3, 5, 5, 20), (3, 5, 5, 20)), ((3, 5, 5, 20), (3, 1, 1, 20)),
+                                             ((3, 5, 5, 7), (3, 1, 1, 7)), ((3, 5, 5, 20), (1, 1, 1, 1))])
+def test_mul_past_int16_wraps_in_the_vector_loop(shape_a, shape_b):
+    """MUL with an output scale near s_a·s_b: results past the int16 range. The optimized kernel's
+    16-wide loop saturates to int16 and adds z_out wrapping (a saturated code can come out at the other
+    end of int8); its scalar tail, and the reference kernel, saturate once."""
+    builtin, reference = get_semantics("tflite-builtin"), get_semantics("tflite-reference")
+    rng = np.random.default_rng(shape_b[-1])
+    wrapped = 0
+    for _ in range(10):
+        qa, qb = qp(rng.uniform(0.01, 0.1), rng.integers(-30, 30)), qp(rng.uniform(0.01, 0.1), rng.integers(-30, 30))
+        out_qp = qp(F32(qa.scale) * F32(qb.scale) / rng.uniform(0.3, 3), rng.integers(-30, 30))
+        a, b = rng.integers(-128, 128, shape_a), rng.integers(-128, 128, shape_b)
+        data = binary_file("MUL", shape_a, shape_b, qa, qb, out_qp)
+        feeds = [a.astype(np.int8), b.astype(np.int8)]
+        got = litert(data, feeds, "builtin")
+        np.testing.assert_array_equal(nhwc(builtin.mul(nchw(a), qa, nchw(b), qb, out_qp)), got)
+        saturated = nhwc(reference.mul(nchw(a), qa, nchw(b), qb, out_qp))
+        np.testing.assert_array_equal(saturated, litert(data, feeds, "reference"))
+        wrapped += int((saturated != got).sum())
+    # runs of 7 channels (per-channel operand) have no whole 16-wide block: all scalar, nothing wraps
+    assert (wrapped > 0) == (shape_b[-1] != 7)
+
+
+def test_add_past_int16_is_refused_without_the_delegate():
+    """ADD into an output scale ~300× finer than its inputs': the optimized kernel's vector loop
+    overflows int16 — 'tflite-builtin' refuses with the fix; the reference kernel saturates and is exact."""
+    qa, qb, out_qp = qp(0.05, 3), qp(0.04, -7), qp(0.05 / 300, 5)
+    a, b = np.random.default_rng(0).integers(-128, 128, (2, 3, 4, 4, 8))
+    with pytest.raises(UnsupportedError, match="recalibrate"):
+        get_semantics("tflite-builtin").add(nchw(a), qa, nchw(b), qb, out_qp)
+    got = litert(binary_file("ADD", a.shape, b.shape, qa, qb, out_qp), [a.astype(np.int8), b.astype(np.int8)],
+                 "reference")
+    np.testing.assert_array_equal(nhwc(get_semantics("tflite-reference").add(nchw(a), qa, nchw(b), qb, out_qp)), got)
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("keep_dims,channels", [(True, 20), (True, 8), (False, 20)])
 def test_mean(mode, keep_dims, channels):

@@ -19,8 +19,8 @@ which elements take the vector path matters, and is reproduced:
 | QUANTIZE (float → int8)      | flat NHWC elements in whole blocks of 8: rint(x·f32(1/s)); the rest round-half-away(x / s) in double | round-half-away(x / s), float32 |
 | CONV_2D, FULLY_CONNECTED     | vector multiplier on every channel (ruy/gemm output stage) | CONV: scalar; FC: round-half-away(double(acc)·s_in·s_w/s_out) |
 | DEPTHWISE_CONV_2D (and average pooling, exported as one) | channels in whole blocks of 8: vector; the rest scalar | scalar |
-| ADD                          | gemmlowp general add: inputs << 20, three scalar multipliers | same                     |
-| MUL                          | scalar multiplier f32(f32(s_a·s_b)/s_out)                | same                          |
+| ADD                          | gemmlowp general add: inputs << 20, three scalar multipliers (below) | same             |
+| MUL                          | scalar multiplier f32(f32(s_a·s_b)/s_out) (below)        | same                          |
 | MEAN over H, W, keep dims    | optimized Mean: Σq with f32(s_in/(count·s_out)), zero point folded into a float bias; channels in whole blocks of 16: vector, the rest scalar | reference QuantizedMeanOrSum |
 | MEAN over H, W, no keep dims | reference QuantizedMeanOrSum: (Σq − count·z_in) with the multiplier of s_in/s_out divided by count in fixed point, scalar | same |
 
@@ -29,11 +29,15 @@ Multipliers come from TFLite's QuantizeMultiplier of the double s_in·s_w[c]/s_o
 its optimized kernel takes float32(s_in·s_w)/s_out instead. Activations are those of 'tflite'
 (`plan_activation` emits only kernels whose arithmetic is the same in every kernel set).
 
-Measured limits (documented, not modelled): LiteRT splits MEAN's channels across threads, so the
-vector/scalar split above holds for one thread (edgeact runs LiteRT with one); BUILTIN_REF has no int8
-ELU kernel; the optimized MUL's vector loop narrows to int16 before adding the zero point, so with
-an output scale below about 2·s_a·s_b a code past the int16 range wraps to the other end of int8
-(the scalar tail and the reference kernel saturate) — no calibrated model comes near that.
+The optimized ADD and MUL loops narrow the rescaled result to int16 (saturating) and add the output
+zero point in int16 (wrapping) before saturating to int8; the scalar tail and the reference kernels
+saturate once. They differ only when |result| + |z_out| passes 32767 — for MUL an output scale below
+about 2·s_a·s_b, reproduced for the elementwise, per-channel and scalar broadcasts (vector blocks of
+16 per inner run); for ADD an output scale ~100× below the inputs', where the vector loop's
+intermediates overflow too: refused ('tflite-builtin' raises, as XNNPACK's ADD does past 2^8).
+
+Measured limits: LiteRT splits MEAN's channels across threads, so the vector/scalar split above holds
+for one thread (edgeact runs LiteRT with one); BUILTIN_REF has no int8 ELU kernel.
 
 Two ops share one `Semantics` hook with another (a conv and a depthwise conv both call
 `requantize_accumulator`; MEAN and average pooling both call `average`) but run different kernels
@@ -48,6 +52,7 @@ import numpy as np
 import torch
 
 from edgeact import fixedpoint as fp
+from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
 from edgeact.semantics.tflite import TFLiteSemantics
 
@@ -58,6 +63,8 @@ KERNEL_SETS = {"xnnpack": "tflite", "builtin": "tflite-builtin", "reference": "t
 QUANTIZE_BLOCK = 8  # AffineQuantize<int8>, over the flat tensor
 DEPTHWISE_BLOCK = 8  # optimized_ops::Quantize (depthwise output stage), over output channels
 MEAN_BLOCK = 16  # optimized_integer_ops::MeanImpl, over channels
+BINARY_BLOCK = 16  # optimized int8 ADD / MUL, over each inner run of the (broadcast) output
+INT16_MAX = 2**15 - 1
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 AVERAGE_OPS = ("MEAN", "AVERAGE_POOL_2D")
@@ -116,6 +123,38 @@ def add_multipliers(qa: QuantParams, qb: QuantParams, out_qp: QuantParams, left_
 def mul_multiplier(qa: QuantParams, qb: QuantParams, out_qp: QuantParams) -> tuple[int, int]:
     """TFLite's int8 MUL (mul.cc): QuantizeMultiplier(s_a·s_b/s_out), every step in float32."""
     return fp.quantize_multiplier(float(_F32(_F32(_F32(qa.scale) * _F32(qb.scale)) / _F32(out_qp.scale))))
+
+
+def _largest_offset(qp: QuantParams) -> int:
+    """max |q − z| over the codes of `qp`."""
+    return max(abs(qp.qmin - qp.zero_point), abs(qp.qmax - qp.zero_point))
+
+
+def _binary_vector_elements(shape_a, shape_b) -> np.ndarray | None:
+    """Which output elements (NCHW) the optimized ADD / MUL compute in their 16-wide vector loop: whole
+    blocks of each inner run of the NHWC output — the whole tensor when the shapes are equal or one
+    input is a scalar, one pixel's channels for a per-channel (N, C, 1, 1) operand. None: another
+    broadcast, not measured."""
+    out = tuple(np.broadcast_shapes(tuple(shape_a), tuple(shape_b)))
+    n = int(np.prod(out))
+    if len(out) == 4:
+        index = np.arange(n).reshape(out[0], out[2], out[3], out[1]).transpose(0, 3, 1, 2)
+    else:
+        index = np.arange(n).reshape(out)
+    small = min((tuple(shape_a), tuple(shape_b)), key=lambda sh: int(np.prod(sh)))
+    if tuple(shape_a) == tuple(shape_b) or int(np.prod(small)) == 1:
+        run = n
+    elif len(out) == 4 and len(small) == 4 and small[1:] == (out[1], 1, 1):
+        run = out[1]
+    else:
+        return None
+    return index % run < run // BINARY_BLOCK * BINARY_BLOCK
+
+
+def _narrowed_in_vector(raw: np.ndarray, out_qp: QuantParams) -> np.ndarray:
+    """The vector loop's output stage: saturate to int16, add z_out in int16 (wrapping), saturate."""
+    y = fp.wrap(np.clip(raw, -INT16_MAX - 1, INT16_MAX) + out_qp.zero_point, 16)
+    return np.clip(y, out_qp.qmin, out_qp.qmax)
 
 
 def _calling_module():
@@ -226,6 +265,13 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
 
     # ---- ADD / MUL ----------------------------------------------------------------------------------
     def add(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        largest = (_largest_offset(qa) * float(qa.scale) + _largest_offset(qb) * float(qb.scale)) / float(out_qp.scale)
+        if self.kernel_set == "builtin" and largest + abs(out_qp.zero_point) >= INT16_MAX:
+            raise UnsupportedError(
+                f"ADD of scales {qa.scale:.3g} + {qb.scale:.3g} into {out_qp.scale:.3g}: the sum can reach "
+                f"{largest:.0f} output steps, past the int16 range LiteRT's optimized ADD computes in — its "
+                "codes are not reproduced there; recalibrate so that the sum's range is comparable to its "
+                "inputs' (or use semantics='tflite-reference')")
         (m_a, s_a), (m_b, s_b), (m_o, s_o) = add_multipliers(qa, qb, out_qp)
         x_a = (_codes(a) - qa.zero_point) << 20
         x_b = (_codes(b) - qb.zero_point) << 20
@@ -235,7 +281,18 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
     def mul(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
         m, s = mul_multiplier(qa, qb, out_qp)
         product = (_codes(a) - qa.zero_point) * (_codes(b) - qb.zero_point)
-        return _finish(fp.multiply_by_quantized_multiplier(product, m, s), out_qp.zero_point, out_qp)
+        raw = fp.multiply_by_quantized_multiplier(product, m, s)
+        scalar = np.clip(raw + out_qp.zero_point, out_qp.qmin, out_qp.qmax)
+        largest = _largest_offset(qa) * _largest_offset(qb) * m * 2.0 ** (s - 31) + 1
+        if self.kernel_set != "builtin" or largest + abs(out_qp.zero_point) < INT16_MAX:
+            return _tensor(scalar)  # the vector loop's int16 steps cannot overflow: both loops agree
+        vector = _binary_vector_elements(a.shape, b.shape)
+        if vector is None:
+            raise UnsupportedError(
+                f"MUL of {tuple(a.shape)} by {tuple(b.shape)} with output scale {out_qp.scale:.3g} (below "
+                "~2·s_a·s_b): LiteRT's optimized MUL wraps codes past the int16 range in its vector loop, "
+                "reproduced for equal shapes, per-channel and scalar operands only; recalibrate the output")
+        return _tensor(np.where(vector, _narrowed_in_vector(raw, out_qp), scalar))
 
     # ---- MEAN / average pooling -------------------------------------------------------------------
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
