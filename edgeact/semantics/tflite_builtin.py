@@ -4,9 +4,10 @@
 model ops with float32 requantization. The same .tflite file run with BUILTIN_WITHOUT_DEFAULT_DELEGATES
 ('builtin', LiteRT's optimized kernels) or BUILTIN_REF ('reference') computes the model ops with
 TFLite's fixed-point multipliers instead, and differs at a few codes near rounding ties. These two
-semantics reproduce those kernels as ai-edge-litert 2.3 runs them on x86-64, code for code. Each
-formula below was read in the kernel source and confirmed op by op against LiteRT on random
-parameters chosen to make ties frequent (tests/test_tflite_builtin.py).
+semantics reproduce those kernels as ai-edge-litert 2.3 runs them on x86-64, code for code. The
+formulas come from the kernel sources (LiteRT's tflite/kernels) where the build follows them, and from
+measurement where it does not (which loops run as vector code, and how those round); every one is
+confirmed op by op against LiteRT on parameters chosen to make ties frequent (tests/test_tflite_builtin.py).
 
 LiteRT builds its optimized kernels with their NEON code on x86 too (NEON_2_SSE), and those vector
 loops round differently from the scalar loops that finish a row: VQRDMULH and a rounding shift whose
@@ -17,7 +18,7 @@ which elements take the vector path matters, and is reproduced:
 | op (as edgeact exports it)   | 'tflite-builtin'                                        | 'tflite-reference'            |
 |------------------------------|---------------------------------------------------------|-------------------------------|
 | QUANTIZE (float → int8)      | flat NHWC elements in whole blocks of 8: rint(x·f32(1/s)); the rest round-half-away(x / s) in double | round-half-away(x / s), float32 |
-| CONV_2D, FULLY_CONNECTED     | vector multiplier on every channel (ruy/gemm output stage) | CONV: scalar; FC: round-half-away(double(acc)·s_in·s_w/s_out) |
+| CONV_2D, FULLY_CONNECTED     | vector multiplier on every channel (the gemm's output stage, measured) | CONV: scalar; FC: round-half-away(double(acc)·s_in·s_w/s_out) |
 | DEPTHWISE_CONV_2D (and average pooling, exported as one) | channels in whole blocks of 8: vector; the rest scalar | scalar |
 | ADD                          | gemmlowp general add: inputs << 20, three scalar multipliers (below) | same             |
 | MUL                          | scalar multiplier f32(f32(s_a·s_b)/s_out) (below)        | same                          |
