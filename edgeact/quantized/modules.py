@@ -72,13 +72,15 @@ class _WeightedOp(QuantizedModule):
         codes = np.rint(b.numpy() / self.bias_scale.astype(np.float64))
         self.register_buffer("bias_codes", torch.from_numpy(np.clip(codes, -(2**31), 2**31 - 1).astype(np.int32)))
 
+    op_kind = "conv2d"  # which kernel a runtime runs: 'conv2d', 'depthwise_conv2d' or 'linear'
+
     def accumulate(self, q: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, q):
         acc = self.accumulate((q.long() - self.in_qparams[0].zero_point).double())
         return self.sem.requantize_accumulator(acc.round().long(), self.in_qparams[0], self.weight_qparams,
-                                               self.out_qparams, channel_axis=1)
+                                               self.out_qparams, channel_axis=1, op=self.op_kind)
 
 
 class QuantizedConv2d(_WeightedOp):
@@ -93,12 +95,17 @@ class QuantizedConv2d(_WeightedOp):
     def depthwise(self) -> bool:
         return self.groups > 1 and self.groups == self.weight_codes.shape[0] and self.weight_codes.shape[1] == 1
 
+    @property
+    def op_kind(self) -> str:
+        return "depthwise_conv2d" if self.depthwise else "conv2d"
+
     def accumulate(self, x):
         return F.conv2d(x, self.weight_codes.double(), self.bias_codes.double(), self.stride, self.padding,
                         self.dilation, self.groups)
 
 
 class QuantizedLinear(_WeightedOp):
+    op_kind = "linear"
     def __init__(self, linear: nn.Linear, in_qp, out_qp, semantics):
         super().__init__(linear.weight, linear.bias, in_qp, out_qp, semantics)
 
@@ -157,7 +164,7 @@ class QuantizedMean(QuantizedModule):
     def forward(self, q):
         count = q.shape[2] * q.shape[3]
         total = q.long().sum(dim=(2, 3), keepdim=self.keepdim)
-        return self.sem.average(total, count, self.in_qparams[0], self.out_qparams)
+        return self.sem.average(total, count, self.in_qparams[0], self.out_qparams, op="mean")
 
 
 class QuantizedAvgPool2d(QuantizedModule):
@@ -173,7 +180,7 @@ class QuantizedAvgPool2d(QuantizedModule):
     def forward(self, q):
         k = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size, self.kernel_size)
         total = F.avg_pool2d(q.double(), k, self.stride, divisor_override=1).round().long()
-        return self.sem.average(total, k[0] * k[1], self.in_qparams[0], self.out_qparams)
+        return self.sem.average(total, k[0] * k[1], self.in_qparams[0], self.out_qparams, op="avg_pool2d")
 
 
 class QuantizedMaxPool2d(QuantizedModule):

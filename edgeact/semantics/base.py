@@ -46,8 +46,11 @@ class Semantics:
         return (q.long() - qp.zero_point).float() * torch.tensor(qp.scale, dtype=torch.float32)
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1) -> torch.Tensor:
-        """Conv / fully-connected output: acc·(s_in·s_w[c] / s_out) + z_out, rounded, clamped."""
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
+        """Conv / fully-connected output: acc·(s_in·s_w[c] / s_out) + z_out, rounded, clamped.
+
+        `op` ('conv2d', 'depthwise_conv2d', 'linear') for runtimes that run each with its own kernel.
+        """
         mult = in_qp.scale * w_qp.scale_array() / out_qp.scale
         shape = [1] * acc.dim()
         shape[channel_axis] = -1
@@ -62,8 +65,12 @@ class Semantics:
         y = ((a.double() - qa.zero_point) * qa.scale) * ((b.double() - qb.zero_point) * qb.scale)
         return self._finish(y / out_qp.scale, out_qp)
 
-    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
-        """Average pooling / spatial mean: `window_sum` is Σ x_q over a window of `count` codes."""
+    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
+                op: str = "mean") -> torch.Tensor:
+        """Average pooling / spatial mean: `window_sum` is Σ x_q over a window of `count` codes.
+
+        `op` ('mean', 'avg_pool2d') for runtimes that run each with its own kernel.
+        """
         mean = (window_sum.double() / count - in_qp.zero_point) * in_qp.scale
         return self._finish(mean / out_qp.scale, out_qp)
 

@@ -254,7 +254,7 @@ class OnnxRuntimeSemantics(Semantics):
         return self._quantize_f32(x.float() / torch.tensor(F32(qp.scale)), qp)
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1) -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
         scale = (F32(in_qp.scale) * w_qp.scale_array().astype(F32)).astype(F32) / F32(out_qp.scale)
         return self._requantize_int32(acc, scale.astype(F32), out_qp, channel_axis)
 
@@ -266,7 +266,8 @@ class OnnxRuntimeSemantics(Semantics):
         return self._quantize_f32((self.dequantize(a, qa) * self.dequantize(b, qb)) / torch.tensor(F32(out_qp.scale)),
                                   out_qp)
 
-    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
+                op: str = "mean") -> torch.Tensor:
         """The depthwise conv edgeact exports for pooling: Σ(x − z)·1, scaled by s_in·f32(1/count)/s_out."""
         acc = window_sum.long() - count * in_qp.zero_point
         scale = (F32(in_qp.scale) * average_weight_scale(count)).astype(F32) / F32(out_qp.scale)

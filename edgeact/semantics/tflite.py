@@ -431,7 +431,7 @@ class TFLiteSemantics(Semantics):
         return q.clamp(qp.qmin, qp.qmax).long()
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1) -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
         scales = conv_requantization_scales(in_qp, w_qp, out_qp)
         shape = [1] * acc.dim()
         shape[channel_axis] = -1
@@ -449,7 +449,8 @@ class TFLiteSemantics(Semantics):
         acc = (a.long() - qa.zero_point) * (b.long() - qb.zero_point)
         return self._finish(acc.float() * _torch_f32(scale), out_qp)
 
-    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
+                op: str = "mean") -> torch.Tensor:
         """MEAN (and average pooling, exported as a depthwise conv that computes the same):
         round-half-even(float(Σq − count·z_in) · s_in/(s_out·count)) + z_out, in float32."""
         acc = window_sum.long() - count * in_qp.zero_point

@@ -42,12 +42,9 @@ for one thread (edgeact runs LiteRT with one); BUILTIN_REF has no int8 ELU kerne
 
 Two ops share one `Semantics` hook with another (a conv and a depthwise conv both call
 `requantize_accumulator`; MEAN and average pooling both call `average`) but run different kernels
-here, so the hooks take an optional `op=` and otherwise ask which `edgeact.quantized` module called
-them (`_calling_module`).
+here, so the hooks take the `op=` kind that the `edgeact.quantized` modules pass.
 """
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import torch
@@ -158,48 +155,25 @@ def _narrowed_in_vector(raw: np.ndarray, out_qp: QuantParams) -> np.ndarray:
     return np.clip(y, out_qp.qmin, out_qp.qmax)
 
 
-def _calling_module():
-    """The edgeact.quantized module whose forward() called the semantics hook, or None.
+# edgeact's op kinds (what edgeact.quantized passes to the hooks) → the TFLite kernel they run as.
+OP_KINDS = {"conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D", "linear": "FULLY_CONNECTED",
+            "mean": "MEAN", "avg_pool2d": "AVERAGE_POOL_2D"}
 
-    Looked up on the call stack because the hooks' arguments do not say which op is running, and
-    here a conv and a depthwise conv (or MEAN and average pooling) run different kernels.
-    """
-    from edgeact.quantized.modules import QuantizedModule
 
-    frame = sys._getframe(2)  # past this function and _weighted_op / _average_op: the hook, then its caller
-    for _ in range(3):
-        if frame is None:
-            break
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, QuantizedModule):
-            return candidate
-        frame = frame.f_back
-    return None
+def _kernel(op: str | None, allowed: tuple[str, ...]) -> str:
+    """The TFLite kernel for an op kind ('depthwise_conv2d') or a TFLite op name ('DEPTHWISE_CONV_2D')."""
+    kernel = OP_KINDS.get(op, op)
+    if kernel not in allowed:
+        raise ValueError(f"op must be one of {allowed} (or edgeact's {sorted(OP_KINDS)}), got {op!r}")
+    return kernel
 
 
 def _weighted_op(acc: torch.Tensor, op: str | None) -> str:
-    if op is not None:
-        if op not in WEIGHTED_OPS:
-            raise ValueError(f"op must be one of {WEIGHTED_OPS}, got {op!r}")
-        return op
-    from edgeact.quantized.modules import QuantizedConv2d, QuantizedLinear
-
-    module = _calling_module()
-    if isinstance(module, QuantizedConv2d):
-        return "DEPTHWISE_CONV_2D" if module.depthwise else "CONV_2D"
-    if isinstance(module, QuantizedLinear) or acc.dim() == 2:
-        return "FULLY_CONNECTED"
-    return "CONV_2D"
+    return _kernel(op, WEIGHTED_OPS)
 
 
 def _average_op(op: str | None) -> str:
-    if op is not None:
-        if op not in AVERAGE_OPS:
-            raise ValueError(f"op must be one of {AVERAGE_OPS}, got {op!r}")
-        return op
-    from edgeact.quantized.modules import QuantizedAvgPool2d
-
-    return "AVERAGE_POOL_2D" if isinstance(_calling_module(), QuantizedAvgPool2d) else "MEAN"
+    return _kernel(op, AVERAGE_OPS)
 
 
 def _nhwc_flat(x: torch.Tensor) -> torch.Tensor:
