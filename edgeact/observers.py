@@ -46,12 +46,18 @@ class Observer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach()
-        _check_finite(x, self.where)
         self.update(x.float())
         return x
 
-    def update(self, x: torch.Tensor) -> None:
+    def _finite_range(self, x: torch.Tensor):
+        """min and max, checked: NaN propagates through them and Inf shows in them, so checking
+        these two is as good as checking every element, and far cheaper in QAT."""
         lo, hi = self._reduce(x)
+        _check_finite(torch.stack([lo.reshape(-1), hi.reshape(-1)]), self.where)
+        return lo, hi
+
+    def update(self, x: torch.Tensor) -> None:
+        lo, hi = self._finite_range(x)
         if not self.has_data:
             self.min_val, self.max_val = lo.clone(), hi.clone()
         else:
@@ -87,7 +93,7 @@ class MovingAverageMinMaxObserver(Observer):
         self.c = averaging_constant
 
     def update(self, x: torch.Tensor) -> None:
-        lo, hi = self._reduce(x)
+        lo, hi = self._finite_range(x)
         if not self.has_data:
             self.min_val, self.max_val = lo.clone(), hi.clone()
         else:
@@ -106,6 +112,7 @@ class _HistogramObserver(Observer):
         self.register_buffer("histogram", torch.zeros(bins, dtype=torch.float64))
 
     def update(self, x: torch.Tensor) -> None:
+        _check_finite(x, self.where)
         lo, hi = float(x.min()), float(x.max())
         if not self.has_data:
             new_lo, new_hi = lo, hi
