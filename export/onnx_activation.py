@@ -21,6 +21,7 @@ from edgeact.errors import ExportError, UnsupportedError
 from edgeact.functional import SELU_ALPHA, SELU_SCALE
 from edgeact.qparams import QuantParams
 from edgeact.semantics.onnxruntime import SEMANTICS as ORT, default_lowering, native_kernel
+from edgeact.semantics.onnxruntime_aarch64 import SEMANTICS as ORT_ARM, prefers_native_on_arm
 from edgeact.export.onnx_graph import ELEM_TYPE, GraphBuilder, check, save_atomic
 
 LOWERINGS = ("native", "table")
@@ -110,20 +111,26 @@ def _scalar_params(act: BoundActivation) -> dict:
 # ----------------------------------------------------------------------------------- lowering
 
 def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, table: np.ndarray | None,
-                    requested: str | None = None, *, require_exact: bool = True, where: str = "") -> str:
+                    requested: str | None = None, *, require_exact: bool = True, where: str = "",
+                    prefer: str = "x86") -> str:
     """'native' or 'table' for `act`, checking that the choice reproduces `table` code for code.
 
     requested None: native when ORT's native op computes exactly `table` (the onnxruntime
-    semantics' table of a natively lowered activation), else the table. 'native' on request fails
-    when ONNX has no such op or (with require_exact) when its codes would differ from `table`.
+    semantics' table of a natively lowered activation), else the table; prefer='arm' also lowers
+    natively what ARM runs faster than the table (`onnxruntime_aarch64.ARM_NATIVE`), again only if
+    exact. 'native' on request fails when ONNX has no such op or (with require_exact) when its codes
+    would differ from `table`.
     """
     at = f" at {where!r}" if where else ""
     if requested not in (None, *LOWERINGS):
         raise UnsupportedError(f"unknown lowering {requested!r}{at}; choose 'native', 'table' or None (automatic)")
     if requested == "table":
         return "table"
+    if prefer not in ("x86", "arm"):
+        raise UnsupportedError(f"prefer must be 'x86' or 'arm', got {prefer!r}")
     if requested is None:
-        if default_lowering(act) == "native" and has_native_op(act):
+        native_first = default_lowering(act) == "native" or (prefer == "arm" and prefers_native_on_arm(act))
+        if native_first and has_native_op(act):
             if table is None or np.array_equal(ORT.native_table(act, in_qp, out_qp), table):
                 return "native"
         return "table"
@@ -151,16 +158,18 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
 
 def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, *,
                      table: np.ndarray | None = None, lowering: str | None = None, rank: int = 4,
-                     require_exact: bool = True, where: str = "") -> tuple[str, str]:
+                     require_exact: bool = True, where: str = "", prefer: str = "x86") -> tuple[str, str]:
     """Append the activation from input codes `x` to output codes; returns (output name, lowering used).
 
     `table`: the codes the graph must reproduce (a converted model's table); by default the
-    onnxruntime semantics' table. Per-channel tables (PReLU) index channel axis 1.
+    onnxruntime semantics' table (with prefer='arm': onnxruntime-aarch64's). Per-channel tables (PReLU)
+    index channel axis 1.
     """
     if table is None:
-        table = ORT.activation_table(act, in_qp, out_qp)
+        table = (ORT_ARM if prefer == "arm" else ORT).activation_table(act, in_qp, out_qp)
     table = np.asarray(table, dtype=np.int64)
-    used = choose_lowering(act, in_qp, out_qp, table, lowering, require_exact=require_exact, where=where)
+    used = choose_lowering(act, in_qp, out_qp, table, lowering, require_exact=require_exact, where=where,
+                           prefer=prefer)
     hint = act.name if act.definition is not None else "act"
     if used == "native":
         xf = g.node("DequantizeLinear", [x, g.constant(F32(in_qp.scale), "scale"),

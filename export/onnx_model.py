@@ -47,13 +47,13 @@ def inner(qp: QuantParams) -> QuantParams:
 
 
 class _Exporter:
-    def __init__(self, gm: fx.GraphModule, lowering, io: str, require_exact: bool):
+    def __init__(self, gm: fx.GraphModule, lowering, io: str, require_exact: bool, prefer: str = "x86"):
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.g = GraphBuilder("edgeact")
         self.codes: dict[fx.Node, tuple[str, QuantParams]] = {}  # node → (onnx name of uint8 codes, model qp)
         self.values: dict[fx.Node, str] = {}  # float tensors (graph inputs, dequantized outputs)
-        self.lowering, self.io, self.require_exact = lowering, io, require_exact
+        self.lowering, self.io, self.require_exact, self.prefer = lowering, io, require_exact, prefer
         self.used_lowerings: dict[str, str] = {}
         self.input_shapes: dict[fx.Node, list] = {}
 
@@ -204,7 +204,7 @@ class _Exporter:
         shift = 128 if in_qp.dtype == "int8" else 0
         y, used = lower_activation(self.g, name, m.bound, inner(in_qp), inner(out_qp), table=table + shift,
                                    lowering=self.lowering_for(m.bound.name), rank=len(self.shape(node)),
-                                   require_exact=self.require_exact, where=node.name)
+                                   require_exact=self.require_exact, where=node.name, prefer=self.prefer)
         self.used_lowerings[node.name] = used
         self.codes[node] = (y, out_qp)
 
@@ -263,13 +263,15 @@ class _Exporter:
 
 
 def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=None, io: str = "float",
-            require_exact: bool = True):
+            require_exact: bool = True, prefer: str | None = None):
     """The QDQ int8 ONNX model of a converted model; written atomically to `path` if given.
 
     example_inputs: a tensor or tuple of tensors (only their shapes are used; the batch size stays
     free); default: the example recorded by convert(). lowering: None (per activation the exact and
     fastest), 'native', 'table', or a dict {activation name: lowering}. io: 'float' (float in, float
-    out, like the converted model) or 'int8' (the model's codes in and out).
+    out, like the converted model) or 'int8' (the model's codes in and out). prefer: the CPU whose
+    cheapest exact lowering to pick ('x86' or 'arm'; default 'arm' for a model converted with
+    semantics='onnxruntime-aarch64', else 'x86').
     """
     if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
         raise UnsupportedError(
@@ -278,7 +280,8 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=N
     if io not in IOS:
         raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
     semantics = getattr(model, "edgeact_semantics", None)
-    if semantics != "onnxruntime":
+    prefer = prefer or ("arm" if semantics == "onnxruntime-aarch64" else "x86")
+    if semantics not in ("onnxruntime", "onnxruntime-aarch64"):
         warnings.warn(f"the model was converted with semantics={semantics!r}: ONNX Runtime rounds differently at "
                       "some ties, so its codes may differ; convert with semantics='onnxruntime' for a bit-exact "
                       "export", stacklevel=2)
@@ -296,7 +299,7 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=N
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ExportError(f"the example input(s) of shape {shapes} do not fit the model ({exc}); pass tensors "
                           "shaped like the model's input") from exc
-    exporter = _Exporter(model, lowering, io, require_exact)
+    exporter = _Exporter(model, lowering, io, require_exact, prefer)
     g = exporter.run(shapes)
     lowered = ", ".join(f"{k}: {v}" for k, v in exporter.used_lowerings.items()) or "none"
     onnx_model = g.model(doc=f"edgeact QDQ int8 export (semantics={semantics}); activations: {lowered}")

@@ -19,8 +19,9 @@ from edgeact.export.tflite_builder import ModelBuilder, TensorRef
 from edgeact.qparams import QuantParams
 from edgeact.semantics import get_semantics
 from edgeact.semantics.tflite import (
-    ActivationLowering, NativeKernel, native_kernel, native_table, plan_activation, prelu_alpha_qparams,
+    ActivationLowering, NativeKernel, native_kernel, native_table, prelu_alpha_qparams,
 )
+from edgeact.semantics.tflite_aarch64 import plan_activation_for
 
 
 def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantParams, name: str) -> TensorRef:
@@ -49,18 +50,19 @@ def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantPar
 
 def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams, out_qp: QuantParams,
                    name: str, *, lowering: str = "auto", table: np.ndarray | None = None,
-                   **params) -> tuple[TensorRef, str]:
+                   prefer: str = "x86", **params) -> tuple[TensorRef, str]:
     """Append `activation` (int8 `x` with `in_qp`); returns its int8 output tensor (`out_qp`) and how
     it was lowered ('LOGISTIC', …, 'table' or 'none').
 
     `lowering`: 'auto' (edgeact's choice, exact under every LiteRT configuration), or 'native' /
     'table' to force one (benchmarks compare them; 'native' may be inexact under XNNPACK).
     `table`: the codes the result must have (a converted model's table); the native kernel is then
-    used only if it computes exactly these, else the table itself is written.
+    used only if it computes exactly these, else the table itself is written. `prefer`: the CPU whose
+    cheapest exact lowering 'auto' picks ('x86' or 'arm': `tflite_aarch64.plan_activation_for`).
     """
     act = bind(activation, **params)
     if lowering == "auto":
-        plan = plan_activation(act, in_qp, out_qp)
+        plan = plan_activation_for(act, in_qp, out_qp, prefer)
     elif lowering == "table":
         plan = ActivationLowering("table")
     elif lowering == "native":
@@ -108,7 +110,8 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
     return y, op
 
 
-def activation_batch_model(activation, pairs, *, shape=(1, 16, 16, 1), lowering: str = "auto", **params) -> bytes:
+def activation_batch_model(activation, pairs, *, shape=(1, 16, 16, 1), lowering: str = "auto", prefer: str = "x86",
+                           **params) -> bytes:
     """One model with an independent int8 branch per (in_qp, out_qp) pair: input k → activation → output k.
 
     Lets a test check hundreds of quantization pairs with one interpreter and one invoke.
@@ -117,7 +120,8 @@ def activation_batch_model(activation, pairs, *, shape=(1, 16, 16, 1), lowering:
     inputs, outputs = [], []
     for k, (in_qp, out_qp) in enumerate(pairs):
         x = b.tensor(f"input_{k}", shape, "int8", in_qp)
-        y, _ = add_activation(b, x, activation, in_qp, out_qp, f"activation_{k}", lowering=lowering, **params)
+        y, _ = add_activation(b, x, activation, in_qp, out_qp, f"activation_{k}", lowering=lowering, prefer=prefer,
+                              **params)
         if y is x:
             y = b.tensor(f"activation_{k}", shape, "int8", out_qp)
             b.op("QUANTIZE", [x], [y])
@@ -127,14 +131,15 @@ def activation_batch_model(activation, pairs, *, shape=(1, 16, 16, 1), lowering:
 
 
 def activation_model(activation, in_qp: QuantParams, out_qp: QuantParams, *, shape=(1, 256), io: str = "int8",
-                     lowering: str = "auto", **params) -> bytes:
+                     lowering: str = "auto", prefer: str = "x86", **params) -> bytes:
     """A .tflite (bytes) holding one activation: int8 in/out, or float in/out with QUANTIZE/DEQUANTIZE."""
     if io not in ("int8", "float"):
         raise ExportError(f"io must be 'int8' or 'float', got {io!r}")
     b = ModelBuilder(description=f"edgeact activation {bind(activation, **params).name}")
     if io == "int8":
         x = b.tensor("input", shape, "int8", in_qp)
-        y, _ = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, **params)
+        y, _ = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, prefer=prefer,
+                          **params)
         if y is x:  # a no-op activation still needs a distinct output tensor
             y = b.tensor("activation", shape, "int8", out_qp)
             b.op("QUANTIZE", [x], [y])
@@ -142,7 +147,8 @@ def activation_model(activation, in_qp: QuantParams, out_qp: QuantParams, *, sha
     xf = b.tensor("input", shape, "float32")
     x = b.tensor("input_q", shape, "int8", in_qp)
     b.op("QUANTIZE", [xf], [x], version=1)
-    y, _ = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, **params)
+    y, _ = add_activation(b, x, activation, in_qp, out_qp, "activation", lowering=lowering, prefer=prefer,
+                          **params)
     yf = b.tensor("output", shape, "float32")
     b.op("DEQUANTIZE", [y], [yf])
     return b.finish([xf], [yf])

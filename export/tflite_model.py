@@ -73,8 +73,8 @@ def unit_weight_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np
 
 
 class _Exporter:
-    def __init__(self, gm: fx.GraphModule, io: str, lowering: str):
-        self.gm, self.io, self.lowering = gm, io, lowering
+    def __init__(self, gm: fx.GraphModule, io: str, lowering: str, prefer: str = "x86"):
+        self.gm, self.io, self.lowering, self.prefer = gm, io, lowering, prefer
         self.modules = dict(gm.named_modules())
         self.b = ModelBuilder(description="edgeact int8 export")
         self.t: dict[fx.Node, tuple[TensorRef, QuantParams, object]] = {}  # node → (tensor, qp, layout)
@@ -294,7 +294,7 @@ class _Exporter:
         if table.ndim == 2 and layout != "nhwc" and not (layout == "plain" and len(x.shape) == 2):
             raise UnsupportedError(f"{node.name!r}: a per-channel activation needs the channels last")
         y, how = add_activation(self.b, x, m.bound, in_qp, m.out_qparams, node.name, lowering=self.lowering,
-                                table=table)
+                                table=table, prefer=self.prefer)
         self.lowerings[node.name] = how
         self.put(node, y, m.out_qparams, layout)
 
@@ -458,13 +458,15 @@ def tensor_map(exporter: _Exporter) -> dict:
 
 
 def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = "float",
-              lowering: str | None = "auto") -> bytes:
+              lowering: str | None = "auto", prefer: str | None = None) -> bytes:
     """The fully int8 .tflite of a converted model (bytes); written atomically to `path` if given.
 
     example_inputs: a tensor or tuple of tensors (NCHW, as the model takes them; only shapes are used);
     default: the example recorded by convert(). io: 'float' (float32 in and out with QUANTIZE /
     DEQUANTIZE at the edges) or 'int8' (the codes in and out). 4-D inputs and outputs are NHWC.
     lowering: 'auto' or None (per activation the exact and fastest), or 'native' / 'table' to force one.
+    prefer: the CPU whose fastest exact lowering 'auto' picks, 'x86' or 'arm' (native HARD_SWISH where its
+    codes are the same on both); default 'arm' for a model converted with semantics='tflite-aarch64'.
     """
     if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
         raise UnsupportedError(
@@ -474,7 +476,8 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
         raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
     lowering = lowering or "auto"
     semantics = getattr(model, "edgeact_semantics", None)
-    if semantics not in ("tflite", "tflite-builtin", "tflite-reference"):  # one file for LiteRT's kernel sets
+    prefer = prefer or ("arm" if semantics == "tflite-aarch64" else "x86")
+    if semantics not in ("tflite", "tflite-builtin", "tflite-reference", "tflite-aarch64"):  # LiteRT's kernel sets
         warnings.warn(f"the model was converted with semantics={semantics!r}: LiteRT rounds differently at some "
                       "ties, so its codes may differ; convert with semantics='tflite' for a bit-exact export",
                       stacklevel=2)
@@ -490,10 +493,10 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ExportError(f"the example input(s) of shape {[tuple(e.shape) for e in examples]} do not fit the "
                           f"model ({exc}); pass tensors shaped like the model's input") from exc
-    exporter = _Exporter(model, io, lowering)
+    exporter = _Exporter(model, io, lowering, prefer)
     exporter.run([tuple(e.shape) for e in examples])
     meta = tensor_map(exporter)
-    meta.update(semantics=str(semantics), io=io, lowerings=exporter.lowerings)
+    meta.update(semantics=str(semantics), io=io, lowerings=exporter.lowerings, prefer=prefer)
     data = exporter.b.finish(exporter.inputs, exporter.outputs,
                              metadata={METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
     if path is not None:

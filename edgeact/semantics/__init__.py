@@ -5,7 +5,9 @@ subclasses `Semantics` in a module of this package named after it and overrides 
 differently, so that a model converted with that semantics equals the deployed model code for code.
 One runtime can have several kernel sets: "tflite" is LiteRT's default (XNNPACK delegate),
 "tflite-builtin" and "tflite-reference" its own optimized and reference kernels (module
-`tflite_builtin`, which maps each name to its object in `SEMANTICS_BY_NAME`).
+`tflite_builtin`, which maps each name to its object in `SEMANTICS_BY_NAME`). "onnxruntime-aarch64" and
+"tflite-aarch64" are those runtimes as edgeact exports for ARM (the lowering ARM runs fastest, and
+LiteRT's NEON hard-swish).
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ import importlib
 from edgeact.errors import UnsupportedError
 from edgeact.semantics.base import Semantics
 
-KNOWN = ("ideal", "onnxruntime", "tflite", "tflite-builtin", "tflite-reference")
-_MODULE = {"tflite-builtin": "tflite_builtin", "tflite-reference": "tflite_builtin"}  # default: the name
+KNOWN = ("ideal", "onnxruntime", "tflite", "tflite-builtin", "tflite-reference", "onnxruntime-aarch64",
+         "tflite-aarch64")
+_MODULE = {"tflite-builtin": "tflite_builtin", "tflite-reference": "tflite_builtin",  # default: the name
+           "onnxruntime-aarch64": "onnxruntime_aarch64", "tflite-aarch64": "tflite_aarch64"}
 _CACHE: dict[str, Semantics] = {}
 
 

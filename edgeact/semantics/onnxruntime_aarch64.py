@@ -1,0 +1,41 @@
+"""ONNX Runtime on ARM: semantics 'onnxruntime-aarch64', and the activation lowering that ARM prefers.
+
+ORT's aarch64 build computes edgeact's ONNX exports code for code as the x86-64 build does (measured
+under qemu-aarch64 with ORT 1.32: every reproducible native activation over 200 parameter pairs, and
+whole models — tests/test_onnx_arm.py, tests/test_arm_parity.py), so the arithmetic is 'onnxruntime''s.
+What differs is the cheapest exact lowering (benchmarks/RESULTS-arm.md, instructions per inference):
+swish and hard-mish, a few float ops between DQ and Q, measure no faster than the GatherElements table
+on x86, so 'onnxruntime' makes them tables; on ARM the float ops take 1.1× (swish) and 1.4× (hard-mish)
+fewer instructions than the table.
+
+Semantics 'onnxruntime-aarch64' therefore gives these activations the native kernels' codes (the same on
+both CPUs), and `to_onnx` (prefer='arm', the default for a model converted with it) lowers them natively.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgeact.activations import BoundActivation
+from edgeact.qparams import QuantParams
+from edgeact.semantics.onnxruntime import OnnxRuntimeSemantics, native_kernel
+
+# Activations whose reproducible native ops ARM runs faster than the table although x86 does not.
+ARM_NATIVE = frozenset({"swish", "hard_mish"})
+
+
+def prefers_native_on_arm(act: BoundActivation) -> bool:
+    return act.definition is not None and act.name in ARM_NATIVE and native_kernel(act) is not None
+
+
+class OnnxRuntimeAarch64Semantics(OnnxRuntimeSemantics):
+    """'onnxruntime' with the native kernels' codes for ARM_NATIVE (see the module docstring)."""
+
+    name = "onnxruntime-aarch64"
+
+    def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        if prefers_native_on_arm(act):
+            return self.native_table(act, in_qp, out_qp)
+        return super().activation_table(act, in_qp, out_qp)
+
+
+SEMANTICS = OnnxRuntimeAarch64Semantics()

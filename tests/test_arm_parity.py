@@ -1,0 +1,247 @@
+"""ARM vs x86, same runtime version: which kernels compute different codes, and edgeact's answer.
+
+Every ARM figure here comes from the runtime's own ARM build run under QEMU (the targets' roots:
+ai-edge-litert 2.3 and onnxruntime 1.32 on aarch64, tflite-runtime 2.14 on armv7), every x86 figure
+from the same runtime on this host; the expected codes from edgeact's models of the kernels
+(`edgeact.semantics.tflite_aarch64`, `edgeact.semantics.onnxruntime`), which are written from the
+kernels' source, not from these runs.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+import edgeact
+from edgeact import QuantParams
+from edgeact.activations import bind
+from edgeact.errors import UnsupportedError
+from edgeact.export import to_onnx, to_tflite
+from edgeact.export.tflite_activation import activation_batch_model
+from edgeact.semantics import get_semantics
+from edgeact.semantics import tflite as T
+from edgeact.semantics.tflite_aarch64 import hard_swish_table_neon, plan_activation_for
+from edgeact.targets import get_target
+from edgeact.targets.host import HostTarget
+
+CODES = np.arange(-128, 128, dtype=np.int8)
+SHAPE = (1, 16, 16, 1)
+TIE = QuantParams(0.05, 0)  # hard-swish of code −30 (x = −1.5) is exactly −7.5 steps
+HARD_SWISH = bind("hard_swish")
+
+
+def native_pairs(n: int, seed: int) -> list[tuple[QuantParams, QuantParams]]:
+    """The tie, one pair past the int16 shift range (output exponent ≤ −16), and random pairs at which
+    TFLite's HARD_SWISH kernel exists."""
+    rng = np.random.default_rng(seed)
+    pairs = [(TIE, TIE), (QuantParams(0.0011535, 6), QuantParams(1.2306, 36))]
+    while len(pairs) < n:
+        s_in, s_out = 10.0 ** rng.uniform(-3, 0.3, 2)
+        p = (QuantParams(s_in, int(rng.integers(-128, 128))), QuantParams(s_out, int(rng.integers(-128, 128))))
+        if T.HardSwishParams.of(*p).supported:
+            pairs.append(p)
+    return pairs
+
+
+def run_codes(target: str, model_path, n: int) -> np.ndarray:
+    t = get_target(target)
+    kwargs = {"count": False} if t.emulated else {}
+    res = t.run(model_path, [CODES.reshape(SHAPE)] * n, **kwargs)
+    return np.stack([o.reshape(-1) for o in res.outputs]).astype(np.int64)
+
+
+# ----------------------------------------------------------------------- LiteRT's NEON HARD_SWISH
+
+@pytest.fixture(scope="module")
+def hard_swish_native(tmp_path_factory):
+    pairs = native_pairs(80, seed=zlib.crc32(b"neon"))
+    path = tmp_path_factory.mktemp("hsw") / "hard_swish_native.tflite"
+    path.write_bytes(activation_batch_model(HARD_SWISH, pairs, shape=SHAPE, lowering="native"))
+    return pairs, path
+
+
+def test_x86_runs_the_reference_hard_swish(hard_swish_native):
+    pairs, path = hard_swish_native
+    expected = np.stack([T.hard_swish_table(i, o) for i, o in pairs])
+    np.testing.assert_array_equal(run_codes("host", path, len(pairs)), expected)
+
+
+@pytest.mark.parametrize("arch", ["aarch64", "armv7"])
+def test_arm_runs_the_neon_hard_swish(arch, hard_swish_native, request):
+    request.getfixturevalue(f"{arch}_root")
+    pairs, path = hard_swish_native
+    got = run_codes(f"qemu-{arch}", path, len(pairs))
+    neon = np.stack([hard_swish_table_neon(i, o) for i, o in pairs])
+    reference = np.stack([T.hard_swish_table(i, o) for i, o in pairs])
+    np.testing.assert_array_equal(got, neon)
+    # …and that is not the x86 result: the tie, the long shift, and others move by one step.
+    assert got[0, -30 + 128] == -7 and reference[0, -30 + 128] == -8
+    assert np.all(got[1] == 36) and set(reference[1]) == {35, 37}
+    differing_pairs = int(np.any(neon != reference, axis=1).sum())
+    assert 3 <= differing_pairs < len(pairs) // 2, differing_pairs
+
+
+def test_the_last_elements_past_whole_blocks_of_eight_take_the_reference_loop(aarch64_root, tmp_path):
+    """Why the NEON table is exact only for flat sizes that are multiples of 8: the loop runs whole
+    blocks of 8 and leaves the rest to reference_ops::HardSwish."""
+    codes = np.concatenate([CODES, np.full(5, -30, np.int8)])  # 261 = 32·8 + 5
+    path = tmp_path / "tail.tflite"
+    path.write_bytes(activation_batch_model(HARD_SWISH, [(TIE, TIE)], shape=(1, codes.size), lowering="native"))
+    got = get_target("qemu-aarch64").run(path, [codes[None]], count=False).outputs[0].reshape(-1)
+    assert got[-30 + 128] == hard_swish_table_neon(TIE, TIE)[-30 + 128] == -7  # inside the blocks
+    assert list(got[256:]) == [T.hard_swish_table(TIE, TIE)[-30 + 128]] * 5 == [-8] * 5  # the tail
+
+
+# ------------------------------------------------------------------ target-aware lowering (prefer)
+
+def test_prefer_arm_emits_hard_swish_only_where_arm_and_x86_agree(aarch64_root, tmp_path):
+    pairs = native_pairs(60, seed=3)
+    plans = [plan_activation_for(HARD_SWISH, i, o, "arm") for i, o in pairs]
+    same = [np.array_equal(T.hard_swish_table(i, o), hard_swish_table_neon(i, o)) for i, o in pairs]
+    assert [p.kind == "native" for p in plans] == same
+    assert 0 < sum(same) < len(pairs)
+    assert {T.plan_activation(HARD_SWISH, i, o).kind for i, o in pairs} == {"table"}  # the x86 choice
+    path = tmp_path / "prefer_arm.tflite"
+    path.write_bytes(activation_batch_model(HARD_SWISH, pairs, shape=SHAPE, prefer="arm"))
+    expected = np.stack([T.hard_swish_table(i, o) if s else get_semantics("tflite").activation_table(HARD_SWISH, i, o)
+                         for (i, o), s in zip(pairs, same)])
+    np.testing.assert_array_equal(run_codes("host", path, len(pairs)), expected)
+    np.testing.assert_array_equal(run_codes("qemu-aarch64", path, len(pairs)), expected)
+
+
+def test_bad_preference_is_named():
+    with pytest.raises(UnsupportedError, match="prefer must be"):
+        plan_activation_for(HARD_SWISH, TIE, TIE, "riscv")
+
+
+# ------------------------------------------------- the study's model (mnv3s) on ARM and on the host
+
+@pytest.fixture(scope="module")
+def mnv3s():
+    """MobileNetV3-Small calibrated on digits. Untrained weights (parity does not depend on training), with
+    BatchNorm statistics that keep the signal alive: default ones shrink the activations of a fresh network
+    to ~1e-8, where bias codes saturate int32."""
+    from edgeact import models
+
+    data = models.digits_for("mnv3s")
+    prepared = {}
+    for act in ("hard_swish", "swish"):
+        torch.manual_seed(0)
+        net = models.build("mnv3s", act).eval()
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                with torch.no_grad():
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.weight.uniform_(0.5, 1.5)
+        p = edgeact.prepare(net)
+        edgeact.calibrate(p, data.calibration_batches(n=64), progress=False)
+        prepared[act] = p
+    return prepared, data.x_test[:40]
+
+
+def _codes(y, qp) -> np.ndarray:
+    return np.rint(np.asarray(y, np.float32) / np.float32(qp.scale)).astype(np.int64)
+
+
+def _output_qp(converted):
+    from edgeact.quantized import Dequantize
+
+    return [m for m in converted.modules() if isinstance(m, Dequantize)][-1].in_qparams[0]
+
+
+CASES = [  # activation, semantics, format, an op the file must (True) or must not (False) hold
+    ("hard_swish", "tflite", "tflite", ("HARD_SWISH", False)),  # x86's choice: the GATHER table
+    ("hard_swish", "tflite-aarch64", "tflite", ("HARD_SWISH", True)),  # ARM's: the NEON kernel
+    ("hard_swish", "onnxruntime", "onnx", ("GatherElements", False)),
+    ("swish", "onnxruntime", "onnx", ("Sigmoid", False)),  # x86's choice: the table
+    ("swish", "onnxruntime-aarch64", "onnx", ("Sigmoid", True)),  # ARM's: DQ → Sigmoid → Mul → Q
+]
+
+
+def _ops(path) -> set[str]:
+    if str(path).endswith(".onnx"):
+        import onnx
+
+        return {n.op_type for n in onnx.load(str(path)).graph.node}
+    from ai_edge_litert.interpreter import Interpreter
+
+    return {d["op_name"] for d in Interpreter(model_path=str(path))._get_ops_details()}
+
+
+@pytest.mark.parametrize("act,semantics,fmt,op", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_mnv3s_same_codes_on_aarch64_and_host(aarch64_root, mnv3s, tmp_path, act, semantics, fmt, op):
+    prepared, x = mnv3s
+    converted = edgeact.convert(prepared[act], semantics=semantics)
+    path = tmp_path / f"mnv3s.{fmt}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a semantics the exporter does not expect would warn
+        (to_tflite if fmt == "tflite" else to_onnx)(converted, x[:1], path)
+    assert (op[0] in _ops(path)) == op[1], sorted(_ops(path))
+    qp = _output_qp(converted)
+    with torch.no_grad():
+        expected = _codes(converted(x).numpy(), qp)
+    feed = {"x": x.numpy()} if fmt == "onnx" else [x.numpy().transpose(0, 2, 3, 1)]
+    if fmt == "tflite":  # one image per call: the exported TFLite model has batch 1
+        host = np.stack([_codes(HostTarget().run(path, [xi[None]]).outputs[0], qp)[0] for xi in feed[0][:4]])
+        arm = np.stack([_codes(get_target("qemu-aarch64").run(path, [xi[None]], count=False).outputs[0], qp)[0]
+                        for xi in feed[0][:4]])
+        expected = expected[:4]
+    else:
+        host = _codes(HostTarget().run(path, feed).outputs[0], qp)
+        arm = _codes(get_target("qemu-aarch64").run(path, feed, count=False).outputs[0], qp)
+    np.testing.assert_array_equal(host, expected)
+    np.testing.assert_array_equal(arm, expected)
+
+
+# ------------------------------------- onnxruntime: int8 activations fuse into QLinearConv only on ARM
+
+DUMP = """import sys, onnxruntime as ort
+so = ort.SessionOptions(); so.optimized_model_filepath = sys.argv[2]; so.log_severity_level = 3
+ort.InferenceSession(sys.argv[1], so, providers=["CPUExecutionProvider"])
+"""
+
+
+def _optimized_ops(path, out, python_cmd, env=None) -> list[str]:
+    import onnx
+
+    script = out.with_suffix(".py")
+    script.write_text(DUMP)
+    subprocess.run(python_cmd + [str(script), str(path), str(out)], check=True, env=env, capture_output=True)
+    return [n.op_type for n in onnx.load(str(out)).graph.node]
+
+
+def test_ort_fuses_a_conv_with_int8_activations_on_arm_only(aarch64_root, tmp_path):
+    """The conv fixture (int8 activations, QDQ) differs at ±1 between x86 and aarch64 because ORT's
+    QDQ fusion allows int8 activations only on ARM (QDQIsInt8Allowed): x86 keeps DQ → float Conv → Q,
+    aarch64 runs an integer QLinearConv. edgeact's exporter keeps uint8 inside, which both fuse."""
+    import fixtures_models as F
+    from edgeact.semantics.onnxruntime import SEMANTICS as ORT
+    from edgeact.targets.qemu import qemu_env, qemu_python_cmd
+
+    path = F.conv_qdq_onnx(tmp_path / "conv_qdq.onnx")
+    host_ops = _optimized_ops(path, tmp_path / "host.onnx", [sys.executable])
+    arm_ops = _optimized_ops(path, tmp_path / "arm.onnx", qemu_python_cmd(aarch64_root, "cortex-a72"),
+                             qemu_env(aarch64_root, "cortex-a72"))
+    assert "Conv" in host_ops and "QLinearConv" not in host_ops
+    assert "QLinearConv" in arm_ops and "Conv" not in arm_ops
+
+    x = F.sample_input((1, 16, 56, 56), seed=0)
+    host = HostTarget().run(path, {"x": x}).outputs[0].astype(np.int64)
+    arm = get_target("qemu-aarch64").run(path, {"x": x}, count=False).outputs[0].astype(np.int64)
+    # The integer requantization ORT's QLinearConv does, written independently of both runs:
+    w_q, s_w, b_q = F.conv_weights(16, 16, 3, 0)
+    s_in, s_out = 0.05, 0.05
+    qx = torch.from_numpy(np.clip(np.rint(x / np.float32(s_in)), -128, 127)).double()
+    acc = torch.nn.functional.conv2d(qx, torch.from_numpy(w_q.astype(np.float64)),
+                                     torch.from_numpy(b_q.astype(np.float64)), padding=1).long()
+    qp = lambda s, z: QuantParams(s, z)  # noqa: E731
+    integer = ORT.requantize_accumulator(acc, qp(s_in, 0), QuantParams(s_w, 0), qp(s_out, -128)).numpy()
+    np.testing.assert_array_equal(arm, integer)
+    differ = int(np.count_nonzero(host != integer))
+    assert 0 < differ < 200 and int(np.abs(host - integer).max()) == 1, differ
