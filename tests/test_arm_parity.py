@@ -117,6 +117,28 @@ def test_prefer_arm_emits_hard_swish_only_where_arm_and_x86_agree(aarch64_root, 
 def test_bad_preference_is_named():
     with pytest.raises(UnsupportedError, match="prefer must be"):
         plan_activation_for(HARD_SWISH, TIE, TIE, "riscv")
+    from edgeact.export.onnx_activation import choose_lowering
+
+    with pytest.raises(UnsupportedError, match="prefer must be"):
+        choose_lowering(bind("swish"), TIE, TIE, None, prefer="riscv")
+
+
+def test_onnx_prefer_arm_goes_native_only_for_the_tables_its_kernel_computes():
+    """A model converted with 'onnxruntime' carries swish's ideal table, which ORT's float ops do not
+    compute everywhere: prefer='arm' keeps the table then; with 'onnxruntime-aarch64''s table it is native."""
+    from edgeact.export.onnx_activation import choose_lowering
+    from edgeact.semantics.onnxruntime import SEMANTICS as ORT
+
+    near_tie = (QuantParams(0.010231898166239262, 80), QuantParams(0.002169219311326742, 114))  # 1 in 4,000
+    swish, pairs = bind("swish"), native_pairs(20, seed=9) + [near_tie]
+    ideal = [ORT.activation_table(swish, i, o) for i, o in pairs]
+    native = [get_semantics("onnxruntime-aarch64").activation_table(swish, i, o) for i, o in pairs]
+    assert not np.array_equal(ideal[-1], native[-1])
+    for (i, o), t_ideal, t_native in zip(pairs, ideal, native):
+        assert choose_lowering(swish, i, o, t_native, prefer="arm") == "native"
+        assert choose_lowering(swish, i, o, t_native, prefer="x86") == "table"
+        assert choose_lowering(swish, i, o, t_ideal, prefer="arm") == ("native" if np.array_equal(t_ideal, t_native)
+                                                                       else "table")
 
 
 # ------------------------------------------------- the study's model (mnv3s) on ARM and on the host
