@@ -270,3 +270,18 @@ def test_a_module_called_twice_gets_one_integer_module_per_call():
     x = torch.randn(4, 1, 8, 8)
     scale = max(p.in_qparams[0].scale for p in pools)
     assert (net(x) - c(x)).abs().max() < 4 * scale
+
+
+def test_identity_activation_adds_no_requantization():
+    """The linear activation keeps its input's parameters: no extra rounding step (and no bare DQ→Q
+    pair in an ONNX file, which onnxruntime would fold into its neighbours)."""
+    from edgeact.nn import Identity
+
+    net = nn.Sequential(nn.Linear(4, 8), Identity(), nn.Linear(8, 2))
+    p = edgeact.prepare(net)
+    assert not [m for m in p.modules() if isinstance(m, QuantAct)]
+    edgeact.calibrate(p, torch.randn(64, 4), progress=False)
+    c = edgeact.convert(p)
+    assert not [m for m in c.modules() if isinstance(m, QuantizedActivation)]
+    x = torch.randn(8, 4)
+    assert (net(x) - c(x)).abs().max() < 0.05

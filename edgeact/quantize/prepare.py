@@ -161,6 +161,15 @@ class _Builder:
         module = _swap_activation(act_module, self.activations.get(name)) if name else None
         if module is None:
             raise _unsupported(type(act_module).__name__, path)
+        if isinstance(module, Activation) and module.bound().name == "identity":
+            # The linear 'activation' changes nothing: its output keeps its input's parameters
+            # (a requantization here would only add a rounding step).
+            src = node.args[0]
+            if src not in self.owner:
+                raise _unsupported("an identity activation on a tensor that is not quantized", path)
+            node.replace_all_uses_with(src)
+            self.gm.graph.erase_node(node)
+            return
         qa = QuantAct(module, input_quant=self.source(node.args[0], path),
                       output_quant=self.fq(f"{path} output", learnable_scale=self.qc.learnable_scale),
                       semantics=self.qc.semantics)
