@@ -285,3 +285,20 @@ def test_identity_activation_adds_no_requantization():
     assert not [m for m in c.modules() if isinstance(m, QuantizedActivation)]
     x = torch.randn(8, 4)
     assert (net(x) - c(x)).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_relu_after_conv_shares_its_parameters_when_fused(fuse):
+    """conv → ReLU6: one range, observed after the activation, so the conv's requantization clamps and
+    the runtimes fold the activation into the conv (TFLite's fused activation)."""
+    net = _model(nn.ReLU6)
+    c = edgeact.convert(_calibrated(net, edgeact.QConfig(fuse_relu=fuse)))
+    conv = [m for m in c.modules() if isinstance(m, QuantizedConv2d)][0]
+    act = [m for m in c.modules() if isinstance(m, QuantizedActivation)][0]
+    assert (conv.out_qparams == act.in_qparams[0] == act.out_qparams) is fuse
+    if fuse:
+        in_qp = act.in_qparams[0]
+        lo, hi = in_qp.zero_point, min(in_qp.qmax, in_qp.zero_point + round(6.0 / in_qp.scale))
+        np.testing.assert_array_equal(act.table.numpy(), np.clip(in_qp.codes(), lo, hi))
+    x = torch.randn(16, 1, 8, 8)
+    assert (net(x) - c(x)).abs().max() < 0.25

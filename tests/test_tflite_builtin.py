@@ -363,7 +363,8 @@ def test_small_cnn_every_activation_equals_litert_without_delegate(label, choice
             continue
         report = verify_tflite(path, c, inputs((3, 8, 8)), mode=mode)
         assert report.ok, f"{mode}: {report}"
-        assert report.codes_compared > INPUTS * 10 and len(report.tensors) >= 9
+        # identity is no op and ReLU/ReLU6 fuse into the conv: they add no tensor of their own
+        assert report.codes_compared > INPUTS * 10 and len(report.tensors) >= (7 if label in ("identity", "relu", "relu6") else 9)
 
 
 @pytest.mark.parametrize("mode", MODES)

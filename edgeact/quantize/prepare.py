@@ -104,6 +104,7 @@ class _Builder:
         self.modules = dict(gm.named_modules())
         self.counter = 0
         self.erased: set[fx.Node] = set()  # BatchNorm nodes folded away while iterating
+        self.preset_output: dict[fx.Node, FakeQuantize] = {}  # fused ReLU node → quantizer it shares with its conv
 
     # -- helpers --------------------------------------------------------------------------------
     def fq(self, where: str, **kw) -> FakeQuantize:
@@ -170,8 +171,9 @@ class _Builder:
             node.replace_all_uses_with(src)
             self.gm.graph.erase_node(node)
             return
-        qa = QuantAct(module, input_quant=self.source(node.args[0], path),
-                      output_quant=self.fq(f"{path} output", learnable_scale=self.qc.learnable_scale),
+        output_quant = self.preset_output.pop(node, None) or self.fq(f"{path} output",
+                                                                     learnable_scale=self.qc.learnable_scale)
+        qa = QuantAct(module, input_quant=self.source(node.args[0], path), output_quant=output_quant,
                       semantics=self.qc.semantics)
         target = self.add_module(f"{path}_q", qa)
         new = self.replace(node, target, (node.args[0],))
@@ -189,9 +191,17 @@ class _Builder:
                 self.erased.add(bn_user)
             wq = FakeQuantize("minmax", dtype="int8", symmetric=True, axis=0, narrow=True, name=f"{path}.weight")
             cls = PreparedConv2d if isinstance(mod, nn.Conv2d) else PreparedLinear
-            op = cls(mod, [self.source(node.args[0], path)], self.fq(f"{path} output"), wq)
+            relu = self._fusable_relu(node)
+            if relu is not None:
+                # conv → ReLU/ReLU6: one set of parameters, observed after the activation
+                shared = self.fq(f"{relu.name} output", learnable_scale=self.qc.learnable_scale)
+                self.preset_output[relu] = shared
+                op = cls(mod, [self.source(node.args[0], path)], SharedQuant(shared), wq)
+            else:
+                shared = None
+                op = cls(mod, [self.source(node.args[0], path)], self.fq(f"{path} output"), wq)
             new = self.replace(node, self.add_module(f"{path}_q", op), (node.args[0],))
-            self.owner[new] = op.output_quant
+            self.owner[new] = shared or op.output_quant
         elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
             raise _unsupported("a BatchNorm that does not directly follow a Conv2d/Linear", path)
         elif _activation_name(mod) is not None:
@@ -210,6 +220,29 @@ class _Builder:
             self.passthrough(node, path)
         else:
             raise _unsupported(f"module {type(mod).__name__}", path)
+
+    def _resolved_activation(self, node: fx.Node) -> str | None:
+        """The registry name `node` will compute after the swaps, if it is an activation."""
+        if node.op == "call_module":
+            name = _activation_name(self.modules[node.target])
+        elif node.op == "call_function":
+            name = FUNCTIONAL_ACTIVATIONS.get(node.target, (None,))[0]
+        elif node.op == "call_method":
+            name = METHOD_ACTIVATIONS.get(node.target)
+        else:
+            name = None
+        if name is None:
+            return None
+        choice = self.activations.get(name)
+        if choice is None or choice == "keep":
+            return name
+        return canonical_name(choice) if isinstance(choice, str) else None
+
+    def _fusable_relu(self, node: fx.Node) -> fx.Node | None:
+        users = list(node.users)
+        if self.qc.fuse_relu and len(users) == 1 and self._resolved_activation(users[0]) in ("relu", "relu6"):
+            return users[0]
+        return None
 
     def _single_bn_user(self, node: fx.Node) -> fx.Node | None:
         users = list(node.users)

@@ -18,12 +18,16 @@ class QConfig:
     learnable_scale: LSQ scales for activation outputs during QAT.
     semantics: the integer arithmetic the fake-quant activation tables follow during calibration/QAT
         ('ideal', 'onnxruntime', 'tflite'); convert() may pick another one for deployment.
+    fuse_relu: a ReLU/ReLU6 that is the only user of a conv/linear shares its output parameters with
+        it, so the conv's requantization already clamps (TFLite fuses it into the op, ORT drops it):
+        the activation costs nothing and its range is the post-activation one.
     """
 
     activation_dtype: str = "int8"
     observer: str = "minmax"
     learnable_scale: bool = False
     semantics: str = "ideal"
+    fuse_relu: bool = True
 
     def __post_init__(self):
         if self.activation_dtype not in ("int8", "uint8"):
