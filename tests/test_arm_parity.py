@@ -97,6 +97,51 @@ def test_the_last_elements_past_whole_blocks_of_eight_take_the_reference_loop(aa
     assert list(got[256:]) == [T.hard_swish_table(TIE, TIE)[-30 + 128]] * 5 == [-8] * 5  # the tail
 
 
+# ------------------------------------------------------------- XNNPACK's MUL: fp32 on x86, rndnu on ARM
+
+def test_xnnpack_mul_is_fixed_point_on_aarch64(aarch64_root, tmp_path):
+    """LiteRT's default MUL (XNNPACK) requantizes in float32 on x86 and in fixed point on aarch64, so
+    products on a tie land one step apart: 'tflite' and 'tflite-aarch64' each reproduce their CPU."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeact.export.tflite_builder import ModelBuilder
+
+    rng = np.random.default_rng(0)
+    b, ins, outs, cases, feeds = ModelBuilder("mul"), [], [], [], []
+    for k in range(24):
+        if k % 2:  # power-of-two scales: exact ties
+            qa, qb = (QuantParams(2.0 ** -int(rng.integers(2, 6)), int(rng.integers(-20, 20))) for _ in range(2))
+            qo = QuantParams(qa.scale * qb.scale * 2.0 ** int(rng.integers(1, 7)), int(rng.integers(-20, 20)))
+        else:
+            qa, qb = (QuantParams(float(10 ** rng.uniform(-2.5, -0.5)), int(rng.integers(-128, 128))) for _ in range(2))
+            qo = QuantParams(float(qa.scale * qb.scale * 10 ** rng.uniform(1, 2.5)), int(rng.integers(-128, 128)))
+        gate = (1, 1, 1, 16) if k % 4 < 2 else (1, 8, 8, 16)  # broadcast (squeeze-excite) and elementwise
+        a, g = b.tensor(f"a{k}", (1, 8, 8, 16), "int8", qa), b.tensor(f"g{k}", gate, "int8", qb)
+        y = b.tensor(f"y{k}", (1, 8, 8, 16), "int8", qo)
+        b.op("MUL", [a, g], [y], schema.MulOptionsT())
+        ins += [a, g]
+        outs.append(y)
+        cases.append((qa, qb, qo))
+        feeds += [rng.integers(-128, 128, (1, 8, 8, 16), dtype=np.int8), rng.integers(-128, 128, gate, dtype=np.int8)]
+    path = tmp_path / "mul.tflite"
+    path.write_bytes(b.finish(ins, outs))
+
+    def expected(semantics):
+        sem = get_semantics(semantics)
+        return [sem.mul(torch.from_numpy(feeds[2 * k].astype(np.int64)), qa,
+                        torch.from_numpy(feeds[2 * k + 1].astype(np.int64)), qb, qo).numpy()
+                for k, (qa, qb, qo) in enumerate(cases)]
+
+    host = [o.astype(np.int64) for o in HostTarget().run(path, feeds).outputs]
+    arm = [o.astype(np.int64) for o in get_target("qemu-aarch64").run(path, feeds, count=False).outputs]
+    x86, aarch64 = expected("tflite"), expected("tflite-aarch64")
+    for k in range(len(cases)):
+        np.testing.assert_array_equal(host[k], x86[k])
+        np.testing.assert_array_equal(arm[k], aarch64[k])
+    differ = sum(int(np.count_nonzero(a != x)) for a, x in zip(aarch64, x86))
+    assert 20 < differ < 2000, differ
+
+
 # ------------------------------------------------------------------ target-aware lowering (prefer)
 
 def test_prefer_arm_emits_hard_swish_only_where_arm_and_x86_agree(aarch64_root, tmp_path):
@@ -197,7 +242,7 @@ def _ops(path) -> set[str]:
 
 
 @pytest.mark.parametrize("act,semantics,fmt,op", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
-def test_mnv3s_same_codes_on_aarch64_and_host(aarch64_root, mnv3s, tmp_path, act, semantics, fmt, op):
+def test_mnv3s_on_aarch64_and_host(aarch64_root, mnv3s, tmp_path, act, semantics, fmt, op):
     prepared, x = mnv3s
     converted = edgeact.convert(prepared[act], semantics=semantics)
     path = tmp_path / f"mnv3s.{fmt}"
@@ -217,8 +262,14 @@ def test_mnv3s_same_codes_on_aarch64_and_host(aarch64_root, mnv3s, tmp_path, act
     else:
         host = _codes(HostTarget().run(path, feed).outputs[0], qp)
         arm = _codes(get_target("qemu-aarch64").run(path, feed, count=False).outputs[0], qp)
-    np.testing.assert_array_equal(host, expected)
-    np.testing.assert_array_equal(arm, expected)
+    # The CPU the semantics is written for gives the converted model's codes exactly. ONNX Runtime computes
+    # these files alike on both; LiteRT's MUL (squeeze-excite) may move a code by one at a tie on the other.
+    exact, other = (arm, host) if semantics == "tflite-aarch64" else (host, arm)
+    np.testing.assert_array_equal(exact, expected)
+    if fmt == "onnx":
+        np.testing.assert_array_equal(other, expected)
+    else:
+        assert np.count_nonzero(other != expected) <= 4, other - expected
 
 
 # ------------------------------------- onnxruntime: int8 activations fuse into QLinearConv only on ARM

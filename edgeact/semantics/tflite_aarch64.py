@@ -20,15 +20,25 @@ Only whole blocks of 8 elements take the NEON loop; the last `flat size mod 8` e
 reference loop, so `hard_swish_table_neon` is exact for tensors whose flat size is a multiple of 8
 (every channel count edgeact's models use).
 
-Semantics 'tflite-aarch64' is 'tflite' (XNNPACK, whose model-op arithmetic is the same on ARM:
-tests/test_arm_parity.py) with one difference: hard-swish's table is the NEON kernel's wherever
-TFLite has the kernel, so that the exporter can emit HARD_SWISH for ARM. It emits it only where the
-NEON and reference kernels agree (`plan_activation_for`), and the exact GATHER table elsewhere, so
-the file gives the same codes on x86 and ARM.
+The XNNPACK delegate (LiteRT's default) also picks other kernels on ARM for one model op: int8 MUL
+runs `xnn_qs8_vmul(c)_minmax_rndnu_ukernel__neon_ld64_u16` on aarch64 (and 32-bit ARM with NEON) —
+fixed point: VQSHL by a pre-shift, VQDMULH by the scale's 24-bit mantissa << 7, VRSHL (ties up) —
+where x86 runs the fp32 kernels (round-half-even(float(acc)·scale)), so a product near a tie moves by
+one step (src/configs/binary-elementwise-config.c, xnn_init_qs8_mul_minmax_rndnu_neon_params;
+measured: 367 of 61,440 codes at power-of-two scales, 2 of 500 logits of an mnv3s). CONV_2D,
+DEPTHWISE_CONV_2D, FULLY_CONNECTED (per-channel weights: fp32 requantization on both), ADD, MEAN and
+QUANTIZE compute the same codes on both (tests/test_arm_parity.py).
+
+Semantics 'tflite-aarch64' is LiteRT on aarch64: 'tflite' with the NEON hard-swish (wherever TFLite
+has the kernel) and the rndnu MUL. The exporter, given prefer='arm' (the default for a model
+converted with it), emits HARD_SWISH only where the NEON and reference kernels agree
+(`plan_activation_for`), and the exact GATHER table elsewhere; so such a file gives ARM's codes on
+ARM, and the same codes on x86 except at MUL's near-ties.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
@@ -89,10 +99,38 @@ def plan_activation_for(act: BoundActivation, in_qp: QuantParams, out_qp: QuantP
     return T.ActivationLowering("native", kernel.op, kernel.options, reason=f"{kernel.op} is cheaper on ARM (measured)")
 
 
+def mul_rndnu_parameters(qa: QuantParams, qb: QuantParams, out: QuantParams) -> tuple[int, int, int]:
+    """xnn_init_qs8_mul_minmax_rndnu_neon_params: (left pre-shift, Q31 multiplier, right post-shift) of
+    the float32 scale f32(f32(s_a·s_b)/s_out)."""
+    scale = np.float32(np.float32(np.float32(qa.scale) * np.float32(qb.scale)) / np.float32(out.scale))
+    if not 2.0 ** -16 <= scale < 2.0 ** 8:
+        raise UnsupportedError(f"MUL with s_a·s_b/s_out = {float(scale):.3g}: XNNPACK supports [2^-16, 2^8) — "
+                               "recalibrate so that the product's range is comparable to its inputs'")
+    bits = int(np.frombuffer(scale.tobytes(), dtype=np.uint32)[0])
+    multiplier = ((bits & 0x007FFFFF) | 0x00800000) << 7
+    shift = 127 + 31 - 32 - (bits >> 23)
+    post_shift = max(shift, 1)
+    return post_shift - shift, multiplier, post_shift
+
+
+def _sat(x: torch.Tensor, bits: int) -> torch.Tensor:
+    return x.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
 class TFLiteAarch64Semantics(T.TFLiteSemantics):
-    """'tflite' with hard-swish computed as LiteRT's NEON HARD_SWISH kernel (see the module docstring)."""
+    """LiteRT on aarch64: 'tflite' with the NEON HARD_SWISH and XNNPACK's rndnu MUL (module docstring)."""
 
     name = "tflite-aarch64"
+
+    def mul(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        """xnn_qs8_vmul(c)_minmax_rndnu_ukernel__neon_ld64_u16, step by step."""
+        pre, multiplier, post = mul_rndnu_parameters(qa, qb, out_qp)
+        acc = (a.long() - qa.zero_point) * (b.long() - qb.zero_point)  # VMULL of the int16 differences
+        acc = _sat(acc << pre, 32)  # VQSHL
+        acc = _sat(torch.div(2 * acc * multiplier, 1 << 32, rounding_mode="floor"), 32)  # VQDMULH
+        acc = torch.div(acc + (1 << (post - 1)), 1 << post, rounding_mode="floor")  # VRSHL: ties up
+        out = _sat(_sat(acc, 16) + out_qp.zero_point, 16)  # VQMOVN, VQADD
+        return out.clamp(out_qp.qmin, out_qp.qmax)
 
     def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
         table = super().activation_table(act, in_qp, out_qp)  # validates the parameters
