@@ -58,6 +58,7 @@ class StudyResult:
     backends: list[str]
     qat_epochs: int
     rows: list[StudyRow]
+    prefer: str = "x86"
 
     # -- reports --------------------------------------------------------------------------------
     def flat_rows(self) -> list[dict]:
@@ -124,17 +125,21 @@ def _latency_cell(v) -> str:
 # -- the study ---------------------------------------------------------------------------------
 def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVATIONS, targets: Sequence[str] = ("host",),
               backends: Sequence[str] = ("onnxruntime", "litert"), qat_epochs: int = 2, out_dir="out/study",
-              runs: int = 30, emulated_runs: int = 2, test_limit: int | None = None, progress: bool = True
-              ) -> StudyResult:
+              runs: int = 30, emulated_runs: int = 2, test_limit: int | None = None, progress: bool = True,
+              prefer: str | None = None) -> StudyResult:
     """Run the whole pipeline for each activation; files and reports go to `out_dir`.
 
     targets: 'host', 'qemu-aarch64[:cpu]', 'qemu-armv7[:cpu]' (LiteRT only), 'ssh://user@board'.
     test_limit: use only the first N test images (the tests' reduced setting).
+    prefer: 'x86' or 'arm' — which CPU's cheapest exact lowering each activation gets in the files
+        (exact on both either way); default 'arm' when a target is ARM, else 'x86'.
     """
     from edgeact import models
 
     out_dir = Path(out_dir)
     activations = [canonical_name(a) for a in activations]
+    if prefer is None:
+        prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
     for b in backends:
         if b not in BACKEND_SEMANTICS:
             raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SEMANTICS)}")
@@ -145,8 +150,8 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
     for act in bar:
         bar.set_postfix_str(act)
         rows.append(_study_one(model, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs,
-                               test_limit, progress))
-    result = StudyResult(canonical_model_name(model), list(targets), list(backends), qat_epochs, rows)
+                               test_limit, progress, prefer))
+    result = StudyResult(canonical_model_name(model), list(targets), list(backends), qat_epochs, rows, prefer)
     atomic_write(out_dir / "study.md", result.markdown())
     atomic_write(out_dir / "study.json", result.to_json())
     atomic_write(out_dir / "study.csv", result.to_csv())
@@ -165,7 +170,7 @@ def _accuracy(logits, labels) -> float:
 
 
 def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs, test_limit,
-               progress) -> StudyRow:
+               progress, prefer) -> StudyRow:
     import edgeact
     from edgeact import models
     from edgeact.deployed import run_file
@@ -199,9 +204,9 @@ def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, ru
         path = out_dir / f"{canonical_model_name(model_name)}_{act}{BACKEND_SUFFIX[backend]}"
         example = x_test[:1]
         if backend == "onnxruntime":
-            to_onnx(converted, example, path)
+            to_onnx(converted, example, path, prefer=prefer)
         else:
-            to_tflite(converted, example, path)
+            to_tflite(converted, example, path, prefer=prefer)
         with torch.no_grad():
             expected = converted(x_test).numpy()
         got = run_file(path, x_test.numpy())

@@ -302,3 +302,24 @@ def test_relu_after_conv_shares_its_parameters_when_fused(fuse):
         np.testing.assert_array_equal(act.table.numpy(), np.clip(in_qp.codes(), lo, hi))
     x = torch.randn(16, 1, 8, 8)
     assert (net(x) - c(x)).abs().max() < 0.25
+
+
+def test_a_bias_that_cannot_be_int32_is_refused_by_layer_name():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.fc2(self.fc1(x))
+
+    net = Net()
+    with torch.no_grad():
+        net.fc2.bias.fill_(1e6)
+        net.fc2.weight.fill_(1e-6)
+        net.fc1.weight.mul_(1e-4)
+        net.fc1.bias.zero_()
+    p = edgeact.prepare(net)
+    edgeact.calibrate(p, torch.randn(16, 4), progress=False)
+    with pytest.raises(QuantizationError, match=r"fc2.*does not fit int32"):
+        edgeact.convert(p)

@@ -55,9 +55,16 @@ class _Converter:
         self.gm, self.semantics = gm, semantics
         self.modules = dict(gm.named_modules())
         self.qp: dict[fx.Node, object] = {}
+        self.current = "?"  # the node being converted, for error messages
 
     def module_of(self, node):
         return self.modules.get(node.target) if node.op == "call_module" else None
+
+    def run(self) -> fx.GraphModule:
+        try:
+            return self._run()
+        except QuantizationError as exc:
+            raise QuantizationError(f"{self.current}: {exc}") from None
 
     def swap(self, node: fx.Node, module: nn.Module, args=None) -> fx.Node:
         base = f"{node.target if node.op == 'call_module' else node.name}".replace(".", "_") + "_int"
@@ -73,9 +80,10 @@ class _Converter:
         self.gm.graph.erase_node(node)
         return new
 
-    def run(self) -> fx.GraphModule:
+    def _run(self) -> fx.GraphModule:
         graph, s = self.gm.graph, self.semantics
         for node in list(graph.nodes):
+            self.current = node.target if node.op == "call_module" else node.name
             m = self.module_of(node)
             if node.op == "placeholder":
                 continue

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeact.activations import BoundActivation
+from edgeact.errors import QuantizationError
 from edgeact.qparams import QuantParams
 from edgeact.semantics import get_semantics
 from edgeact.tables import lookup_torch
@@ -70,7 +71,12 @@ class _WeightedOp(QuantizedModule):
         self.bias_scale = (np.float32(in_qp.scale) * self.weight_qparams.scale_array().astype(np.float32)).astype(np.float32)
         b = torch.zeros(weight.shape[0], dtype=torch.float64) if bias is None else bias.detach().double()
         codes = np.rint(b.numpy() / self.bias_scale.astype(np.float64))
-        self.register_buffer("bias_codes", torch.from_numpy(np.clip(codes, -(2**31), 2**31 - 1).astype(np.int32)))
+        if np.abs(codes).max(initial=0) > 2**31 - 1:
+            raise QuantizationError(
+                f"the bias does not fit int32 at the scale s_in·s_w (smallest {self.bias_scale.min():.3g}): the input "
+                "or weight range is tiny next to the bias (untrained BatchNorm statistics?) — calibrate the trained "
+                "model with representative data")
+        self.register_buffer("bias_codes", torch.from_numpy(codes.astype(np.int32)))
 
     op_kind = "conv2d"  # which kernel a runtime runs: 'conv2d', 'depthwise_conv2d' or 'linear'
 

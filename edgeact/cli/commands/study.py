@@ -11,7 +11,7 @@ def _csv_list(text: str) -> list[str]:
 def handler(args) -> int:
     result = run_study(args.model, _csv_list(args.activations), _csv_list(args.targets), _csv_list(args.backends),
                        qat_epochs=args.qat_epochs, out_dir=args.out, runs=args.runs, emulated_runs=args.emulated_runs,
-                       test_limit=args.test_limit, progress=not args.quiet)
+                       test_limit=args.test_limit, progress=not args.quiet, prefer=args.prefer)
     if args.json:
         print(result.to_json())
     elif args.csv:
@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--qat-epochs", type=int, default=2, help="epochs of quantization-aware fine-tuning (default 2)")
     p.add_argument("--runs", type=int, default=30, help="timed runs per file on the host (default 30)")
     p.add_argument("--emulated-runs", type=int, default=2, help="timed runs per file under QEMU (default 2)")
+    p.add_argument("--prefer", choices=("x86", "arm"), default=None,
+                   help="lower each activation as is cheapest on this CPU family (exact on both either way); "
+                   "default arm when a target is ARM")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--out", default="out/study", help="folder for the exported files, reports and plot")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
