@@ -8,23 +8,11 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 from typing import Sequence
 
+from edgeact.fileio import atomic_write
 from edgeact.measure import EMULATION_WARNING, BenchResult, CheckResult
-
-
-def _atomic_write(path, data: str | bytes) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data)
-    os.replace(tmp, p)
-    return p
 
 
 def _ms(v) -> str:
@@ -169,7 +157,7 @@ def plot_bench(results: Sequence[BenchResult], path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return _atomic_write(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------- check
@@ -273,7 +261,7 @@ def plot_check(results: Sequence[CheckResult], path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    return _atomic_write(path, buf.getvalue())
+    return atomic_write(path, buf.getvalue())
 
 
 def emit(text: str, dest: str | None) -> None:
@@ -281,4 +269,4 @@ def emit(text: str, dest: str | None) -> None:
     if dest in (None, "-"):
         print(text, end="" if text.endswith("\n") else "\n")
     else:
-        _atomic_write(dest, text)
+        atomic_write(dest, text)

@@ -6,14 +6,13 @@ names, initializers in creation order).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeact.fileio import atomic_write
 from edgeact.errors import ExportError
 
 OPSET = 21  # Gelu needs 20, int16 Q/DQ 21; onnxruntime 1.20+ runs it
@@ -102,33 +101,5 @@ def check(model: onnx.ModelProto) -> None:
 
 
 def save_atomic(data: bytes, path) -> Path:
-    """Write `data` to `path` through a temporary file in the same directory and os.replace.
-
-    Either the whole file appears or nothing does (a crash, a full disk or a read-only directory
-    leaves no half-written model behind).
-    """
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ExportError(f"cannot write the model to {str(path)!r}: it is a directory — give a file name such as "
-                          f"{str(path / 'model.onnx')!r}")
-    if not parent.is_dir():
-        raise ExportError(f"cannot write {str(path)!r}: directory {str(parent)!r} does not exist — create it first")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror} — choose a writable directory") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise ExportError(f"cannot write {str(path)!r}: {exc.strerror} — choose a writable location") from exc
-    return path
+    """Write a model file atomically (the directory must exist: an export never creates folders)."""
+    return atomic_write(path, data, create_dirs=False)

@@ -11,7 +11,7 @@ from torch import nn
 
 from edgeact.errors import QuantizationError
 from edgeact.fake_quant import FakeQuantize, dequantize_codes, quantize_codes
-from edgeact.nn.activations import Activation, from_torch, make_activation
+from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch
 

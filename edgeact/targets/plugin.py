@@ -53,7 +53,7 @@ def plugin_path(cache: Path) -> Path:
 
 
 def _fetch_header(cache: Path, version: str, log: Path) -> Path:
-    from edgeact.targets.sysroot import PrivateApt
+    from edgeact.targets.sysroot import PrivateApt, _run
 
     inc = plugin_dir(cache, version) / "include"
     header = inc / "qemu-plugin.h"

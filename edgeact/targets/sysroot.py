@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from edgeact.fileio import atomic_write
 from edgeact.errors import TargetError
 
 DEBIAN_SUITE = "bookworm"  # Debian 12: Python 3.11, the version the runtimes' cp311 wheels need
@@ -211,13 +212,6 @@ def layout(arch: str, cache: Path | None = None) -> Layout:
 # ---------------------------------------------------------------------------------------- helpers
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """One set-up per root at a time (a test session and a user may start one together)."""
@@ -297,7 +291,7 @@ class PrivateApt:
             f"{kind} {opts} {DEBIAN_MIRROR} {DEBIAN_SUITE}-updates main",
             f"{kind} {opts} {DEBIAN_SECURITY} {DEBIAN_SUITE}-security main",
         ]
-        _atomic_write(self.base / "etc" / "sources.list", "\n".join(lines) + "\n")
+        atomic_write(self.base / "etc" / "sources.list", "\n".join(lines) + "\n")
 
     def options(self) -> list[str]:
         b = self.base
@@ -420,9 +414,9 @@ def _fixup(spec: ArchSpec, root: Path) -> None:
 
 
 def _write_cpu_files(spec: ArchSpec, root: Path, cpu: CpuModel) -> None:
-    _atomic_write(root / "proc" / "cpuinfo", cpuinfo_text(spec, cpu))
+    atomic_write(root / "proc" / "cpuinfo", cpuinfo_text(spec, cpu))
     for f in ("possible", "present", "online"):
-        _atomic_write(root / "sys" / "devices" / "system" / "cpu" / f, "0\n")
+        atomic_write(root / "sys" / "devices" / "system" / "cpu" / f, "0\n")
 
 
 def _platform_args(spec: ArchSpec) -> list[str]:
@@ -505,7 +499,7 @@ def write_manifest(lay: Layout) -> None:
             files[rel] = os.path.getsize(p)
     meta = {"arch": lay.spec.name, "wheels": list(lay.spec.wheels), "debs": list(lay.spec.debs),
             "files": files}
-    _atomic_write(lay.manifest, json.dumps(meta))
+    atomic_write(lay.manifest, json.dumps(meta))
 
 
 def verify(lay: Layout, qemu: str | None = None) -> dict:
@@ -548,7 +542,7 @@ def steps(lay: Layout, qemu_holder: dict) -> list[Step]:
     def verify_step():
         write_manifest(lay)
         versions = verify(lay, qemu_holder.get("qemu"))
-        _atomic_write(lay.stamps / "versions.json", json.dumps(versions))
+        atomic_write(lay.stamps / "versions.json", json.dumps(versions))
 
     return [
         Step("qemu", f"QEMU ({lay.spec.qemu}, Debian qemu-user)", qemu_step),
@@ -604,7 +598,7 @@ def setup(arch: str, force: bool = False, progress: bool = True, cache: Path | N
                 redo = True  # a redone step invalidates the later ones
                 stamp.unlink(missing_ok=True)
             step.run()
-            _atomic_write(stamp, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+            atomic_write(stamp, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
         bar.close()
     versions = json.loads((lay.stamps / "versions.json").read_text())
     return SetupReport(arch, lay.root, time.monotonic() - t0, dir_size(lay.root), dir_size(lay.cache),
