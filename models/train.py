@@ -94,7 +94,7 @@ def fit(model: nn.Module, data: Digits, epochs: int, *, lr: float = 3e-3, weight
     return result
 
 
-def qat_finetune(prepared_model: nn.Module, data: Digits, epochs: int = 2, *, lr: float = 5e-4,
+def qat_finetune(prepared_model: nn.Module, data: Digits, epochs: int = 2, *, lr: float = 2e-4,
                  seed: int = DEFAULT_SEED, progress: bool = False, **kwargs) -> TrainResult:
     """Quantization-aware fine-tuning of a model from `edgeact.prepare`, initialised from trained weights.
 
