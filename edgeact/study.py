@@ -248,6 +248,19 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def _label_groups(pts: list[tuple[float, float]], names: list[str], xspan: float) -> list[tuple[float, float, str]]:
+    """Points that nearly coincide share one label ('swish, mish') instead of overprinting."""
+    groups: list[list] = []
+    for (x, y), n in zip(pts, names):
+        for g in groups:
+            if abs(g[0] - x) <= 0.08 * xspan and abs(g[1] - y) < 1e-9:
+                g[2].append(n)
+                break
+        else:
+            groups.append([x, y, [n]])
+    return [(x, y, ", ".join(ns)) for x, y, ns in groups]
+
+
 def plot_pareto(result: StudyResult, path) -> Path:
     import matplotlib
 
@@ -255,8 +268,12 @@ def plot_pareto(result: StudyResult, path) -> Path:
     import matplotlib.pyplot as plt
 
     panels = [(b, t) for b in result.backends for t in result.targets]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.4), squeeze=False)
-    for ax, (b, t) in zip(axes[0], panels):
+    cols = min(2, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(7.0 * cols, 4.6 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (b, t) in zip(axes.flat, panels):
         pts, names = [], []
         for r in result.rows:
             m = r.exports.get(b)
@@ -266,20 +283,31 @@ def plot_pareto(result: StudyResult, path) -> Path:
             x = lat["insns"] / 1e6 if lat.get("insns") is not None else lat["median_ms"]
             pts.append((x, m.accuracy))
             names.append(r.activation)
+        if not pts:
+            ax.set_visible(False)
+            continue
         front = set(pareto_front(pts))
-        for i, ((x, y), n) in enumerate(zip(pts, names)):
-            ax.scatter(x, y, s=60 if i in front else 30, color="tab:red" if i in front else "tab:blue", zorder=3)
-            ax.annotate(n, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=9)
-        if front:
-            fx = sorted((pts[i] for i in front))
-            ax.plot([p[0] for p in fx], [p[1] for p in fx], "--", color="tab:red", alpha=0.6, label="Pareto front")
-            ax.legend(loc="lower right", fontsize=9)
-        unit = "instructions per inference (millions)" if t.startswith("qemu") else "median latency (ms, 1 thread)"
-        ax.set_xlabel(unit)
-        ax.set_ylabel("int8 test accuracy (%) of the exported file")
-        ax.set_title(f"{result.model}: {b} on {t}")
+        for i, (x, y) in enumerate(pts):
+            ax.scatter(x, y, s=70 if i in front else 35, color="tab:red" if i in front else "tab:blue", zorder=3)
+        xs = [p[0] for p in pts]
+        offsets = [(6, 5), (6, -13), (6, 16)]  # neighbours on one accuracy level take turns above and below
+        same_level: dict[float, int] = {}
+        for x, y, label in sorted(_label_groups(pts, names, (max(xs) - min(xs)) or 1.0), key=lambda g: (g[1], g[0])):
+            k = same_level.get(y, 0)
+            same_level[y] = k + 1
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=offsets[k % 3], fontsize=9)
+        fx = sorted(pts[i] for i in front)
+        ax.plot([p[0] for p in fx], [p[1] for p in fx], "--", color="tab:red", alpha=0.6,
+                label="Pareto front (no activation is both cheaper and more accurate)")
+        ax.margins(x=0.35, y=0.25)
+        emulated = t.startswith("qemu")
+        ax.set_xlabel("instructions per inference, millions (deterministic)" if emulated
+                      else "median latency, ms (1 thread)")
+        ax.set_ylabel("int8 test accuracy of the file, %")
+        ax.set_title(f"{b} on {t}")
         ax.grid(alpha=0.3)
-    fig.suptitle("Accuracy vs cost per activation (QAT int8, digits)")
+    fig.suptitle(f"{result.model}: accuracy vs cost per activation (QAT int8, digits test set); "
+                 "red dashed: Pareto front (nothing is both cheaper and more accurate)")
     fig.tight_layout()
     from edgeact.fileio import atomic_path
 
