@@ -20,6 +20,7 @@ from edgeact.export import to_onnx, verify
 from edgeact.export.converted import save_converted
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
+from nets import SmallCNN
 
 try:  # PWL stand-ins come from edgeact.pwl (its own module)
     from edgeact.pwl import fit_pwl
@@ -28,24 +29,6 @@ except ImportError:  # pragma: no cover
 
 SAMPLES = 100
 ORT = "onnxruntime"
-
-
-class SmallCNN(nn.Module):
-    """The issue's model: conv → bn → act → depthwise conv → act → pool → linear."""
-
-    def __init__(self, act):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.act1 = act()
-        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
-        self.act2 = act()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        y = self.act2(self.dw(self.act1(self.bn(self.conv(x)))))
-        return self.fc(torch.flatten(self.pool(y), 1))
 
 
 class OpsNet(nn.Module):

@@ -13,25 +13,11 @@ import edgeact
 from edgeact.errors import QuantizationError, UnsupportedError
 from edgeact.nn import HardSwish, QuantAct
 from edgeact.quantized import QuantizedActivation, QuantizedConv2d, QuantizedLinear
+import nets
 
 
-class SmallCNN(nn.Module):
-    """conv → bn → act → depthwise conv → act (+ residual) → pool → linear."""
-
-    def __init__(self, act=nn.SiLU):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.act1 = act()
-        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
-        self.act2 = act()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        y = self.act1(self.bn(self.conv(x)))
-        y = self.act2(self.dw(y)) + y
-        return self.fc(torch.flatten(self.pool(y), 1))
+def SmallCNN(act=nn.SiLU):
+    return nets.SmallCNN(act, in_channels=1, residual=True)
 
 
 def _model(act=nn.SiLU, seed=0):

@@ -24,28 +24,14 @@ from edgeact.errors import ExportError, ModelFileError, UnsupportedError
 from edgeact.export.tflite_model import METADATA_KEY, same_padding_matches, to_tflite
 from edgeact.export.tflite_verify import run_tflite, tflite_metadata, verify_tflite
 from edgeact.pwl import fit_pwl
+import nets
 
 INPUTS = 100
 pytest.importorskip("edgeact.export.verify", reason="verify_tflite reports through edgeact.export.verify")
 
 
-class SmallCNN(nn.Module):
-    """The ONNX issue's small CNN: conv → bn → act → depthwise conv → act (+ residual) → pool → linear."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.bn = nn.BatchNorm2d(8)
-        self.act1 = nn.ReLU()
-        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
-        self.act2 = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, 10)
-
-    def forward(self, x):
-        y = self.act1(self.bn(self.conv(x)))
-        y = self.act2(self.dw(y)) + y
-        return self.fc(torch.flatten(self.pool(y), 1))
+def SmallCNN():
+    return nets.SmallCNN(nn.ReLU, in_channels=3, residual=True)
 
 
 class EveryOp(nn.Module):
