@@ -32,7 +32,7 @@ from edgeact.export.tflite_verify import verify_tflite, with_semantics
 from edgeact.qparams import QuantParams
 from edgeact.semantics import get_semantics
 from edgeact.semantics.tflite_builtin import KERNEL_SETS
-from test_tflite_model import CHOICES, INPUTS, EveryOp, SmallCNN, converted, inputs
+from test_tflite_model import CHOICES, INPUTS, EveryOp, SmallCNN, converted, inputs, small_cnn_exported
 
 MODES = ("builtin", "reference")
 F32 = np.float32
@@ -347,15 +347,7 @@ def test_mean_vector_block_is_16_channels():
 
 @pytest.mark.parametrize("label,choice", CHOICES, ids=[c[0] for c in CHOICES])
 def test_small_cnn_every_activation_equals_litert_without_delegate(label, choice, tmp_path):
-    torch.manual_seed(0)
-    model = SmallCNN()
-    if label == "gelu(tanh)":
-        model.act1, model.act2 = nn.GELU(approximate="tanh"), nn.GELU(approximate="tanh")
-        c = converted(model, (3, 8, 8), activations={"gelu": "keep"})
-    else:
-        c = converted(model, (3, 8, 8), activations={"relu": choice})
-    path = tmp_path / "cnn.tflite"
-    to_tflite(c, torch.zeros(1, 3, 8, 8), path)
+    c, path = small_cnn_exported(label, choice, tmp_path)
     for mode in MODES:
         if label == "elu" and mode == "reference":
             with pytest.raises(ModelFileError, match="ELU"):  # BUILTIN_REF has no int8 ELU kernel

@@ -88,8 +88,8 @@ def _activation_choices():
 CHOICES = _activation_choices()
 
 
-@pytest.mark.parametrize("label,choice", CHOICES, ids=[c[0] for c in CHOICES])
-def test_small_cnn_every_activation_equals_litert(label, choice, tmp_path):
+def small_cnn_exported(label, choice, tmp_path):
+    """The small CNN with one of CHOICES converted (semantics 'tflite') and exported: (model, path)."""
     torch.manual_seed(0)
     model = SmallCNN()
     if label == "gelu(tanh)":
@@ -99,6 +99,12 @@ def test_small_cnn_every_activation_equals_litert(label, choice, tmp_path):
         c = converted(model, (3, 8, 8), activations={"relu": choice})
     path = tmp_path / "cnn.tflite"
     to_tflite(c, torch.zeros(1, 3, 8, 8), path)
+    return c, path
+
+
+@pytest.mark.parametrize("label,choice", CHOICES, ids=[c[0] for c in CHOICES])
+def test_small_cnn_every_activation_equals_litert(label, choice, tmp_path):
+    c, path = small_cnn_exported(label, choice, tmp_path)
     report = verify_tflite(path, c, inputs((3, 8, 8)))
     assert report.ok, str(report)
     # outputs and every intermediate (identity is no op, and ReLU/ReLU6 fuse into the conv: no tensor of their own)
