@@ -150,7 +150,7 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
     for act in bar:
         bar.set_postfix_str(act)
         rows.append(_study_one(model, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs,
-                               test_limit, progress, prefer))
+                               test_limit, prefer))
     result = StudyResult(canonical_model_name(model), list(targets), list(backends), qat_epochs, rows, prefer)
     atomic_write(out_dir / "study.md", result.markdown())
     atomic_write(out_dir / "study.json", result.to_json())
@@ -170,7 +170,7 @@ def _accuracy(logits, labels) -> float:
 
 
 def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs, test_limit,
-               progress, prefer) -> StudyRow:
+               prefer) -> StudyRow:
     import edgeact
     from edgeact import models
     from edgeact.deployed import run_file
