@@ -37,3 +37,8 @@ def list_targets() -> list[TargetStatus]:
 
     out.append(ssh_status())
     return out
+
+
+def get_targets(names: list[str] | None, cpu: str | None = None) -> list[Target]:
+    """Targets for the CLI's repeated --target (default host); `cpu` applies to the QEMU ones."""
+    return [get_target(t, cpu=cpu) if t.startswith("qemu-") else get_target(t) for t in (names or ["host"])]

@@ -28,10 +28,9 @@ def register(subparsers) -> None:
 
 def handler(args) -> int:
     from edgeact import measure, report
-    from edgeact.targets import get_target
+    from edgeact.targets.registry import get_targets
 
-    targets = [get_target(t, cpu=args.cpu) if t.startswith("qemu-") else get_target(t)
-               for t in (args.target or ["host"])]
+    targets = get_targets(args.target, args.cpu)
     data = measure.load_data(args.data) if args.data else None
     results = []
     for model in args.models:

@@ -23,10 +23,9 @@ def register(subparsers) -> None:
 
 def handler(args) -> int:
     from edgeact import measure, report
-    from edgeact.targets import get_target
+    from edgeact.targets.registry import get_targets
 
-    targets = [get_target(t, cpu=args.cpu) if t.startswith("qemu-") else get_target(t)
-               for t in (args.target or ["host"])]
+    targets = get_targets(args.target, args.cpu)
     results = [measure.check(args.model, args.reference, args.data, t, backend=args.backend,
                              progress=not args.no_progress) for t in targets]
     if "-" not in (args.json, args.csv):
