@@ -264,6 +264,16 @@ def plot_check(results: Sequence[CheckResult], path) -> Path:
     return atomic_write(path, buf.getvalue())
 
 
+def emit_all(markdown: str, json_text: str, csv_text: str, json_dest: str | None, csv_dest: str | None) -> None:
+    """The CLI's outputs: Markdown on stdout unless JSON or CSV goes there ('-'), JSON/CSV where asked."""
+    if "-" not in (json_dest, csv_dest):
+        emit(markdown, None)
+    if json_dest:
+        emit(json_text, json_dest)
+    if csv_dest:
+        emit(csv_text, csv_dest)
+
+
 def emit(text: str, dest: str | None) -> None:
     """Write `text` to a file (atomically) or to stdout for '-'."""
     if dest in (None, "-"):

@@ -173,8 +173,8 @@ def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, ru
                prefer) -> StudyRow:
     import edgeact
     from edgeact import models
-    from edgeact.deployed import run_file
     from edgeact.export import to_onnx, to_tflite
+    from edgeact.export.verify import run_exported
     from edgeact.measure import bench
     from edgeact.quantize import QAT_QCONFIG
     from edgeact.targets import get_target
@@ -209,7 +209,7 @@ def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, ru
             to_tflite(converted, example, path, prefer=prefer)
         with torch.no_grad():
             expected = converted(x_test).numpy()
-        got = run_file(path, x_test.numpy())
+        got = np.asarray(run_exported(path, x_test.numpy())[0])
         out_qp = _output_qparams(converted)
         codes_expected = np.rint(expected / out_qp.scale) + out_qp.zero_point
         codes_got = np.rint(got / out_qp.scale) + out_qp.zero_point

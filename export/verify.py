@@ -163,6 +163,14 @@ RUNNERS: dict[str, tuple[Callable, Callable[[Path], dict]]] = {
 }
 
 
+def run_exported(path, inputs) -> list[np.ndarray]:
+    """The float outputs of an exported .onnx / .tflite file on this machine for a batch of inputs in
+    PyTorch's layout (a tensor or array, or a tuple of them): the file as deployed, nothing added."""
+    inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    run, _ = RUNNERS[file_format(path)]
+    return run(Path(path), [np.asarray(x, dtype=np.float32) for x in inputs], [])[0]
+
+
 def file_format(path) -> str:
     """'onnx' or 'tflite' from the suffix, or the first bytes if the suffix says nothing."""
     path = Path(path)
@@ -239,11 +247,9 @@ def verify(path, model: fx.GraphModule, inputs, *, reference: torch.nn.Module | 
     tensor_map = metadata(path) if intermediate else {}
     taps = {node: tensor_map[node] for node in codes if node in tensor_map}  # in execution order
     tap_list = [(tensor, "uint8" if shift else dtype) for tensor, dtype, shift in taps.values()]
-    feeds = [x.numpy() for x in inputs]
-    # The outputs come from the file as deployed: extra outputs (taps) can stop a runtime's graph
-    # rewrites (ORT folds Q/DQ pairs, XNNPACK partitions) and so hide a difference.
-    outputs, _ = run(path, feeds, [])
-    tapped = run(path, feeds, tap_list)[1] if tap_list else {}
+    # The runners take the outputs from the file as it is and the taps from a copy that exposes them
+    # (extra outputs can stop a runtime's graph rewrites, so they never decide the outputs).
+    outputs, tapped = run(path, [x.numpy() for x in inputs], tap_list)
     report = ParityReport(str(path), fmt, int(inputs[0].shape[0]))
 
     def compare(label, theirs: np.ndarray, mine: np.ndarray):
@@ -281,4 +287,4 @@ def verify(path, model: fx.GraphModule, inputs, *, reference: torch.nn.Module | 
     return report
 
 
-__all__ = ["verify", "ParityReport", "TensorParity", "Mismatch", "RUNNERS", "file_format"]
+__all__ = ["verify", "run_exported", "ParityReport", "TensorParity", "Mismatch", "RUNNERS", "file_format"]

@@ -38,13 +38,8 @@ def handler(args) -> int:
             results.append(measure.bench(model, t, backend=args.backend, threads=args.threads,
                                          warmup=args.warmup, runs=args.runs, inputs=data,
                                          progress=not args.no_progress, count=not args.no_count))
-    to_stdout = "-" in (args.json, args.csv)
-    if not to_stdout:
-        report.emit(report.bench_markdown(results), None)
-    if args.json:
-        report.emit(report.bench_json(results), args.json)
-    if args.csv:
-        report.emit(report.bench_csv(results), args.csv)
+    report.emit_all(report.bench_markdown(results), report.bench_json(results), report.bench_csv(results),
+                    args.json, args.csv)
     if args.plot:
         report.plot_bench(results, args.plot)
     return 0

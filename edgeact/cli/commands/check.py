@@ -28,12 +28,8 @@ def handler(args) -> int:
     targets = get_targets(args.target, args.cpu)
     results = [measure.check(args.model, args.reference, args.data, t, backend=args.backend,
                              progress=not args.no_progress) for t in targets]
-    if "-" not in (args.json, args.csv):
-        report.emit(report.check_markdown(results), None)
-    if args.json:
-        report.emit(report.check_json(results), args.json)
-    if args.csv:
-        report.emit(report.check_csv(results), args.csv)
+    report.emit_all(report.check_markdown(results), report.check_json(results), report.check_csv(results),
+                    args.json, args.csv)
     if args.plot:
         report.plot_check(results, args.plot)
     return 0
