@@ -10,6 +10,11 @@ the same real values). ORT on x86-64 does not fuse int8-activation Q/DQ convolut
 QLinearConv by default and runs them in float, whose summation order nobody reproduces; with
 uint8 it runs the exact integer kernel. Graph inputs and outputs keep the model's types.
 
+Weights are written as uint8 with zero point 128 (int8 code + 128: the same real values), so that ORT
+runs its U8U8 integer kernels. Its default u8s8 kernels on AVX2 and AVX-512BW without VNNI multiply with
+VPMADDUBSW, which saturates pairs of u8·s8 products to int16; U8U8 widens to int16 before multiplying
+and is exact on every x86-64 family and on aarch64 (tested under qemu-x86_64 -cpu Haswell / Nehalem).
+
 Average pooling and the spatial mean become a depthwise conv with weights 1 of scale 1/count:
 ORT's QLinearAveragePool sums dequantized floats (not a function of the integer window sum the
 converted model computes); the conv sums integers and requantizes once, like the semantics says.
@@ -163,8 +168,8 @@ class _Exporter:
     # ---- ops -----------------------------------------------------------------------------------
     def _weights(self, m, hint):
         w_qp = m.weight_qparams
-        w = m.weight_codes.numpy().astype(np.int8)
-        zeros = np.zeros(w.shape[0], np.int8)
+        w = (m.weight_codes.numpy().astype(np.int16) + 128).astype(np.uint8)
+        zeros = np.full(w.shape[0], 128, np.uint8)
         wf = self.g.node("DequantizeLinear", [self.g.constant(w, f"{hint}_weight"),
                                               self.g.constant(w_qp.scale_array().astype(F32), f"{hint}_weight_scale"),
                                               self.g.constant(zeros, f"{hint}_weight_zero_point")],
