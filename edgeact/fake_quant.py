@@ -27,10 +27,13 @@ def _shape_for(param: torch.Tensor, x: torch.Tensor, axis: int | None) -> torch.
 class _FakeQuantSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, qmin, qmax):
-        q = torch.round(x / scale) + zero_point
-        inside = (q >= qmin) & (q <= qmax)
+        # The same operations in the same order as round(x / s) + z → clamp → (q − z)·s, in place on one
+        # buffer: QAT runs this on every tensor at every step, and fresh temporaries cost more than the math.
+        q = torch.div(x, scale)
+        q.round_().add_(zero_point)
+        inside = (q >= qmin).logical_and_(q <= qmax)
         ctx.save_for_backward(inside)
-        return (q.clamp(qmin, qmax) - zero_point) * scale
+        return q.clamp_(qmin, qmax).sub_(zero_point).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):
@@ -85,6 +88,35 @@ def dequantize_codes(q: torch.Tensor, qp: QuantParams, dtype=torch.float32) -> t
     return (q.long() - zp).to(dtype) * scale
 
 
+def _qrange(observer) -> tuple[int, int]:
+    return QuantParams.qrange_of(observer.dtype, observer.narrow)
+
+
+def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """`QuantParams.from_range(observer range)` as tensors: scale (rounded to float32) and zero point.
+
+    The same float64 operations in the same order as `from_range` (IEEE division and round half to
+    even give the same bits in torch and NumPy), without NumPy, a dataclass and per-channel Python
+    loops at every QAT step. None when the range is unusable: the caller then takes the QuantParams
+    path, which raises the error that names the cause.
+    """
+    if not observer.has_data:
+        return None
+    qmin, qmax = _qrange(observer)
+    lo = observer.min_val.detach().double().clamp(max=0.0)
+    hi = observer.max_val.detach().double().clamp(min=0.0)
+    if observer.symmetric:
+        scale = torch.maximum(-lo, hi) / ((qmax - qmin) // 2)
+        zp = torch.full_like(scale, 0 if observer.dtype != "uint8" else 128)
+    else:
+        scale = (hi - lo) / (qmax - qmin)
+        zp = torch.round(qmin - lo / scale.float().double()).clamp(qmin, qmax)
+    scale32 = scale.float()
+    if not bool(((hi - lo > 0) & torch.isfinite(scale32) & (scale32 > 0)).all()):
+        return None
+    return scale32, zp
+
+
 class FakeQuantize(nn.Module):
     """Observer + fake quantization for one tensor.
 
@@ -137,6 +169,12 @@ class FakeQuantize(nn.Module):
             self._qp = None
         if not self.enabled:
             return x
+        if self.observe and not self.learnable_scale:
+            fast = _observed_qparams_tensors(self.observer)
+            if fast is not None:  # QAT: the parameters change at every step, so skip building QuantParams
+                scale, zp = fast
+                return _FakeQuantSTE.apply(x, _shape_for(scale.to(x.dtype), x, self.axis),
+                                           _shape_for(zp.to(x.dtype), x, self.axis), *_qrange(self.observer))
         qp = self.qparams()
         if self.learnable_scale:
             if not bool(self.initialized):

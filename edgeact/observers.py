@@ -36,13 +36,22 @@ class Observer(nn.Module):
 
     @property
     def has_data(self) -> bool:
-        return bool(torch.isfinite(self.min_val).all())
+        # `_seen` spares a tensor check per QAT step; the buffers stay the truth (a loaded state_dict).
+        if self.__dict__.get("_seen"):
+            return True
+        seen = bool(torch.isfinite(self.min_val).all())
+        self.__dict__["_seen"] = seen
+        return seen
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self.__dict__["_seen"] = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _reduce(self, x: torch.Tensor):
         if self.axis is None:
-            return x.min(), x.max()
+            return torch.aminmax(x)  # one pass over x instead of two; the same two numbers
         flat = x.transpose(0, self.axis).reshape(x.shape[self.axis], -1)
-        return flat.min(dim=1).values, flat.max(dim=1).values
+        return torch.aminmax(flat, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach()

@@ -26,6 +26,35 @@ def _as_float32_value(s: float) -> float:
         return float(np.float32(s))
 
 
+def _scale_error(s: float) -> str | None:
+    if not math.isfinite(s):
+        return (f"quantization scale is {s}: the observed range contained NaN or Inf — "
+                "check the model's weights and the calibration data for NaN/Inf")
+    if s == 0.0:
+        return ("quantization scale is 0: a zero scale means an empty (zero-width) range — "
+                "calibrate with data that exercises this tensor, or set the range by hand")
+    if s < 0.0:
+        return f"quantization scale must be > 0, got {s}: pass its absolute value"
+    s32 = _as_float32_value(s)
+    if s32 == 0.0 or not math.isfinite(s32):
+        return f"scale {s} is not representable as a float32 > 0; use a scale in [1e-30, 1e30]"
+    return None
+
+
+def _clean_scales(scales) -> list[float]:
+    """The scales rounded to float32 (as Python floats), checked in one vectorised pass — QAT builds
+    per-channel QuantParams at every step, so a per-element Python loop here costs a visible share
+    of a training step. The first bad scale gets the same message as before."""
+    arr = np.array([float(s) for s in scales], dtype=np.float64)
+    with np.errstate(over="ignore"):
+        s32 = arr.astype(np.float32).astype(np.float64)
+    bad = ~(np.isfinite(arr) & (arr > 0.0) & np.isfinite(s32) & (s32 > 0.0))
+    if bad.any():
+        message = _scale_error(float(arr[int(np.argmax(bad))]))
+        raise QuantizationError(message)
+    return s32.tolist()
+
+
 @dataclass(frozen=True)
 class QuantParams:
     """Affine quantization q = clamp(round(x / scale) + zero_point, qmin, qmax).
@@ -65,25 +94,7 @@ class QuantParams:
                     )
                 zps_arr = np.broadcast_to(np.asarray(zps).reshape(-1), (len(scales),))
                 zps = tuple(int(z) for z in zps_arr)
-        clean_scales = []
-        for s in scales:
-            s = float(s)
-            if not math.isfinite(s):
-                raise QuantizationError(
-                    f"quantization scale is {s}: the observed range contained NaN or Inf — "
-                    "check the model's weights and the calibration data for NaN/Inf"
-                )
-            if s == 0.0:
-                raise QuantizationError(
-                    "quantization scale is 0: a zero scale means an empty (zero-width) range — "
-                    "calibrate with data that exercises this tensor, or set the range by hand"
-                )
-            if s < 0.0:
-                raise QuantizationError(f"quantization scale must be > 0, got {s}: pass its absolute value")
-            s32 = _as_float32_value(s)
-            if s32 == 0.0 or not math.isfinite(s32):
-                raise QuantizationError(f"scale {s} is not representable as a float32 > 0; use a scale in [1e-30, 1e30]")
-            clean_scales.append(s32)
+        clean_scales = _clean_scales(scales)
         lo, hi = self.qrange_of(self.dtype, self.narrow)
         clean_zps = []
         for z in zps:

@@ -250,3 +250,28 @@ def test_qat_with_a_learnable_scale_reduces_the_quantization_loss():
     assert learned.scale < 0.1
     # the learned parameters are what the module now uses (and what a table would be built from)
     assert torch.equal(fq(x), fake_quantize(x, learned))
+
+
+@pytest.mark.parametrize("kw", [dict(observer="moving_average"), dict(observer="minmax", dtype="uint8"),
+                                dict(observer="minmax", symmetric=True, axis=0, narrow=True),
+                                dict(observer="moving_average", symmetric=True, dtype="uint8")])
+def test_qat_step_equals_the_quantparams_path(kw):
+    """While observing, the module builds scale and zero point as tensors (the fast QAT path); the values
+    and gradients equal fake_quantize() with QuantParams.from_range() of the same observed range."""
+    gen = torch.Generator().manual_seed(1)
+    fq = FakeQuantize(**kw)
+    for step in range(20):
+        x = (torch.randn(8, 5, 6, generator=gen) * (0.5 + step) + step % 3).requires_grad_(True)
+        y = fq(x)  # observes x, then fake-quantizes with the updated range
+        obs = fq.observer
+        lo, hi = obs.range()
+        if obs.axis is None:
+            lo, hi = float(lo), float(hi)
+        qp = QuantParams.from_range(lo, hi, obs.dtype, obs.symmetric, obs.axis, obs.narrow)
+        x2 = x.detach().clone().requires_grad_(True)
+        ref = fake_quantize(x2, qp)
+        assert torch.equal(y, ref)
+        g = torch.randn(y.shape, generator=gen)
+        y.backward(g)
+        ref.backward(g)
+        assert torch.equal(x.grad, x2.grad)

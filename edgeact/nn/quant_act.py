@@ -101,8 +101,14 @@ class QuantAct(nn.Module):
         if not quantizing:
             return y
         in_qp, out_qp = self.in_qparams(), self.out_qparams()
-        exact = dequantize_codes(lookup_torch(self.current_table(), quantize_codes(xq.detach(), in_qp), in_qp.qmin),
-                                 out_qp, x.dtype)
+        table = self.current_table()
+        codes = quantize_codes(xq.detach(), in_qp)
+        if table.dim() == 1:
+            # Dequantize the 256 entries, then gather: elementwise, so the same numbers as dequantizing
+            # the looked-up codes, at a fraction of the cost (this runs at every QAT step).
+            exact = torch.take(dequantize_codes(table, out_qp, x.dtype), codes - in_qp.qmin)
+        else:
+            exact = dequantize_codes(lookup_torch(table, codes, in_qp.qmin), out_qp, x.dtype)
         # Value of the integer table, gradient of the float path (straight through).
         return y + (exact - y).detach()
 
