@@ -39,6 +39,7 @@ class Measured:
     parity_codes: int
     parity_max_lsb: int
     latency: dict = dataclasses.field(default_factory=dict)  # target → {median_ms, min_ms, insns, emulated}
+    accuracies: list = dataclasses.field(default_factory=list)  # one per seed (accuracy is their mean)
 
 
 @dataclasses.dataclass
@@ -49,6 +50,7 @@ class StudyRow:
     qat_accuracy: float
     exports: dict = dataclasses.field(default_factory=dict)  # backend → Measured
     seconds: float = 0.0
+    seeds: dict = dataclasses.field(default_factory=dict)  # 'float'/'ptq'/'qat' → accuracy per seed
 
 
 @dataclasses.dataclass
@@ -59,6 +61,8 @@ class StudyResult:
     qat_epochs: int
     rows: list[StudyRow]
     prefer: str = "x86"
+    task: str = "digits"
+    seeds: int = 1
 
     # -- reports --------------------------------------------------------------------------------
     def flat_rows(self) -> list[dict]:
@@ -66,8 +70,13 @@ class StudyResult:
         for r in self.rows:
             row = {"activation": r.activation, "float": r.float_accuracy, "ptq": r.ptq_accuracy, "qat": r.qat_accuracy,
                    "qat_gap": r.qat_accuracy - r.float_accuracy}
+            if self.seeds > 1:
+                for k in ("float", "ptq", "qat"):
+                    row[f"{k}_ci"] = confidence_halfwidth(r.seeds.get(k, []))
             for b, m in r.exports.items():
                 row[f"{b}_acc"] = m.accuracy
+                if self.seeds > 1:
+                    row[f"{b}_acc_ci"] = confidence_halfwidth(m.accuracies)
                 row[f"{b}_parity"] = f"{m.parity_mismatches}/{m.parity_codes}"
                 row[f"{b}_kb"] = m.size_bytes / 1024
                 for t, lat in m.latency.items():
@@ -91,7 +100,18 @@ class StudyResult:
         for k in cols:
             if k.endswith("_kb"):
                 fmt[k] = lambda v: "—" if v is None else f"{v:.1f}"
-        text = markdown_table(self.flat_rows(), cols, fmt)
+        rows = self.flat_rows()
+        if self.seeds > 1:  # mean ± half-width of the 95 % confidence interval over the seeds
+            for r in rows:
+                for k in [k for k in r if f"{k}_ci" in r]:
+                    r[k] = f"{r[k]:.1f} ± {r[k + '_ci']:.1f}"
+            for k in list(fmt):
+                if k.endswith(("acc", "float", "ptq", "qat")):
+                    fmt[k] = lambda v: "—" if v is None else (v if isinstance(v, str) else f"{v:.2f}")
+        text = markdown_table(rows, cols, fmt)
+        if self.seeds > 1:
+            text += (f"\nAccuracies: mean ± half-width of the 95 % confidence interval (Student t) over {self.seeds} "
+                     f"seeds (weight initialisation, shuffling, QAT); task {self.task!r}; files and latency of seed 0.\n")
         if any(t.startswith("qemu") for t in self.targets):
             text += ("\nUnder QEMU the figure is instructions per inference (one thread, fixed -cpu, identical run to "
                      "run); emulated milliseconds are 200–400× the host's and noisy and are not ARM latencies.\n")
@@ -114,6 +134,16 @@ class StudyResult:
         return buf.getvalue()
 
 
+def confidence_halfwidth(values, level: float = 0.95) -> float:
+    """Half-width of the Student-t confidence interval of the mean (0 for fewer than two values)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size < 2:
+        return 0.0
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + level / 2, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size))
+
+
 def _latency_cell(v) -> str:
     if not v:
         return "—"
@@ -126,32 +156,56 @@ def _latency_cell(v) -> str:
 def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVATIONS, targets: Sequence[str] = ("host",),
               backends: Sequence[str] = ("onnxruntime", "litert"), qat_epochs: int = 2, out_dir="out/study",
               runs: int = 30, emulated_runs: int = 2, test_limit: int | None = None, progress: bool = True,
-              prefer: str | None = None) -> StudyResult:
+              prefer: str | None = None, task: str = "digits", seeds: int = 1, executor="auto",
+              address: str | None = None, cache: bool = True) -> StudyResult:
     """Run the whole pipeline for each activation; files and reports go to `out_dir`.
 
     targets: 'host', 'qemu-aarch64[:cpu]', 'qemu-armv7[:cpu]' (LiteRT only), 'ssh://user@board'.
     test_limit: use only the first N test images (the tests' reduced setting).
     prefer: 'x86' or 'arm' — which CPU's cheapest exact lowering each activation gets in the files
         (exact on both either way); default 'arm' when a target is ARM, else 'x86'.
+    task: 'digits' or 'clusters' (harder; see edgeact.models.tasks). seeds: train each activation from
+        this many seeds; accuracies are then means with 95 % confidence intervals.
+    executor: 'auto' (Ray when installed), 'serial', 'ray', or an executor object (edgeact.executor);
+        address: a Ray cluster to attach to (else $RAY_ADDRESS, else Ray embedded in this process).
+    cache: reuse trained models and deterministic measurements from the cache directory (by content hash).
     """
-    from edgeact import models
+    from edgeact.executor import get_executor
+    from edgeact.models.tasks import canonical_task
 
     out_dir = Path(out_dir)
     activations = [canonical_name(a) for a in activations]
+    task = canonical_task(task)
+    model = canonical_model_name(model)
+    if seeds < 1:
+        raise EdgeActError(f"seeds must be ≥ 1, got {seeds}")
     if prefer is None:
         prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
     for b in backends:
         if b not in BACKEND_SEMANTICS:
             raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SEMANTICS)}")
-    data = models.digits_for(model)
+    from edgeact.targets import get_target
+
+    target_backends = {t: get_target(t).backends() for t in targets}
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    bar = tqdm(activations, desc="study", disable=not progress)
-    for act in bar:
-        bar.set_postfix_str(act)
-        rows.append(_study_one(model, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs,
-                               test_limit, prefer))
-    result = StudyResult(canonical_model_name(model), list(targets), list(backends), qat_epochs, rows, prefer)
+    ex = get_executor(executor, address) if isinstance(executor, str) else executor
+    try:
+        # Every cell is a task; a later cell takes an earlier one's future, so nothing waits for a whole stage.
+        trained = {(a, s): ex.submit(train_cell, model, a, task, s, qat_epochs, test_limit, cache)
+                   for a in activations for s in range(seeds)}
+        deployed = {(a, s, b): ex.submit(deploy_cell, model, a, task, s, b, trained[a, s], test_limit, prefer)
+                    for a in activations for s in range(seeds) for b in backends}
+        timed = {(a, b, t): ex.submit(bench_cell, deployed[a, 0, b], b, t, runs, emulated_runs, cache)
+                 for a in activations for b in backends for t in targets if b in target_backends[t]}
+        keys = [("train", k) for k in trained] + [("deploy", k) for k in deployed] + [("bench", k) for k in timed]
+        futures = list(trained.values()) + list(deployed.values()) + list(timed.values())
+        with tqdm(total=len(futures), desc=f"study ({ex.name}, {ex.workers} workers)", disable=not progress) as bar:
+            values = dict(zip(keys, ex.gather(futures, progress=bar)))
+    finally:
+        if isinstance(executor, str):
+            ex.shutdown()
+    rows = [_assemble_row(a, seeds, backends, targets, values, out_dir, model) for a in activations]
+    result = StudyResult(model, list(targets), list(backends), qat_epochs, rows, prefer, task, seeds)
     atomic_write(out_dir / "study.md", result.markdown())
     atomic_write(out_dir / "study.json", result.to_json())
     atomic_write(out_dir / "study.csv", result.to_csv())
@@ -169,39 +223,96 @@ def _accuracy(logits, labels) -> float:
     return 100.0 * float((np.asarray(logits).argmax(1) == np.asarray(labels)).mean())
 
 
-def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs, test_limit,
-               prefer) -> StudyRow:
+def _test_split(data, test_limit):
+    x, y = data.x_test, data.y_test
+    return (x[:test_limit], y[:test_limit]) if test_limit else (x, y)
+
+
+def _one_thread() -> None:
+    """Cells run on one thread each, under any executor: results do not depend on how many run at once,
+    and N cells on N cores do not fight over threads."""
+    torch.set_num_threads(1)
+
+
+def train_cell(model_name: str, act: str, task: str, seed: int, qat_epochs: int, test_limit, use_cache: bool) -> dict:
+    """Float model (checkpoint or trained), PTQ and QAT accuracy, and the QAT model's state — cached by content."""
     import edgeact
     from edgeact import models
-    from edgeact.export import to_onnx, to_tflite
-    from edgeact.export.verify import run_exported
-    from edgeact.measure import bench
+    from edgeact.models.tasks import recipe, task_data
     from edgeact.quantize import QAT_QCONFIG
-    from edgeact.targets import get_target
+    from edgeact.study_cache import cached, content_key
 
+    _one_thread()
     start = time.perf_counter()
-    x_test, y_test = data.x_test, data.y_test
-    if test_limit:
-        x_test, y_test = x_test[:test_limit], y_test[:test_limit]
-    float_model = models.load(model_name, act).eval()
+    data = task_data(task, model_name)
+    rec = recipe(task, model_name)
+    key = content_key("train", model=model_name, activation=act, task=task, seed=seed, qat_epochs=qat_epochs,
+                      recipe=rec)
+
+    def compute() -> dict:
+        if task == "digits" and seed == 0:
+            float_model = models.load(model_name, act).eval()  # the shipped checkpoint (trained from seed 0)
+        else:
+            float_model = models.build(model_name, act, seed=seed)
+            models.fit(float_model, data, seed=seed, **rec)
+            float_model.eval()
+        qat = edgeact.prepare(float_model, qconfig=QAT_QCONFIG)
+        edgeact.calibrate(qat, data.calibration_batches(), progress=False)
+        models.qat_finetune(qat, data, epochs=qat_epochs, seed=seed, progress=False)
+        return {"float_state": float_model.state_dict(), "qat_state": qat.state_dict()}
+
+    state = cached(key, compute) if use_cache else compute()
+    float_model, qat = _rebuild(model_name, act, state, data)
+    x_test, y_test = _test_split(data, test_limit)
     with torch.no_grad():
         float_acc = _accuracy(float_model(x_test), y_test)
-
-    ptq = edgeact.prepare(float_model)
-    edgeact.calibrate(ptq, data.calibration_batches(), progress=False)
-    with torch.no_grad():
+        ptq = edgeact.prepare(float_model)
+        edgeact.calibrate(ptq, data.calibration_batches(), progress=False)
         ptq_acc = _accuracy(edgeact.convert(ptq)(x_test), y_test)
-
-    qat = edgeact.prepare(float_model, qconfig=QAT_QCONFIG)
-    edgeact.calibrate(qat, data.calibration_batches(), progress=False)
-    models.qat_finetune(qat, data, epochs=qat_epochs, progress=False)
-    with torch.no_grad():
         qat_acc = _accuracy(edgeact.convert(qat)(x_test), y_test)
+    return {"float": float_acc, "ptq": ptq_acc, "qat": qat_acc, "state": state,
+            "seconds": time.perf_counter() - start}
 
-    row = StudyRow(act, float_acc, ptq_acc, qat_acc)
-    for backend in backends:
-        converted = edgeact.convert(qat, semantics=BACKEND_SEMANTICS[backend])
-        path = out_dir / f"{canonical_model_name(model_name)}_{act}{BACKEND_SUFFIX[backend]}"
+
+def _rebuild(model_name, act, state, data):
+    """The float model and the frozen QAT model from their state dicts."""
+    import edgeact
+    from edgeact import models
+    from edgeact.quantize import QAT_QCONFIG, freeze
+
+    float_model = models.build(model_name, act)
+    float_model.load_state_dict(state["float_state"])
+    float_model.eval()
+    qat = edgeact.prepare(float_model, qconfig=QAT_QCONFIG)
+    own = dict(qat.named_buffers())
+    for name, value in state["qat_state"].items():
+        if name in own and own[name].shape != value.shape:  # per-channel observer ranges start as scalars
+            owner, _, attr = name.rpartition(".")
+            setattr(qat.get_submodule(owner), attr, torch.empty_like(value))
+    qat.load_state_dict(state["qat_state"])
+    qat.edgeact_example = data.calibration_batches()[0][:1].clone()  # what calibrate() would have kept
+    freeze(qat)
+    return float_model, qat
+
+
+def deploy_cell(model_name: str, act: str, task: str, seed: int, backend: str, trained: dict, test_limit,
+                prefer: str) -> dict:
+    """Convert the QAT model for `backend`, write its file, run it on the host and compare code for code."""
+    import tempfile
+
+    import edgeact
+    from edgeact.export import to_onnx, to_tflite
+    from edgeact.export.verify import run_exported
+    from edgeact.models.tasks import task_data
+
+    _one_thread()
+    start = time.perf_counter()
+    data = task_data(task, model_name)
+    x_test, y_test = _test_split(data, test_limit)
+    _, qat = _rebuild(model_name, act, trained["state"], data)
+    converted = edgeact.convert(qat, semantics=BACKEND_SEMANTICS[backend])
+    with tempfile.TemporaryDirectory(prefix="edgeact-study-") as tmp:
+        path = Path(tmp) / f"{model_name}_{act}{BACKEND_SUFFIX[backend]}"
         example = x_test[:1]
         if backend == "onnxruntime":
             to_onnx(converted, example, path, prefer=prefer)
@@ -210,23 +321,64 @@ def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, ru
         with torch.no_grad():
             expected = converted(x_test).numpy()
         got = np.asarray(run_exported(path, x_test.numpy())[0])
-        out_qp = _output_qparams(converted)
-        codes_expected = np.rint(expected / out_qp.scale) + out_qp.zero_point
-        codes_got = np.rint(got / out_qp.scale) + out_qp.zero_point
-        diff = np.abs(codes_expected - codes_got)
-        m = Measured(backend, str(path), path.stat().st_size, _accuracy(got, y_test), int((diff > 0).sum()),
-                     int(diff.size), int(diff.max()) if diff.size else 0)
-        for target in targets:
-            if backend not in get_target(target).backends():
-                continue  # e.g. qemu-armv7 has no onnxruntime wheel; `edgeact targets` says why
-            emulated = target.startswith("qemu")
-            r = bench(path, target=target, backend=backend,
-                      threads=1, warmup=1 if emulated else 5, runs=emulated_runs if emulated else runs,
-                      progress=False)
-            m.latency[target] = {"median_ms": r.latency_ms["median"], "min_ms": r.latency_ms["min"],
-                                 "insns": r.insns["median"] if r.insns else None, "emulated": r.emulated}
-        row.exports[backend] = m
-    row.seconds = time.perf_counter() - start
+        blob = path.read_bytes()
+    out_qp = _output_qparams(converted)
+    codes_expected = np.rint(expected / out_qp.scale) + out_qp.zero_point
+    codes_got = np.rint(got / out_qp.scale) + out_qp.zero_point
+    diff = np.abs(codes_expected - codes_got)
+    return {"name": path.name, "bytes": blob, "accuracy": _accuracy(got, y_test),
+            "mismatches": int((diff > 0).sum()), "codes": int(diff.size), "max_lsb": int(diff.max()) if diff.size else 0,
+            "seconds": time.perf_counter() - start}
+
+
+def bench_cell(deployed: dict, backend: str, target: str, runs: int, emulated_runs: int, use_cache: bool) -> dict:
+    """Latency of one file on one target (a QEMU run is its own process); emulated instruction counts are
+    deterministic, so they are cached by the file's content."""
+    import hashlib
+    import tempfile
+
+    from edgeact.measure import bench
+    from edgeact.study_cache import cached, content_key
+
+    _one_thread()
+    emulated = target.startswith("qemu")
+
+    def measure() -> dict:
+        with tempfile.TemporaryDirectory(prefix="edgeact-bench-") as tmp:
+            path = Path(tmp) / deployed["name"]
+            path.write_bytes(deployed["bytes"])
+            r = bench(path, target=target, backend=backend, threads=1, warmup=1 if emulated else 5,
+                      runs=emulated_runs if emulated else runs, progress=False)
+        return {"median_ms": r.latency_ms["median"], "min_ms": r.latency_ms["min"],
+                "insns": r.insns["median"] if r.insns else None, "emulated": r.emulated}
+
+    if emulated and use_cache:
+        key = content_key("bench", file=hashlib.sha256(deployed["bytes"]).hexdigest(), backend=backend,
+                          target=target, runs=emulated_runs)
+        result = cached(key, measure)
+        if result.get("insns") is not None:
+            return result
+    return measure()
+
+
+def _assemble_row(act, seeds, backends, targets, values, out_dir: Path, model_name: str) -> StudyRow:
+    trained = [values["train", (act, s)] for s in range(seeds)]
+    row = StudyRow(act, *(float(np.mean([t[k] for t in trained])) for k in ("float", "ptq", "qat")))
+    row.seeds = {k: [t[k] for t in trained] for k in ("float", "ptq", "qat")}
+    row.seconds = sum(t["seconds"] for t in trained)
+    for b in backends:
+        deps = [values["deploy", (act, s, b)] for s in range(seeds)]
+        path = out_dir / deps[0]["name"]
+        atomic_write(path, deps[0]["bytes"])  # the seed-0 file, the one timed
+        m = Measured(b, str(path), len(deps[0]["bytes"]), float(np.mean([d["accuracy"] for d in deps])),
+                     sum(d["mismatches"] for d in deps), sum(d["codes"] for d in deps),
+                     max(d["max_lsb"] for d in deps))
+        m.accuracies = [d["accuracy"] for d in deps]
+        for t in targets:
+            if ("bench", (act, b, t)) in values:
+                m.latency[t] = values["bench", (act, b, t)]
+        row.exports[b] = m
+        row.seconds += sum(d["seconds"] for d in deps)
     return row
 
 
@@ -274,7 +426,7 @@ def plot_pareto(result: StudyResult, path) -> Path:
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (b, t) in zip(axes.flat, panels):
-        pts, names = [], []
+        pts, names, errs = [], [], []
         for r in result.rows:
             m = r.exports.get(b)
             if not m or t not in m.latency:
@@ -283,12 +435,16 @@ def plot_pareto(result: StudyResult, path) -> Path:
             x = lat["insns"] / 1e6 if lat.get("insns") is not None else lat["median_ms"]
             pts.append((x, m.accuracy))
             names.append(r.activation)
+            errs.append(confidence_halfwidth(m.accuracies))
         if not pts:
             ax.set_visible(False)
             continue
         front = set(pareto_front(pts))
         for i, (x, y) in enumerate(pts):
-            ax.scatter(x, y, s=70 if i in front else 35, color="tab:red" if i in front else "tab:blue", zorder=3)
+            color = "tab:red" if i in front else "tab:blue"
+            if errs[i] > 0:  # the spread over seeds: 95 % confidence interval of the mean
+                ax.errorbar(x, y, yerr=errs[i], fmt="none", ecolor=color, elinewidth=1.2, capsize=4, zorder=2)
+            ax.scatter(x, y, s=70 if i in front else 35, color=color, zorder=3)
         xs = [p[0] for p in pts]
         offsets = [(6, 5), (6, -13), (6, 16)]  # neighbours on one accuracy level take turns above and below
         same_level: dict[float, int] = {}
@@ -306,8 +462,9 @@ def plot_pareto(result: StudyResult, path) -> Path:
         ax.set_ylabel("int8 test accuracy of the file, %")
         ax.set_title(f"{b} on {t}")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{result.model}: accuracy vs cost per activation (QAT int8, digits test set); "
-                 "red dashed: Pareto front (nothing is both cheaper and more accurate)")
+    spread = (f"mean of {result.seeds} seeds, bars: 95 % CI; " if result.seeds > 1 else "")
+    fig.suptitle(f"{result.model}: accuracy vs cost per activation (QAT int8, {result.task} test set; {spread}"
+                 "red dashed: Pareto front — nothing is both cheaper and more accurate)", fontsize=10)
     fig.tight_layout()
     from edgeact.fileio import atomic_path
 

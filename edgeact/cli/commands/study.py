@@ -11,7 +11,8 @@ def _csv_list(text: str) -> list[str]:
 def handler(args) -> int:
     result = run_study(args.model, _csv_list(args.activations), _csv_list(args.targets), _csv_list(args.backends),
                        qat_epochs=args.qat_epochs, out_dir=args.out, runs=args.runs, emulated_runs=args.emulated_runs,
-                       test_limit=args.test_limit, progress=not args.quiet, prefer=args.prefer)
+                       test_limit=args.test_limit, progress=not args.quiet, prefer=args.prefer, task=args.task,
+                       seeds=args.seeds, executor=args.executor, address=args.address, cache=not args.no_cache)
     if args.json:
         print(result.to_json())
     elif args.csv:
@@ -39,6 +40,16 @@ def register(sub) -> None:
     p.add_argument("--prefer", choices=("x86", "arm"), default=None,
                    help="lower each activation as is cheapest on this CPU family (exact on both either way); "
                    "default arm when a target is ARM")
+    p.add_argument("--task", default="digits", choices=("digits", "clusters"),
+                   help="data: digits (every activation ≈ 99–100 %%) or clusters (harder; activations differ)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train each activation from this many seeds; accuracies get 95%% confidence intervals")
+    p.add_argument("--executor", default="auto", choices=("auto", "serial", "ray"),
+                   help="run the cells as Ray tasks (auto: when Ray is installed) or one after another")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to attach to (default $RAY_ADDRESS, else Ray embedded in this process)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="train and measure afresh instead of reusing the cache (models by content hash)")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--out", default="out/study", help="folder for the exported files, reports and plot")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
