@@ -193,7 +193,7 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
         # Every cell is a task; a later cell takes an earlier one's future, so nothing waits for a whole stage.
         trained = {(a, s): ex.submit(train_cell, model, a, task, s, qat_epochs, test_limit, cache)
                    for a in activations for s in range(seeds)}
-        deployed = {(a, s, b): ex.submit(deploy_cell, model, a, task, s, b, trained[a, s], test_limit, prefer)
+        deployed = {(a, s, b): ex.submit(deploy_cell, model, a, task, s, b, trained[a, s], test_limit, prefer, cache)
                     for a in activations for s in range(seeds) for b in backends}
         timed = {(a, b, t): ex.submit(bench_cell, deployed[a, 0, b], b, t, runs, emulated_runs, cache)
                  for a in activations for b in backends for t in targets if b in target_backends[t]}
@@ -261,17 +261,22 @@ def train_cell(model_name: str, act: str, task: str, seed: int, qat_epochs: int,
         models.qat_finetune(qat, data, epochs=qat_epochs, seed=seed, progress=False)
         return {"float_state": float_model.state_dict(), "qat_state": qat.state_dict()}
 
-    state = cached(key, compute) if use_cache else compute()
-    float_model, qat = _rebuild(model_name, act, state, data)
-    x_test, y_test = _test_split(data, test_limit)
-    with torch.no_grad():
-        float_acc = _accuracy(float_model(x_test), y_test)
-        ptq = edgeact.prepare(float_model)
-        edgeact.calibrate(ptq, data.calibration_batches(), progress=False)
-        ptq_acc = _accuracy(edgeact.convert(ptq)(x_test), y_test)
-        qat_acc = _accuracy(edgeact.convert(qat)(x_test), y_test)
-    return {"float": float_acc, "ptq": ptq_acc, "qat": qat_acc, "state": state,
-            "seconds": time.perf_counter() - start}
+    def evaluate() -> dict:
+        state = cached(key, compute) if use_cache else compute()
+        float_model, qat = _rebuild(model_name, act, state, data)
+        x_test, y_test = _test_split(data, test_limit)
+        with torch.no_grad():
+            float_acc = _accuracy(float_model(x_test), y_test)
+            ptq = edgeact.prepare(float_model)
+            edgeact.calibrate(ptq, data.calibration_batches(), progress=False)
+            ptq_acc = _accuracy(edgeact.convert(ptq)(x_test), y_test)
+            qat_acc = _accuracy(edgeact.convert(qat)(x_test), y_test)
+        return {"float": float_acc, "ptq": ptq_acc, "qat": qat_acc, "state": state, "key": key}
+
+    # The accuracies are a deterministic function of the cached models: cached too (a second run only reads).
+    result = dict(cached(f"{key}-eval-{test_limit}", evaluate) if use_cache else evaluate())
+    result["seconds"] = time.perf_counter() - start
+    return result
 
 
 def _rebuild(model_name, act, state, data):
@@ -296,8 +301,21 @@ def _rebuild(model_name, act, state, data):
 
 
 def deploy_cell(model_name: str, act: str, task: str, seed: int, backend: str, trained: dict, test_limit,
-                prefer: str) -> dict:
-    """Convert the QAT model for `backend`, write its file, run it on the host and compare code for code."""
+                prefer: str, use_cache: bool = True) -> dict:
+    """Convert the QAT model for `backend`, write its file, run it on the host and compare code for code.
+
+    Deterministic given the trained model and the code version, so cached by the trained model's key."""
+    from edgeact.study_cache import cached
+
+    start = time.perf_counter()
+    args = (model_name, act, task, backend, trained, test_limit, prefer)
+    key = f"{trained.get('key', 'nokey')}-deploy-{backend}-{prefer}-{test_limit}"
+    result = dict(cached(key, lambda: _deploy(*args)) if use_cache and "key" in trained else _deploy(*args))
+    result["seconds"] = time.perf_counter() - start
+    return result
+
+
+def _deploy(model_name, act, task, backend, trained, test_limit, prefer) -> dict:
     import tempfile
 
     import edgeact
@@ -306,7 +324,6 @@ def deploy_cell(model_name: str, act: str, task: str, seed: int, backend: str, t
     from edgeact.models.tasks import task_data
 
     _one_thread()
-    start = time.perf_counter()
     data = task_data(task, model_name)
     x_test, y_test = _test_split(data, test_limit)
     _, qat = _rebuild(model_name, act, trained["state"], data)
@@ -327,8 +344,7 @@ def deploy_cell(model_name: str, act: str, task: str, seed: int, backend: str, t
     codes_got = np.rint(got / out_qp.scale) + out_qp.zero_point
     diff = np.abs(codes_expected - codes_got)
     return {"name": path.name, "bytes": blob, "accuracy": _accuracy(got, y_test),
-            "mismatches": int((diff > 0).sum()), "codes": int(diff.size), "max_lsb": int(diff.max()) if diff.size else 0,
-            "seconds": time.perf_counter() - start}
+            "mismatches": int((diff > 0).sum()), "codes": int(diff.size), "max_lsb": int(diff.max()) if diff.size else 0}
 
 
 def bench_cell(deployed: dict, backend: str, target: str, runs: int, emulated_runs: int, use_cache: bool) -> dict:

@@ -37,10 +37,40 @@ def _ensure_targets(targets: list[str]) -> list[str]:
     return targets
 
 
+def pwl_section() -> str:
+    """The PWL table (minimax fits): deterministic, so cached by code version."""
+    from edgeact import pwl
+    from edgeact.study import _one_thread
+    from edgeact.study_cache import cached, content_key
+
+    def compute():
+        _one_thread()
+        return {"text": pwl.render_markdown(pwl.demo_table())}
+
+    return cached(content_key("demo-pwl"), compute)["text"]
+
+
+def figures_section() -> dict:
+    """Every figure, as {file name: bytes}: deterministic, so cached by code version."""
+    import tempfile
+
+    from edgeact import plots
+    from edgeact.study import _one_thread
+    from edgeact.study_cache import cached, content_key
+
+    def compute():
+        _one_thread()
+        with tempfile.TemporaryDirectory(prefix="edgeact-figures-") as tmp:
+            paths = plots.write_all(tmp)
+            return {"files": {str(Path(p).relative_to(tmp)): Path(p).read_bytes() for p in paths}}
+
+    return cached(content_key("demo-figures"), compute)["files"]
+
+
 def handler(args) -> int:
-    from edgeact import pwl, plots
     from edgeact.cli.commands.activations import activation_table
     from edgeact.diagnose import collapse_demo
+    from edgeact.executor import get_executor
     from edgeact.study import DEFAULT_ACTIVATIONS, run_study
 
     start = time.perf_counter()
@@ -53,9 +83,29 @@ def handler(args) -> int:
         report.append(f"## {title}\n\n{text}\n")
 
     emit("Activations", activation_table())
-    emit("Piecewise-linear stand-ins", pwl.render_markdown(pwl.demo_table()))
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    _ensure_targets(targets)
+    setting = dict(FULL, activations=",".join(DEFAULT_ACTIVATIONS)) if args.full else dict(DEFAULT)
+    for k in ("model", "task", "activations", "seeds"):
+        if getattr(args, k) is not None:
+            setting[k] = getattr(args, k)
 
-    paths = plots.write_all(out / "plots")
+    ex = get_executor(args.executor, args.address)
+    try:
+        # The PWL fits and the figures run alongside the study's cells (on Ray, on the other cores).
+        pwl_future, figures_future = ex.submit(pwl_section), ex.submit(figures_section)
+        print(f"\nrunning the study ({setting['model']} on {setting['task']}, {setting['seeds']} seed(s), "
+              f"targets {', '.join(targets)}), the PWL fits and the figures ({ex.name}, {ex.workers} workers) …",
+              flush=True)
+        result = run_study(setting["model"], setting["activations"].split(","), targets, ("onnxruntime", "litert"),
+                           qat_epochs=args.qat_epochs, out_dir=out / "study", progress=True, task=setting["task"],
+                           seeds=setting["seeds"], executor=ex)
+        pwl_text, figures = ex.gather([pwl_future, figures_future])
+    finally:
+        ex.shutdown()
+
+    emit("Piecewise-linear stand-ins", pwl_text)
+    paths = [atomic_write(out / "plots" / name, data) for name, data in figures.items()]
     emit("Figures", "\n".join(f"- {p}" for p in paths))
 
     c = collapse_demo()
@@ -64,19 +114,8 @@ def handler(args) -> int:
          f"{c['max_abs_difference']:.2e} on outputs of size up to {c['output_scale']:.2f}; with a ReLU between "
          f"them the single layer misses by {c['max_abs_difference_with_relu_between']:.3f}.")
 
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    _ensure_targets(targets)
-    setting = dict(FULL, activations=",".join(DEFAULT_ACTIVATIONS)) if args.full else dict(DEFAULT)
-    for k in ("model", "task", "activations", "seeds"):
-        if getattr(args, k) is not None:
-            setting[k] = getattr(args, k)
-    _section(f"Activation study ({setting['model']} on {setting['task']}, {setting['seeds']} seed(s); "
-             f"targets {', '.join(targets)})")
-    result = run_study(setting["model"], setting["activations"].split(","), targets, ("onnxruntime", "litert"),
-                       qat_epochs=args.qat_epochs, out_dir=out / "study", progress=True, task=setting["task"],
-                       seeds=setting["seeds"], executor=args.executor, address=args.address)
-    print(result.markdown(), flush=True)
-    report.append(f"## Activation study\n\n{result.markdown()}\nPareto plot: {out / 'study' / 'pareto.png'}\n")
+    emit(f"Activation study ({setting['model']} on {setting['task']}; targets {', '.join(targets)})",
+         result.markdown() + f"\nPareto plot: {out / 'study' / 'pareto.png'}\n")
     atomic_write(out / "demo.md", "\n".join(report))
     print(f"\nreport: {out / 'demo.md'}; files: {out}; {time.perf_counter() - start:.0f} s")
     return 0
