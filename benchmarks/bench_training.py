@@ -9,6 +9,12 @@ OpenMP's spinning threads inflate CPU time), so read the times together with the
     python benchmarks/bench_training.py                              # mlp/relu, cnn/relu, mnv3s/hard_swish
     python benchmarks/bench_training.py --runs mnv3s:relu,mish,selu --threads 2
     python benchmarks/bench_training.py --write benchmarks/RESULTS-training.md
+    python benchmarks/bench_training.py --qat-epoch --write benchmarks/RESULTS-training.md   # QAT vs float epoch
+
+--qat-epoch: one training epoch of the same trained model (mnv3s/hard_swish by default) three ways, interleaved
+and repeated: float, edgeact's QAT (edgeact.prepare + QAT_QCONFIG, what the study fine-tunes) and torch.ao's QAT
+(prepare_qat_fx with the default x86 qconfig: FusedMovingAvgObsFakeQuantize, conv-BN folded in training).
+Medians of process CPU time (one thread), so other jobs on the machine weigh less than in wall time.
 """
 from __future__ import annotations
 
@@ -25,7 +31,12 @@ def main() -> int:
     parser.add_argument("--runs", nargs="*", default=DEFAULT_RUNS, help="model:act[,act…] (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--write", type=Path, help="also write the Markdown table to this file")
+    parser.add_argument("--qat-epoch", action="store_true", help="compare a QAT epoch with a float epoch (see above)")
+    parser.add_argument("--model", default="mnv3s:hard_swish", help="model:activation for --qat-epoch")
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.qat_epoch:
+        return qat_epoch(args)
 
     import torch
 
@@ -53,6 +64,73 @@ def main() -> int:
         from edgeact.fileio import atomic_write
 
         atomic_write(args.write, "# Training the reference models\n\n" + header + table)
+    return 0
+
+
+def qat_epoch(args) -> int:
+    import copy
+    import statistics
+    import time
+    import warnings
+
+    import torch
+
+    import edgeact
+    from edgeact.markdown import markdown_table
+    from edgeact.models import digits_for, fit, load
+    from edgeact.quantize import QAT_QCONFIG, start_qat
+
+    torch.set_num_threads(1)
+    model_name, act = args.model.split(":")
+    data = digits_for(model_name)
+    trained = load(model_name, act)
+
+    def float_model():
+        return copy.deepcopy(trained).train()
+
+    def edgeact_qat():
+        q = edgeact.prepare(trained, qconfig=QAT_QCONFIG)
+        edgeact.calibrate(q, data.calibration_batches(), progress=False)
+        return start_qat(q)
+
+    def torch_ao_qat():
+        from torch.ao.quantization import get_default_qat_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import prepare_qat_fx
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return prepare_qat_fx(copy.deepcopy(trained).train(), get_default_qat_qconfig_mapping("x86"),
+                                  (data.x_train[:1],))
+
+    makers = {"float": float_model, "edgeact QAT": edgeact_qat, "torch.ao QAT (FakeQuantize)": torch_ao_qat}
+    cpu: dict[str, list[float]] = {k: [] for k in makers}
+    wall: dict[str, list[float]] = {k: [] for k in makers}
+    loads = [os.getloadavg()[0]]
+    for _ in range(args.repeats + 1):  # the first round warms up and is dropped
+        for name, make in makers.items():
+            model = make()
+            c, w = time.process_time(), time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit(model, data, 1, lr=2e-4, evaluate_at_end=False)
+            cpu[name].append(time.process_time() - c)
+            wall[name].append(time.perf_counter() - w)
+    loads.append(os.getloadavg()[0])
+    base = statistics.median(cpu["float"][1:])
+    rows = [{"epoch": name, "CPU s (median)": round(statistics.median(cpu[name][1:]), 2),
+             "wall s (median)": round(statistics.median(wall[name][1:]), 2),
+             "× float (CPU)": round(statistics.median(cpu[name][1:]) / base, 2)} for name in makers]
+    table = markdown_table(rows, list(rows[0]))
+    text = (f"## A QAT epoch against a float epoch\n\n{model_name}/{act}, {len(data.y_train)} training images, batch 64, "
+            f"1 thread, median of {args.repeats} interleaved rounds (one warm-up round dropped); load average "
+            f"{loads[0]:.2f} before, {loads[1]:.2f} after; torch {torch.__version__}.\n\n{table}")
+    print(text)
+    if args.write:
+        from edgeact.fileio import atomic_write
+
+        old = args.write.read_text() if args.write.exists() else "# Training the reference models\n"
+        old = old.split("## A QAT epoch against a float epoch")[0].rstrip() + "\n\n"
+        atomic_write(args.write, old + text)
     return 0
 
 
