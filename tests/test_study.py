@@ -16,7 +16,7 @@ from edgeact.study import pareto_front, run_study
 def study(tmp_path_factory, aarch64_root):
     out = tmp_path_factory.mktemp("study")
     return run_study("mnv3s", ["relu6", "hard_mish"], targets=["host", "qemu-aarch64"], qat_epochs=1, out_dir=out,
-                     runs=3, emulated_runs=1, progress=False), out
+                     runs=3, emulated_runs=1, progress=False, cache=False), out
 
 
 def test_study_writes_its_reports_and_plot(study):
