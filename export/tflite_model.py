@@ -466,7 +466,8 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
     DEQUANTIZE at the edges) or 'int8' (the codes in and out). 4-D inputs and outputs are NHWC.
     lowering: 'auto' or None (per activation the exact and fastest), or 'native' / 'table' to force one.
     prefer: the CPU whose fastest exact lowering 'auto' picks, 'x86' or 'arm' (native HARD_SWISH where its
-    codes are the same on both); default 'arm' for a model converted with semantics='tflite-aarch64'.
+    codes are the same on both); default 'arm' for a model converted with semantics='tflite-aarch64' or
+    'tflite-runtime-armv7'.
     """
     if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
         raise UnsupportedError(
@@ -476,8 +477,9 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
         raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
     lowering = lowering or "auto"
     semantics = getattr(model, "edgeact_semantics", None)
-    prefer = prefer or ("arm" if semantics == "tflite-aarch64" else "x86")
-    if semantics not in ("tflite", "tflite-builtin", "tflite-reference", "tflite-aarch64"):  # LiteRT's kernel sets
+    prefer = prefer or ("arm" if semantics in ("tflite-aarch64", "tflite-runtime-armv7") else "x86")
+    if semantics not in ("tflite", "tflite-builtin", "tflite-reference", "tflite-aarch64",
+                         "tflite-runtime-armv7"):  # LiteRT's kernel sets
         warnings.warn(f"the model was converted with semantics={semantics!r}: LiteRT rounds differently at some "
                       "ties, so its codes may differ; convert with semantics='tflite' for a bit-exact export",
                       stacklevel=2)

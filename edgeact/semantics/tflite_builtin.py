@@ -222,7 +222,8 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
 
     # ---- CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ---------------------------------------------
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1, *, op: str | None = None) -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str | None = None,
+                               depth: int | None = None) -> torch.Tensor:
         """`op`: 'CONV_2D', 'DEPTHWISE_CONV_2D' or 'FULLY_CONNECTED'; default: the calling module's."""
         op = _weighted_op(acc, op)
         a = _codes(acc)
