@@ -256,7 +256,8 @@ NATIVE = [("sigmoid", {}, T.LOGISTIC_OUTPUT), ("tanh", {}, T.TANH_OUTPUT), ("elu
 
 def test_native_activation_kernels(armv7_root, tmp_path):
     """Every native int8 activation kernel edgeact can emit, forced native, at random parameters: the builtin
-    kernels' tables (LEAKY_RELU too: no XNNPACK replaces it on armv7), and HARD_SWISH's NEON loop."""
+    kernels' tables (LEAKY_RELU too: no XNNPACK replaces it on armv7; PRELU with one slope and per channel),
+    and HARD_SWISH's NEON loop."""
     rng = np.random.default_rng(3)
     b, ins, outs, expected = ModelBuilder("activations"), [], [], []
     for name, params, fixed_out in NATIVE:
@@ -278,9 +279,20 @@ def test_native_activation_kernels(armv7_root, tmp_path):
                             else T.native_table(kernel, in_qp, out_qp))
             n += 1
     feed = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16, 1)
-    got = run_armv7(b.finish(ins, outs), [feed] * len(ins), tmp_path)
+    feeds = [feed] * len(ins)
+    for n in range(3):  # PRELU with a slope per channel (the last dimension): a (channels, 256) table
+        in_qp, out_qp = (QuantParams(10 ** rng.uniform(-3, 0), int(rng.integers(-128, 128))) for _ in range(2))
+        alpha = rng.uniform(-0.5, 0.5, 16)
+        x = b.tensor(f"prelu_c{n}_x", (1, 16, 16, 16), "int8", in_qp)
+        y, how = add_activation(b, x, "prelu", in_qp, out_qp, f"prelu_c{n}", weight=alpha)
+        assert how == "PRELU"
+        ins.append(x)
+        outs.append(y)
+        feeds.append(np.repeat(feed, 16, axis=3))
+        expected.append(T.prelu_table(in_qp, out_qp, alpha).T)  # (256, channels): code-major, as the feed
+    got = run_armv7(b.finish(ins, outs), feeds, tmp_path)
     for e, g in zip(expected, got):
-        np.testing.assert_array_equal(g.reshape(-1), e)
+        np.testing.assert_array_equal(g.reshape(e.shape), e)
 
 
 # ---- whole models -------------------------------------------------------------------------------------------
