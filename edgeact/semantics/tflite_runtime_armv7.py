@@ -4,20 +4,26 @@ armv7 can run only tflite-runtime 2.14 (no ai-edge-litert or onnxruntime wheel),
 built without XNNPACK (`-DTFLITE_ENABLE_XNNPACK=OFF` in tflite's build_pip_package_with_cmake.sh; the
 library has no `xnn_` symbols): every op runs on TFLite's own optimized kernels, compiled with real
 32-bit NEON. So the closest model is 'tflite-builtin' (LiteRT's optimized kernels, which x86 compiles
-through NEON_2_SSE), and three things differ — each measured op by op under qemu-arm on parameters
-that make rounding ties frequent (tests/test_tflite_runtime_armv7.py):
+through NEON_2_SSE), and three things differ — read in the kernel sources, then confirmed op by op under
+qemu-arm on parameters that make rounding ties frequent:
 
-| op (as edgeact exports it)   | 'tflite-builtin' (x86)                      | 'tflite-runtime-armv7'                      |
-|------------------------------|---------------------------------------------|---------------------------------------------|
-| QUANTIZE, whole blocks of 8  | rint(x·f32(1/s)): `vcvtnq_s32_f32`, ties to even | RoundToNearest without vcvtnq (ARMv7 has none): trunc(f32(x·f32(1/s)) ± 0.5), ties away |
-| CONV_2D, FULLY_CONNECTED     | vector output stage (VRSHL: ties up)         | scalar MultiplyByQuantizedMultiplier (ties away from zero); a single output column (1×1 output, or FC at batch 1) with ≥ 4 channels and depth ≥ 8 takes CustomGemv: vector, as on x86 |
+| op (as edgeact exports it)   | 'tflite-builtin' (x86)                       | 'tflite-runtime-armv7'                       |
+|------------------------------|----------------------------------------------|----------------------------------------------|
+| QUANTIZE, whole blocks of 8  | `RoundToNearest` = vcvtnq: rint(x·f32(1/s)), ties to even | `RoundToNearest` without vcvtnq (ARMv7 has none): trunc(f32(x·f32(1/s)) ± 0.5), ties away from zero |
+| CONV_2D, FULLY_CONNECTED     | the gemm's output stage rounds the final shift's ties up (VRSHL) | ruy's ARM32 kernel fixes its values up so the shift rounds ties away from zero (as the scalar MultiplyByQuantizedMultiplier) |
+|   … one output column        | CustomGemv: VQRDMULH + VRSHL, ties up        | the same CustomGemv, when it applies: a 1×1 conv output or an FC row (the files are batch 1), ≥ 4 output channels, depth ≥ 8 (`uses_custom_gemv`) |
 | HARD_SWISH                   | reference 16-bit fixed point                 | the NEON loop (`tflite_aarch64.hard_swish_table_neon`) |
+
+Measured at tie-heavy parameters (tests/test_tflite_runtime_armv7.py): 'tflite-builtin' misses 7,796 of
+24,594 QUANTIZE codes on .5 steps, 14 of 3,136 CONV_2D codes and 23–33 of 2,560 FULLY_CONNECTED codes; this
+semantics 0. Whole trained mnv3s models: 'tflite-builtin' 38–81 of 160 logits off by 1–3, this one 0.
 
 Everything else equals 'tflite-builtin' on armv7: DEPTHWISE_CONV_2D (and average pooling, exported as
 one) with whole blocks of 8 channels vector and the rest scalar, ADD (gemmlowp general add), MUL
 (one f32 multiplier; the 16-wide loop narrows to int16), MEAN (optimized keep-dims Mean with
 16-channel vector blocks; QuantizedMeanOrSum otherwise), the QUANTIZE tail (round-half-away(x / s)
-in double), and the LUT activations (LOGISTIC, TANH, ELU, GELU), RELU*, LEAKY_RELU and PRELU.
+in double), and the LUT activations (LOGISTIC, TANH, ELU, GELU: armv7's libm gave the x86 tables at
+every code of 1,000 random pairs per op), RELU*, LEAKY_RELU and PRELU.
 
 The writer: a model converted with this semantics is exported with prefer='arm' (native HARD_SWISH only
 where the NEON and reference kernels agree, the exact table elsewhere), like 'tflite-aarch64'; its
