@@ -81,12 +81,17 @@ def test_quantize_blocks_of_eight_round_ties_away(armv7_root, tmp_path):
         x = F32((rng.integers(-150, 150, (1, n)) + 0.5) * F32(q.scale))
         if k % 4 >= 2:
             x = np.nextafter(x, rng.choice([-np.inf, np.inf], x.shape).astype(F32)).astype(F32)
-        xt, yt = b.tensor(f"x{k}", (1, n), "float32"), b.tensor(f"y{k}", (1, n), "int8", q)
+        cases.append((q, x))
+    # the float add before the truncation: 0.5 − 2^-25 plus 0.5 rounds to 1.0, so that input gives code 1
+    edge = F32([0.5 - 2**-25, -(0.5 - 2**-25), 0.5, -0.5, 1.5, -1.5, 2.5, -2.5])
+    cases.append((qp(1.0), np.tile(edge, 2)[None]))
+    for k, (q, x) in enumerate(cases):
+        xt, yt = b.tensor(f"x{k}", x.shape, "float32"), b.tensor(f"y{k}", x.shape, "int8", q)
         b.op("QUANTIZE", [xt], [yt], version=1)
         ins.append(xt)
         outs.append(yt)
-        cases.append((q, x))
     got = run_armv7(b.finish(ins, outs), [x for _, x in cases], tmp_path)
+    assert list(got[-1][0, :8]) == [1, -1, 1, -1, 2, -2, 3, -3]
     x86 = 0
     for (q, x), g in zip(cases, got):
         np.testing.assert_array_equal(codes(ARMV7.quantize(torch.from_numpy(x), q)), g)
