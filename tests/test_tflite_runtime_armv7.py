@@ -157,7 +157,8 @@ def test_conv_depthwise_and_fully_connected_requantization(armv7_root, tmp_path)
         if kind == "FULLY_CONNECTED":
             weights, x = rng.integers(-30, 31, (c, cin)), rng.integers(-128, 128, (1, cin))
         else:
-            weights = rng.integers(-127, 128, (1, ksize, ksize, c) if kind == "DEPTHWISE_CONV_2D" else (c, ksize, ksize, cin))
+            w_shape = (1, ksize, ksize, c) if kind == "DEPTHWISE_CONV_2D" else (c, ksize, ksize, cin)
+            weights = rng.integers(-127, 128, w_shape)
             x = rng.integers(-128, 128, (1, hw, hw, cin))
         xt, yt = _weighted(b, k, kind, x.shape, in_qp, weights, s_w, out_qp, bias)
         ins.append(xt)
@@ -168,8 +169,9 @@ def test_conv_depthwise_and_fully_connected_requantization(armv7_root, tmp_path)
             depth = cin
         else:
             w_t = weights.transpose(3, 0, 1, 2) if kind == "DEPTHWISE_CONV_2D" else weights.transpose(0, 3, 1, 2)
+            groups = c if kind == "DEPTHWISE_CONV_2D" else 1
             acc = F.conv2d((nchw(x) - in_qp.zero_point).double(), torch.from_numpy(w_t).double(),
-                           torch.from_numpy(bias).double(), groups=c if kind == "DEPTHWISE_CONV_2D" else 1).round().long()
+                           torch.from_numpy(bias).double(), groups=groups).round().long()
             depth = (1 if kind == "DEPTHWISE_CONV_2D" else cin) * ksize * ksize
         w_qp = (QuantParams(float(s_w), 0, "int8", narrow=True) if c == 1
                 else QuantParams((float(s_w),) * c, (0,) * c, "int8", axis=0, narrow=True))
@@ -177,7 +179,7 @@ def test_conv_depthwise_and_fully_connected_requantization(armv7_root, tmp_path)
     got = run_armv7(b.finish(ins, outs), feeds, tmp_path)
     wrong = {"x86": 0, "gemv split": 0}
     for (kind, acc, in_qp, w_qp, out_qp, depth), g in zip(cases, got):
-        to_file = (lambda t: nhwc(t)) if acc.dim() == 4 else codes
+        to_file = nhwc if acc.dim() == 4 else codes
         np.testing.assert_array_equal(to_file(ARMV7.requantize_accumulator(acc, in_qp, w_qp, out_qp, op=kind,
                                                                             depth=depth)), g, err_msg=kind)
         wrong["x86"] += int((to_file(BUILTIN.requantize_accumulator(acc, in_qp, w_qp, out_qp, op=kind)) != g).sum())
