@@ -254,6 +254,26 @@ def test_add_mul_and_mean_as_the_builtin_kernels(armv7_root, tmp_path):
     assert differ > 0 and wrapped > 0, (differ, wrapped)
 
 
+def test_add_past_int16_is_refused(armv7_root, tmp_path):
+    """ADD into an output scale ~300× finer than its inputs': armv7's optimized ADD overflows its int16 vector
+    loop too (codes differ from the saturating reference kernel), and tflite-runtime has no other kernel set
+    there — so the semantics refuses, naming the fix and no other semantics."""
+    from edgeact.errors import UnsupportedError
+
+    qa, qb, out_qp = qp(0.05, 3), qp(0.04, -7), qp(0.05 / 300, 5)
+    a, g = np.random.default_rng(0).integers(-128, 128, (2, 2, 4, 4, 32))
+    b = ModelBuilder("add")
+    x, z = b.tensor("a", a.shape, "int8", qa), b.tensor("b", g.shape, "int8", qb)
+    y = b.tensor("y", a.shape, "int8", out_qp)
+    b.op("ADD", [x, z], [y], schema.AddOptionsT())
+    got = run_armv7(b.finish([x, z], [y]), [a.astype(np.int8), g.astype(np.int8)], tmp_path)[0]
+    saturated = nhwc(get_semantics("tflite-reference").add(nchw(a), qa, nchw(g), qb, out_qp))
+    assert np.count_nonzero(saturated != got) > 100
+    with pytest.raises(UnsupportedError, match="recalibrate") as err:
+        ARMV7.add(nchw(a), qa, nchw(g), qb, out_qp)
+    assert "tflite-reference" not in str(err.value)
+
+
 # ---- activations: the builtin kernels (no XNNPACK), HARD_SWISH's NEON loop ----------------------------------
 
 NATIVE = [("sigmoid", {}, T.LOGISTIC_OUTPUT), ("tanh", {}, T.TANH_OUTPUT), ("elu", {"alpha": 1.0}, None),

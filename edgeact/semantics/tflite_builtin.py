@@ -209,6 +209,7 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
 
     name = "tflite-builtin"
     kernel_set = "builtin"
+    add_overflow_alternative = " (or use semantics='tflite-reference')"  # where the ADD refusal can point
 
     # ---- QUANTIZE ---------------------------------------------------------------------------------
     def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -247,7 +248,7 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
                 f"ADD of scales {qa.scale:.3g} + {qb.scale:.3g} into {out_qp.scale:.3g}: the sum can reach "
                 f"{largest:.0f} output steps, past the int16 range LiteRT's optimized ADD computes in — its "
                 "codes are not reproduced there; recalibrate so that the sum's range is comparable to its "
-                "inputs' (or use semantics='tflite-reference')")
+                f"inputs'{self.add_overflow_alternative}")
         (m_a, s_a), (m_b, s_b), (m_o, s_o) = add_multipliers(qa, qb, out_qp)
         x_a = (_codes(a) - qa.zero_point) << 20
         x_b = (_codes(b) - qb.zero_point) << 20

@@ -70,7 +70,9 @@ class TFLiteRuntimeArmv7Semantics(B.TFLiteBuiltinSemantics):
     """tflite-runtime 2.14's optimized kernels on armv7 NEON (no XNNPACK); see the module doc."""
 
     name = "tflite-runtime-armv7"
-    kernel_set = "builtin"  # the optimized kernels, with their int16 limits (ADD refused past them)
+    kernel_set = "builtin"  # the optimized kernels, with their int16 limits (ADD refused past them: measured,
+    # armv7's vector loop overflows as x86's does, and tflite-runtime offers no other kernel set there)
+    add_overflow_alternative = ""
 
     def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
         """AffineQuantize<int8>: NEON blocks of 8 over the flat NHWC tensor, then the scalar tail."""
