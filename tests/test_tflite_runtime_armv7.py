@@ -1,11 +1,11 @@
-"""semantics 'tflite-runtime-armv7' against tflite-runtime 2.14 on armv7 (qemu-arm, the qemu-armv7 target).
+"""Backend 'tflite-runtime:armv7' against tflite-runtime 2.14 on armv7 (qemu-arm, the qemu-armv7 target).
 
 Op by op: one .tflite per op kind holding many independent branches (one qemu run each), at parameters
 that make rounding ties frequent (s_in·s_w/s_out a power of two; float inputs on .5 steps), with the
 accumulators computed independently (float64 torch convolutions). Each test also shows it can fail:
-the x86 formula ('tflite-builtin', the closest other kernel set) or the other rounding split differs
+the x86 formula ('litert:builtin', the closest other kernel set) or the other rounding split differs
 from armv7 on the same data. Whole models: small nets with every op edgeact exports and the trained
-mnv3s checkpoints, converted with the new semantics, 0 codes differ.
+mnv3s checkpoints, converted for the new backend, 0 codes differ.
 """
 from __future__ import annotations
 
@@ -20,19 +20,20 @@ from ai_edge_litert import schema_py_generated as schema
 import edgeact
 from edgeact import QuantParams
 from edgeact.activations import bind
+from edgeact.backend import get_backend
 from edgeact.export import to_tflite
-from edgeact.export.tflite_activation import add_activation
-from edgeact.export.tflite_builder import ModelBuilder
-from edgeact.export.tflite_model import METADATA_KEY
-from edgeact.semantics import get_semantics
-from edgeact.semantics import tflite as T
-from edgeact.semantics.tflite_aarch64 import hard_swish_table_neon
-from edgeact.semantics.tflite_runtime_armv7 import round_to_nearest_armv7, uses_custom_gemv
+from edgeact.export.litert import arithmetic as T
+from edgeact.export.litert.arithmetic_aarch64 import hard_swish_table_neon
+from edgeact.export.litert.arithmetic_armv7 import round_to_nearest_armv7, uses_custom_gemv
+from edgeact.export.litert.builder import ModelBuilder
+from edgeact.export.litert.lowering import add_activation
+from edgeact.export.litert.writer import METADATA_KEY
 from edgeact.targets import get_target
 
 F32 = np.float32
-ARMV7 = get_semantics("tflite-runtime-armv7")
-BUILTIN = get_semantics("tflite-builtin")
+BACKEND = "tflite-runtime:armv7"
+ARMV7 = get_backend(BACKEND).arithmetic
+BUILTIN = get_backend("litert:builtin").arithmetic
 
 
 def qp(scale, zero_point=0) -> QuantParams:
@@ -200,7 +201,7 @@ def test_uses_custom_gemv():
 def test_add_mul_and_mean_as_the_builtin_kernels(armv7_root, tmp_path):
     """ADD (gemmlowp general add), MUL (one f32 multiplier; the 16-wide loop narrows to int16, so an output
     scale near s_a·s_b wraps) and MEAN (keep dims: optimized, 16-channel vector blocks; else reference),
-    elementwise and broadcast: 'tflite-runtime-armv7' is 'tflite-builtin' here, and XNNPACK's differs."""
+    elementwise and broadcast: 'tflite-runtime:armv7' is 'litert:builtin' here, and XNNPACK's differs."""
     rng = np.random.default_rng(2)
     b, ins, outs, cases, feeds = ModelBuilder("binary"), [], [], [], []
     shapes = [((3, 5, 5, 20), (3, 5, 5, 20)), ((3, 5, 5, 20), (3, 1, 1, 20)), ((3, 5, 5, 7), (3, 5, 5, 7))]
@@ -238,7 +239,7 @@ def test_add_mul_and_mean_as_the_builtin_kernels(armv7_root, tmp_path):
             cases.append((op, (nchw(a), qa, nchw(g), qb, out_qp)))
         outs.append(y)
     got = run_armv7(b.finish(ins, outs), feeds, tmp_path)
-    xnnpack, wrapped = get_semantics("tflite"), 0
+    xnnpack, wrapped = get_backend("litert").arithmetic, 0
     differ = 0
     for (op, args), g in zip(cases, got):
         if op == "MEAN":
@@ -250,14 +251,14 @@ def test_add_mul_and_mean_as_the_builtin_kernels(armv7_root, tmp_path):
         hook = ARMV7.add if op == "ADD" else ARMV7.mul
         np.testing.assert_array_equal(nhwc(hook(*args)), g, err_msg=op)
         if op == "MUL_WRAP":
-            wrapped += int((nhwc(get_semantics("tflite-reference").mul(*args)) != g).sum())
+            wrapped += int((nhwc(get_backend("litert:reference").arithmetic.mul(*args)) != g).sum())
     assert differ > 0 and wrapped > 0, (differ, wrapped)
 
 
 def test_add_past_int16_is_refused(armv7_root, tmp_path):
     """ADD into an output scale ~300× finer than its inputs': armv7's optimized ADD overflows its int16 vector
     loop too (codes differ from the saturating reference kernel), and tflite-runtime has no other kernel set
-    there — so the semantics refuses, naming the fix and no other semantics."""
+    there — so the arithmetic refuses, naming the fix and no other backend."""
     from edgeact.errors import UnsupportedError
 
     qa, qb, out_qp = qp(0.05, 3), qp(0.04, -7), qp(0.05 / 300, 5)
@@ -267,7 +268,7 @@ def test_add_past_int16_is_refused(armv7_root, tmp_path):
     y = b.tensor("y", a.shape, "int8", out_qp)
     b.op("ADD", [x, z], [y], schema.AddOptionsT())
     got = run_armv7(b.finish([x, z], [y]), [a.astype(np.int8), g.astype(np.int8)], tmp_path)[0]
-    saturated = nhwc(get_semantics("tflite-reference").add(nchw(a), qa, nchw(g), qb, out_qp))
+    saturated = nhwc(get_backend("litert:reference").arithmetic.add(nchw(a), qa, nchw(g), qb, out_qp))
     assert np.count_nonzero(saturated != got) > 100
     with pytest.raises(UnsupportedError, match="recalibrate") as err:
         ARMV7.add(nchw(a), qa, nchw(g), qb, out_qp)
@@ -325,13 +326,13 @@ def test_native_activation_kernels(armv7_root, tmp_path):
 # ---- whole models -------------------------------------------------------------------------------------------
 
 def _armv7_codes(model, x: torch.Tensor, tmp_path, name: str) -> list[np.ndarray]:
-    """Export `model` (converted with 'tflite-runtime-armv7', no warning), run it on armv7 one image per call
+    """Export `model` (converted for 'tflite-runtime:armv7', no warning), run it on armv7 one image per call
     (the file has batch 1), return each output's codes stacked over the images, in the model's layout."""
     path = tmp_path / f"{name}.tflite"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         data = to_tflite(model, x[:1], path)
-    assert b'"prefer": "arm"' in data and METADATA_KEY.encode() in data  # ARM's lowerings by default
+    assert f'"backend": "{BACKEND}"'.encode() in data and METADATA_KEY.encode() in data
     target, runs = get_target("qemu-armv7"), []
     for xi in x:
         runs.append(target.run(path, [xi[None].numpy().transpose(0, 2, 3, 1)], count=False).outputs)
@@ -363,7 +364,7 @@ def test_small_models_with_every_exported_op(armv7_root, tmp_path):
     """test_tflite_model's EveryOp (strided conv, PAD, max pooling, squeeze-excite, concatenation with a
     requantizing table, flatten → linear, average pooling) and test_tflite_builtin's OddShapes (20-channel
     depthwise, residual ADD, MEAN with and without kept dims, broadcast MUL, per-tensor FULLY_CONNECTED, a
-    QUANTIZE tail), converted with 'tflite-runtime-armv7': 0 codes differ on armv7."""
+    QUANTIZE tail), converted for 'tflite-runtime:armv7': 0 codes differ on armv7."""
     from test_tflite_builtin import OddShapes
     from test_tflite_model import EveryOp, _random_bn
 
@@ -371,21 +372,21 @@ def test_small_models_with_every_exported_op(armv7_root, tmp_path):
         torch.manual_seed(0)
         p = edgeact.prepare(_random_bn(net.eval()))
         edgeact.calibrate(p, torch.randn(64, *shape) * 1.5, progress=False)
-        c = edgeact.convert(p, semantics="tflite-runtime-armv7")
+        c = edgeact.convert(p, backend=BACKEND)
         _assert_exact(c, torch.randn(2, *shape, generator=torch.Generator().manual_seed(1)) * 1.5, tmp_path, name)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("act", ["hard_swish", "hard_mish"])
 def test_mnv3s_checkpoints(armv7_root, tmp_path, act):
-    """The trained mnv3s (models/checkpoints) calibrated on digits: converted with 'tflite-runtime-armv7', its
-    logits on armv7 equal the converted model's. (Measured: converted with 'tflite-builtin' — LiteRT's
+    """The trained mnv3s (models/checkpoints) calibrated on digits: converted for 'tflite-runtime:armv7', its
+    logits on armv7 equal the converted model's. (Measured: converted for 'litert:builtin' — LiteRT's
     optimized kernels on x86 — 38–81 of 160 logits were 1–3 codes off, over eight activations.)"""
     from edgeact import models
 
     data = models.digits_for("mnv3s")
     p = edgeact.prepare(models.load("mnv3s", act).eval())
     edgeact.calibrate(p, data.calibration_batches(n=32), progress=False)
-    c = edgeact.convert(p, semantics="tflite-runtime-armv7")
+    c = edgeact.convert(p, backend=BACKEND)
     x = data.x_test[:3]
     _assert_exact(c, x, tmp_path, f"mnv3s_{act}")

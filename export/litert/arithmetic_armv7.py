@@ -1,33 +1,33 @@
-"""tflite-runtime 2.14 on 32-bit ARM (armv7, NEON): semantics 'tflite-runtime-armv7'.
+"""tflite-runtime 2.14 on 32-bit ARM (armv7, NEON): the arithmetic of backend 'tflite-runtime:armv7'.
 
 armv7 can run only tflite-runtime 2.14 (no ai-edge-litert or onnxruntime wheel), and its armhf wheel is
 built without XNNPACK (`-DTFLITE_ENABLE_XNNPACK=OFF` in tflite's build_pip_package_with_cmake.sh; the
 library has no `xnn_` symbols): every op runs on TFLite's own optimized kernels, compiled with real
-32-bit NEON. So the closest model is 'tflite-builtin' (LiteRT's optimized kernels, which x86 compiles
+32-bit NEON. So the closest model is 'litert:builtin' (LiteRT's optimized kernels, which x86 compiles
 through NEON_2_SSE), and three things differ — read in the kernel sources, then confirmed op by op under
 qemu-arm on parameters that make rounding ties frequent:
 
-| op (as edgeact exports it)   | 'tflite-builtin' (x86)                       | 'tflite-runtime-armv7'                       |
+| op (as edgeact exports it)   | 'litert:builtin' (x86)                        | 'tflite-runtime:armv7'                       |
 |------------------------------|----------------------------------------------|----------------------------------------------|
 | QUANTIZE, whole blocks of 8  | `RoundToNearest` = vcvtnq: rint(x·f32(1/s)), ties to even | `RoundToNearest` without vcvtnq (ARMv7 has none): trunc(f32(x·f32(1/s)) ± 0.5), ties away from zero |
 | CONV_2D, FULLY_CONNECTED     | the gemm's output stage rounds the final shift's ties up (VRSHL) | ruy's ARM32 kernel fixes its values up so the shift rounds ties away from zero (as the scalar MultiplyByQuantizedMultiplier) |
 |   … one output column        | CustomGemv: VQRDMULH + VRSHL, ties up        | the same CustomGemv, when it applies: a 1×1 conv output or an FC row (the files are batch 1), ≥ 4 output channels, depth ≥ 8 (`uses_custom_gemv`) |
-| HARD_SWISH                   | reference 16-bit fixed point                 | the NEON loop (`tflite_aarch64.hard_swish_table_neon`) |
+| HARD_SWISH                   | reference 16-bit fixed point                 | the NEON loop (`arithmetic_aarch64.hard_swish_table_neon`) |
 
-Measured at tie-heavy parameters (tests/test_tflite_runtime_armv7.py): 'tflite-builtin' misses 7,796 of
-24,594 QUANTIZE codes on .5 steps, 14 of 3,136 CONV_2D codes and 23–33 of 2,560 FULLY_CONNECTED codes; this
-semantics 0. Whole trained mnv3s models: 'tflite-builtin' 38–81 of 160 logits off by 1–3, this one 0.
+Measured at tie-heavy parameters (tests/test_tflite_runtime_armv7.py): 'litert:builtin' misses 7,796 of
+24,594 QUANTIZE codes on .5 steps, 14 of 3,136 CONV_2D codes and 23–33 of 2,560 FULLY_CONNECTED codes;
+this arithmetic 0. Whole trained mnv3s models: 'litert:builtin' 38–81 of 160 logits off by 1–3, this one 0.
 
-Everything else equals 'tflite-builtin' on armv7: DEPTHWISE_CONV_2D (and average pooling, exported as
+Everything else equals 'litert:builtin' on armv7: DEPTHWISE_CONV_2D (and average pooling, exported as
 one) with whole blocks of 8 channels vector and the rest scalar, ADD (gemmlowp general add), MUL
 (one f32 multiplier; the 16-wide loop narrows to int16), MEAN (optimized keep-dims Mean with
 16-channel vector blocks; QuantizedMeanOrSum otherwise), the QUANTIZE tail (round-half-away(x / s)
 in double), and the LUT activations (LOGISTIC, TANH, ELU, GELU: armv7's libm gave the x86 tables at
 every code of 1,000 random pairs per op), RELU*, LEAKY_RELU and PRELU.
 
-The writer: a model converted with this semantics is exported with prefer='arm' (native HARD_SWISH only
-where the NEON and reference kernels agree, the exact table elsewhere), like 'tflite-aarch64'; its
-other lowerings are 'tflite''s, which are exact on every LiteRT kernel set, this one included.
+Lowering: the backend's CPU is ARM, so convert plans like 'litert:aarch64' does (native HARD_SWISH only
+where the NEON and reference kernels agree, the exact table elsewhere); every other lowering is
+'litert''s, which is exact on every LiteRT kernel set, this one included.
 """
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ import torch
 from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
 from edgeact.qparams import QuantParams
-from edgeact.semantics import tflite as T
-from edgeact.semantics import tflite_builtin as B
-from edgeact.semantics.tflite_aarch64 import ARM_NATIVE, arm_native_table
+from edgeact.export.litert import arithmetic as T
+from edgeact.export.litert import arithmetic_builtin as B
+from edgeact.export.litert.arithmetic_aarch64 import ARM_NATIVE, arm_native_table
 
 _F32 = np.float32
 GEMV_ROWS = 4  # CustomGemvImpl::kKernelRows
@@ -66,7 +66,7 @@ def uses_custom_gemv(shape, channel_axis: int = 1, depth: int | None = None) -> 
     return columns == 1 and shape[channel_axis] >= GEMV_ROWS and (depth is None or depth >= GEMV_DEPTH)
 
 
-class TFLiteRuntimeArmv7Semantics(B.TFLiteBuiltinSemantics):
+class TFLiteRuntimeArmv7Arithmetic(B.TFLiteBuiltinArithmetic):
     """tflite-runtime 2.14's optimized kernels on armv7 NEON (no XNNPACK); see the module doc."""
 
     name = "tflite-runtime-armv7"
@@ -90,7 +90,7 @@ class TFLiteRuntimeArmv7Semantics(B.TFLiteBuiltinSemantics):
                                depth: int | None = None) -> torch.Tensor:
         """CONV_2D / FULLY_CONNECTED: the gemm's scalar output stage (ties away from zero), or — for a
         single output column — CustomGemv's vector one (`uses_custom_gemv`). DEPTHWISE_CONV_2D: as
-        'tflite-builtin'. `depth` None is taken as ≥ 8."""
+        'litert:builtin'. `depth` None is taken as ≥ 8."""
         kernel = B._weighted_op(acc, op)
         if kernel == "DEPTHWISE_CONV_2D":
             return super().requantize_accumulator(acc, in_qp, w_qp, out_qp, channel_axis, op=kernel)
@@ -112,6 +112,6 @@ class TFLiteRuntimeArmv7Semantics(B.TFLiteBuiltinSemantics):
         return table
 
 
-SEMANTICS = TFLiteRuntimeArmv7Semantics()
+ARITHMETIC = TFLiteRuntimeArmv7Arithmetic()
 
-__all__ = ["TFLiteRuntimeArmv7Semantics", "round_to_nearest_armv7", "uses_custom_gemv", "SEMANTICS"]
+__all__ = ["TFLiteRuntimeArmv7Arithmetic", "round_to_nearest_armv7", "uses_custom_gemv", "ARITHMETIC"]
