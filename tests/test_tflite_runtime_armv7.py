@@ -63,6 +63,13 @@ def tie_prone(rng, s_in, s_w, exponents=(3, 8)):
     return qp(F32(s_in) * F32(s_w) * 2.0 ** int(rng.integers(*exponents)), rng.integers(-20, 20))
 
 
+def test_backend_name_alias_and_kernels():
+    b = get_backend(BACKEND)
+    assert get_backend("tflite-runtime-armv7") is b and BACKEND in edgeact.backends()
+    assert (b.runtime, b.cpu, b.kernels, b.format, b.prefer) == ("tflite-runtime", "armv7", "builtin", "tflite", "arm")
+    assert b.arithmetic is ARMV7 and b.arithmetic.name == "tflite-runtime-armv7"
+
+
 # ---- QUANTIZE ---------------------------------------------------------------------------------------
 
 def test_round_to_nearest_armv7_is_ties_away_through_a_float_add():
