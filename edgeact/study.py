@@ -23,7 +23,9 @@ from edgeact.fileio import atomic_write
 from edgeact.markdown import markdown_table
 
 DEFAULT_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "hard_swish", "swish", "mish", "hard_mish", "selu")
-BACKEND_SEMANTICS = {"onnxruntime": "onnxruntime", "litert": "tflite"}
+# The study's runtime columns → the backend each file is converted for, per CPU family (prefer).
+STUDY_BACKENDS = {("onnxruntime", "x86"): "onnxruntime", ("onnxruntime", "arm"): "onnxruntime:aarch64",
+                  ("litert", "x86"): "litert", ("litert", "arm"): "litert:aarch64"}
 BACKEND_SUFFIX = {"onnxruntime": ".onnx", "litert": ".tflite"}
 
 
@@ -182,8 +184,8 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
     if prefer is None:
         prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
     for b in backends:
-        if b not in BACKEND_SEMANTICS:
-            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SEMANTICS)}")
+        if b not in BACKEND_SUFFIX:
+            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SUFFIX)}")
     from edgeact.targets import get_target
 
     target_backends = {t: get_target(t).backends() for t in targets}
@@ -319,7 +321,7 @@ def _deploy(model_name, act, task, backend, trained, test_limit, prefer) -> dict
     import tempfile
 
     import edgeact
-    from edgeact.export import to_onnx, to_tflite
+    from edgeact.backend import get_backend
     from edgeact.export.verify import run_exported
     from edgeact.models.tasks import task_data
 
@@ -327,14 +329,10 @@ def _deploy(model_name, act, task, backend, trained, test_limit, prefer) -> dict
     data = task_data(task, model_name)
     x_test, y_test = _test_split(data, test_limit)
     _, qat = _rebuild(model_name, act, trained["state"], data)
-    converted = edgeact.convert(qat, semantics=BACKEND_SEMANTICS[backend])
+    converted = edgeact.convert(qat, backend=STUDY_BACKENDS[backend, prefer])
     with tempfile.TemporaryDirectory(prefix="edgeact-study-") as tmp:
         path = Path(tmp) / f"{model_name}_{act}{BACKEND_SUFFIX[backend]}"
-        example = x_test[:1]
-        if backend == "onnxruntime":
-            to_onnx(converted, example, path, prefer=prefer)
-        else:
-            to_tflite(converted, example, path, prefer=prefer)
+        get_backend(converted.edgeact_backend).write(converted, path, x_test[:1])
         with torch.no_grad():
             expected = converted(x_test).numpy()
         got = np.asarray(run_exported(path, x_test.numpy())[0])
