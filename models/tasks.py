@@ -5,8 +5,8 @@
 - 'clusters': a harder task from scikit-learn's `make_classification` (Guyon's generator): 10 classes,
   each a union of Gaussian clusters at vertices of a 32-dimensional hypercube, 8 redundant and 24 noise
   features, 64 features in all laid out as an 8×8 'image'. Fixed seed, so it is the same data
-  everywhere. A small network reaches roughly 30–60 %, and which activation it uses moves accuracy by
-  more than the seed-to-seed spread (measured in benchmarks/RESULTS-study.md).
+  everywhere. The MLP reaches 65–75 %, and which activation it uses moves accuracy by more than the
+  seed-to-seed spread (relu ≈ 73 %, selu ≈ 66 % over three seeds; the README's study table).
 """
 from __future__ import annotations
 
