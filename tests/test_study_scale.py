@@ -66,6 +66,7 @@ def test_second_run_reads_the_cache(tmp_path, monkeypatch):
     assert _comparable(third) == _comparable(first)
 
 
+@pytest.mark.slow
 def test_clusters_task_is_harder_than_digits_and_separates_activations(tmp_path):
     """Float accuracy of two activations over three seeds: far from 100 %, and apart by more than the
     95 % intervals (the numbers come from plain training, not from the study's own code path)."""
