@@ -75,6 +75,7 @@ class RayExecutor:
         if not ray.is_initialized():
             kw: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
             if address:
+                _check_reachable(address)
                 kw["address"] = address
             else:
                 kw.update(num_cpus=num_cpus or os.cpu_count() or 1, address="local")
@@ -111,6 +112,22 @@ class RayExecutor:
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, naming the address, instead of Ray retrying an unreachable cluster for minutes."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return  # 'auto' or a form Ray resolves itself
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise EdgeActError(f"cannot reach the Ray cluster at {address!r} ({exc.strerror or exc}); start it with "
+                           "`ray start --head` there, or drop --address / RAY_ADDRESS to run locally") from None
 
 
 def ray_available() -> bool:

@@ -105,3 +105,14 @@ def test_executor_choices_and_errors(monkeypatch):
     assert ex.gather([a, b]) == [2, 20]
     with pytest.raises(EdgeActError, match="seeds"):
         run_study("mlp", ["relu"], seeds=0, executor="serial", progress=False)
+
+
+def test_unreachable_ray_cluster_is_a_clear_error(tmp_path):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(EdgeActError, match="cannot reach the Ray cluster"):
+        get_executor("ray", address=f"127.0.0.1:{port}")
