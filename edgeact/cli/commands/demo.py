@@ -71,6 +71,10 @@ def figures_section() -> dict:
     return cached(content_key("demo-figures"), compute)["files"]
 
 
+def pwl_and_figures() -> tuple[str, dict]:
+    return pwl_section(), figures_section()
+
+
 def handler(args) -> int:
     from edgeact.cli.commands.activations import activation_table
     from edgeact.diagnose import collapse_demo
@@ -97,14 +101,15 @@ def handler(args) -> int:
     ex = get_executor(args.executor, args.address)
     try:
         # The PWL fits and the figures run alongside the study's cells (on Ray, on the other cores).
-        pwl_future, figures_future = ex.submit(pwl_section), ex.submit(figures_section)
+        # One task for both: the figures redraw the PWL fits, which pwl's in-process cache then already holds.
+        both = ex.submit(pwl_and_figures)
         print(f"\nrunning the study ({setting['model']} on {setting['task']}, {setting['seeds']} seed(s), "
               f"targets {', '.join(targets)}), the PWL fits and the figures ({ex.name}, {ex.workers} workers) …",
               flush=True)
         result = run_study(setting["model"], setting["activations"].split(","), targets, ("onnxruntime", "litert"),
                            qat_epochs=args.qat_epochs, out_dir=out / "study", progress=True, task=setting["task"],
                            seeds=setting["seeds"], executor=ex)
-        pwl_text, figures = ex.gather([pwl_future, figures_future])
+        pwl_text, figures = ex.gather([both])[0]
     finally:
         ex.shutdown()
 
