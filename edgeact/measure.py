@@ -148,8 +148,9 @@ def codes(outputs, quants) -> list[np.ndarray | None]:
     return out
 
 
-def model_inputs(path) -> list[dict]:
-    """name, shape, dtype (and TFLite quantization) of a model's inputs, read on the host."""
+def model_inputs(path, concrete: bool = True) -> list[dict]:
+    """name, shape, dtype (and TFLite quantization) of a model's inputs, read on the host. A symbolic
+    dimension is 1 (`concrete`, for drawing inputs) or -1 (any size, for checking given data)."""
     path = check_model(path)
     if path.suffix.lower() == ".onnx":
         import onnxruntime as ort
@@ -160,7 +161,7 @@ def model_inputs(path) -> list[dict]:
             raise ModelFileError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:300]}). "
                                  "Export it again.") from None
         types = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
-        return [{"name": i.name, "shape": [d if isinstance(d, int) else 1 for d in i.shape],
+        return [{"name": i.name, "shape": [d if isinstance(d, int) else (1 if concrete else -1) for d in i.shape],
                  "dtype": types.get(i.type, "float32"), "quant": None} for i in sess.get_inputs()]
     from ai_edge_litert.interpreter import Interpreter
 
@@ -191,17 +192,14 @@ def random_inputs(path, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def load_data(data) -> dict[str, np.ndarray]:
-    if isinstance(data, (str, os.PathLike)):
-        p = Path(data)
-        if not p.exists():
-            raise ModelFileError(f"data file {p} not found. Pass a .npz with one array per model input.")
-        try:
-            with np.load(p) as z:
-                return {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise ModelFileError(f"{p} is not a readable .npz ({exc}). Save inputs with numpy.savez.") from None
-    return normalize_inputs(data)
+def load_data(data, model=None) -> dict[str, np.ndarray]:
+    """Inputs from a .npz path or arrays, checked (edgeact.inputdata) against `model`'s inputs if given."""
+    from edgeact.inputdata import is_path, match_inputs, read_arrays
+
+    specs = model_inputs(model, concrete=False) if model is not None else None
+    arrays = read_arrays(data) if is_path(data) else normalize_inputs(data)
+    where = str(data) if is_path(data) else "inputs"
+    return match_inputs(arrays, specs, where)
 
 
 def _resolve(target) -> Target:
@@ -249,7 +247,7 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
     if runs < 1 or warmup < 0 or threads < 1:
         raise TargetError("need --runs >= 1, --warmup >= 0 and --threads >= 1.")
     tgt = _resolve(target)
-    data = normalize_inputs(inputs) if inputs is not None else random_inputs(model, seed)
+    data = load_data(inputs, model) if inputs is not None else random_inputs(model, seed)
     extra = {"count": count} if tgt.emulated else {}
     res = tgt.run(model, data, backend=backend, threads=threads, warmup=warmup, runs=runs, progress=progress,
                   **extra)
@@ -361,7 +359,7 @@ def check(model, reference, data, target="host", backend: str | None = None, pro
 
     model = check_model(model)
     reference = check_model(reference)
-    inputs = load_data(data)
+    inputs = load_data(data, model)
     tgt = _resolve(target)
     host = HostTarget()
     ref = host.run(reference, inputs, progress=progress)
@@ -372,6 +370,11 @@ def check(model, reference, data, target="host", backend: str | None = None, pro
     if len(ref.outputs) != len(deq):
         raise ModelFileError(f"{model} has {len(deq)} outputs, the reference {reference} has "
                              f"{len(ref.outputs)}; pass the float version of the same network.")
+    for who, arrays in ((f"the reference {reference}", ref.dequantized()), (f"{model} on {tgt.name}", deq)):
+        bad = sum(int(np.count_nonzero(~np.isfinite(a))) for a in arrays)
+        if bad:
+            raise ModelFileError(f"{who} gives {bad} NaN/Inf output value(s) for these inputs, so no error can be "
+                                 "measured; check that model (its weights) and the data's range")
     host_res = res if tgt.name == "host" else host.run(model, inputs, backend=res.backend, progress=progress)
     hcodes = codes(host_res.outputs, quants)
     in_codes = _input_codes(inputs, res.inputs)

@@ -134,29 +134,67 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
     prefer: 'x86' or 'arm' — which CPU's cheapest exact lowering each activation gets in the files
         (exact on both either way); default 'arm' when a target is ARM, else 'x86'.
     """
-    from edgeact import models
+    from edgeact import interrupt, models
 
     out_dir = Path(out_dir)
-    activations = [canonical_name(a) for a in activations]
-    if prefer is None:
-        prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
-    for b in backends:
-        if b not in BACKEND_SEMANTICS:
-            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SEMANTICS)}")
+    activations, prefer = check_study_args(model, activations, targets, backends, qat_epochs, runs, emulated_runs,
+                                           test_limit, prefer)
     data = models.digits_for(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     bar = tqdm(activations, desc="study", disable=not progress)
-    for act in bar:
-        bar.set_postfix_str(act)
-        rows.append(_study_one(model, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs,
-                               test_limit, prefer))
+    try:
+        for act in bar:
+            bar.set_postfix_str(act)
+            rows.append(_study_one(model, act, data, targets, backends, qat_epochs, out_dir, runs, emulated_runs,
+                                   test_limit, prefer))
+    except KeyboardInterrupt:
+        bar.close()
+        if rows:  # keep what finished: the report of the activations done, without the (slow) plot
+            result = StudyResult(canonical_model_name(model), list(targets), list(backends), qat_epochs, rows, prefer)
+            _write_reports(result, out_dir)
+            interrupt.note(f"study.md/.json/.csv for {', '.join(r.activation for r in rows)} in {out_dir}")
+        raise
     result = StudyResult(canonical_model_name(model), list(targets), list(backends), qat_epochs, rows, prefer)
+    _write_reports(result, out_dir)
+    plot_pareto(result, out_dir / "pareto.png")
+    return result
+
+
+def _write_reports(result: StudyResult, out_dir: Path) -> None:
     atomic_write(out_dir / "study.md", result.markdown())
     atomic_write(out_dir / "study.json", result.to_json())
     atomic_write(out_dir / "study.csv", result.to_csv())
-    plot_pareto(result, out_dir / "pareto.png")
-    return result
+
+
+def check_study_args(model, activations, targets, backends, qat_epochs, runs, emulated_runs, test_limit, prefer):
+    """Every argument of the study, checked before anything is trained or written (it takes minutes):
+    returns the canonical activation names and the CPU family to prefer."""
+    from edgeact.targets import get_target
+
+    canonical_model_name(model)
+    activations = list(dict.fromkeys(canonical_name(a) for a in activations))
+    if not activations:
+        raise EdgeActError("no activation to study; give at least one, e.g. --activations relu,hard_swish")
+    if not targets:
+        raise EdgeActError("no target to time on; give at least one, e.g. --targets host")
+    if not backends:
+        raise EdgeActError("no backend; give onnxruntime and/or litert, e.g. --backends onnxruntime,litert")
+    for b in backends:
+        if b not in BACKEND_SEMANTICS:
+            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SEMANTICS)}")
+    for t in targets:
+        get_target(t)  # an unknown name or CPU model fails here, not after training
+    for name, value, lo in (("qat_epochs", qat_epochs, 0), ("runs", runs, 1), ("emulated_runs", emulated_runs, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise EdgeActError(f"{name} must be a whole number ≥ {lo}, not {value!r}")
+    if test_limit is not None and (isinstance(test_limit, bool) or not isinstance(test_limit, int) or test_limit < 1):
+        raise EdgeActError(f"test_limit must be a whole number ≥ 1 (or None for every test image), not {test_limit!r}")
+    if prefer is None:
+        prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
+    if prefer not in ("x86", "arm"):
+        raise EdgeActError(f"prefer must be 'x86' or 'arm', not {prefer!r}")
+    return activations, prefer
 
 
 def canonical_model_name(model: str) -> str:
@@ -181,7 +219,7 @@ def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, ru
 
     start = time.perf_counter()
     x_test, y_test = data.x_test, data.y_test
-    if test_limit:
+    if test_limit is not None:
         x_test, y_test = x_test[:test_limit], y_test[:test_limit]
     float_model = models.load(model_name, act).eval()
     with torch.no_grad():

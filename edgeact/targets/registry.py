@@ -40,5 +40,10 @@ def list_targets() -> list[TargetStatus]:
 
 
 def get_targets(names: list[str] | None, cpu: str | None = None) -> list[Target]:
-    """Targets for the CLI's repeated --target (default host); `cpu` applies to the QEMU ones."""
-    return [get_target(t, cpu=cpu) if t.startswith("qemu-") else get_target(t) for t in (names or ["host"])]
+    """Targets for the CLI's repeated --target (default host); `cpu` applies to the QEMU ones, so a `cpu`
+    with no QEMU target is refused rather than ignored."""
+    names = names or ["host"]
+    if cpu and not any(t.startswith("qemu-") for t in names):
+        raise TargetError(f"--cpu {cpu} applies to QEMU targets only (qemu-aarch64, qemu-armv7), not to "
+                          f"{', '.join(names)}; drop --cpu or add --target qemu-aarch64")
+    return [get_target(t, cpu=cpu) if t.startswith("qemu-") else get_target(t) for t in names]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from edgeact.cli import numbers
 from edgeact.fileio import atomic_write
 
 QUICK_ACTIVATIONS = "relu6,hard_swish,mish,hard_mish"
@@ -81,6 +82,6 @@ def register(sub) -> None:
     p.add_argument("--model", default="mnv3s", help="reference model of the study (default mnv3s)")
     p.add_argument("--targets", default="host,qemu-aarch64",
                    help="targets of the study (default host,qemu-aarch64; QEMU roots are set up on first use)")
-    p.add_argument("--qat-epochs", type=int, default=2, help="QAT fine-tuning epochs per activation (default 2)")
+    p.add_argument("--qat-epochs", type=numbers.epochs, default=2, help="QAT fine-tuning epochs per activation (default 2)")
     p.add_argument("--quick", action="store_true", help=f"study only {QUICK_ACTIVATIONS}")
     p.set_defaults(func=handler)

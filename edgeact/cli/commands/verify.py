@@ -1,6 +1,8 @@
 """`edgeact verify FILE --model CONVERTED`: the exported file against the converted model, code for code."""
 from __future__ import annotations
 
+from edgeact.cli import numbers
+
 import json
 import sys
 
@@ -15,7 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, metavar="CONVERTED", help="saved converted model (.pt)")
     p.add_argument("--data", metavar="X.npy|X.npz", help="inputs (npz: one array per model input, in order); "
                    "default: random inputs shaped and scaled like the model's example")
-    p.add_argument("--samples", type=int, default=32, help="random inputs to draw (default 32)")
+    p.add_argument("--samples", type=numbers.samples, default=32, help="random inputs to draw (default 32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference", metavar="FLOAT.pt", help="the float model (torch.save) for the float error")
     p.add_argument("--outputs-only", action="store_true", help="compare only the outputs, not every tensor")
@@ -24,32 +26,38 @@ def register(subparsers) -> None:
 
 
 def handler(args) -> int:
-    import numpy as np
     import torch
 
     from edgeact.errors import ModelFileError
     from edgeact.export import verify
     from edgeact.export.converted import load_converted
+    from edgeact.inputdata import check_samples, load_inputs
 
     model = load_converted(args.model)
+    example = getattr(model, "edgeact_example", None)
+    n_inputs = sum(1 for n in model.graph.nodes if n.op == "placeholder")
     if args.data:
-        try:
-            data = np.load(args.data)
-        except (OSError, ValueError) as exc:
-            raise ModelFileError(f"cannot read inputs {args.data!r}: {exc}") from exc
-        inputs = tuple(torch.from_numpy(np.asarray(data[k], np.float32)) for k in data.files) \
-            if hasattr(data, "files") else torch.from_numpy(np.asarray(data, np.float32))
+        specs = [{"name": f"input {i}", "shape": tuple(example.shape) if i == 0 and example is not None else None}
+                 for i in range(n_inputs)]
+        data = load_inputs(args.data, specs)
+        inputs = tuple(torch.from_numpy(a) for a in data.values())
     else:
-        example = torch.as_tensor(model.edgeact_example, dtype=torch.float32)
+        if example is None:
+            raise ModelFileError(f"{args.model!r} records no example input; pass --data X.npz")
+        example = torch.as_tensor(example, dtype=torch.float32)
+        samples = check_samples(args.samples, tuple(example.shape))
         gen = torch.Generator().manual_seed(args.seed)
-        noise = torch.randn((args.samples, *example.shape[1:]), generator=gen)
+        noise = torch.randn((samples, *example.shape[1:]), generator=gen)
         inputs = noise * example.std() + example.mean()
     reference = None
     if args.reference:
         try:
             reference = torch.load(args.reference, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise ModelFileError(f"cannot load the float reference {args.reference!r}: {exc}") from exc
+            raise ModelFileError(f"cannot load the float reference {args.reference!r}: {exc}") from None
+        if not isinstance(reference, torch.nn.Module):
+            raise ModelFileError(f"{args.reference!r} holds a {type(reference).__name__}, not a model; save the "
+                                 "float model with torch.save(model, path)")
     report = verify(args.file, model, inputs, reference=reference, intermediate=not args.outputs_only)
     print(report)
     if args.json:
@@ -57,7 +65,7 @@ def handler(args) -> int:
         if args.json == "-":
             sys.stdout.write(text + "\n")
         else:
-            from edgeact.export.onnx_graph import save_atomic
+            from edgeact.fileio import atomic_write
 
-            save_atomic(text.encode(), args.json)
+            atomic_write(args.json, text)
     return 0 if report.ok else 1
