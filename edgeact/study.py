@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from edgeact.activations import canonical_name
 from edgeact.errors import EdgeActError
-from edgeact.fileio import atomic_write
+from edgeact.fileio import atomic_write, ensure_writable_dir
 from edgeact.markdown import markdown_table
 
 DEFAULT_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "hard_swish", "swish", "mish", "hard_mish", "selu")
@@ -139,8 +139,8 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
     out_dir = Path(out_dir)
     activations, prefer = check_study_args(model, activations, targets, backends, qat_epochs, runs, emulated_runs,
                                            test_limit, prefer)
+    ensure_writable_dir(out_dir)
     data = models.digits_for(model)
-    out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     bar = tqdm(activations, desc="study", disable=not progress)
     try:

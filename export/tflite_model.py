@@ -501,7 +501,7 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
                              metadata={METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
     if path is not None:
         try:
-            atomic_write(path, data)
+            atomic_write(path, data, create_dirs=False)  # like to_onnx: an export never creates folders
         except OSError as exc:
             raise ExportError(f"cannot write {str(path)!r}: {exc.strerror or exc}; choose a writable path") from exc
     return data

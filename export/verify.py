@@ -65,7 +65,7 @@ class ParityReport:
 
     @property
     def ok(self) -> bool:
-        return self.mismatches == 0
+        return self.mismatches == 0 and self.codes_compared > 0  # comparing nothing proves nothing
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -75,7 +75,8 @@ class ParityReport:
     def __str__(self) -> str:
         lines = [f"{self.path} ({self.format}), {self.samples} input(s): "
                  f"{self.codes_compared:,} codes compared in {len(self.tensors)} tensor(s), "
-                 f"{self.mismatches:,} differ" + (f" (max {self.max_lsb} LSB)" if self.mismatches else " — bit-exact")]
+                 f"{self.mismatches:,} differ" + (f" (max {self.max_lsb} LSB)" if self.mismatches else
+                                                 " — bit-exact" if self.codes_compared else " — NOTHING COMPARED")]
         width = max((len(t.tensor) for t in self.tensors), default=6)
         for t in self.tensors:
             flag = f"{t.mismatches:,} differ, max {t.max_lsb} LSB" if t.mismatches else "exact"
@@ -242,7 +243,10 @@ def verify(path, model: fx.GraphModule, inputs, *, reference: torch.nn.Module | 
     fmt = file_format(path)
     run, metadata = RUNNERS[fmt]
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-    inputs = tuple(torch.as_tensor(x, dtype=torch.float32) for x in inputs)
+    from edgeact.inputdata import check_array
+
+    inputs = tuple(torch.from_numpy(check_array(f"input {i}", np.asarray(x), where="verify"))
+                   for i, x in enumerate(inputs))
     ours, codes, out_qps, out_sources = _codes_of_model(model, inputs)
     tensor_map = metadata(path) if intermediate else {}
     taps = {node: tensor_map[node] for node in codes if node in tensor_map}  # in execution order

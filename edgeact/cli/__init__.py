@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        interrupt._say_once()
+        interrupt.say_once()
         return interrupt.EXIT_CODE
     except EdgeActError as exc:
         return _fail(str(exc), 1)
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                errno.EACCES: "choose a folder you can write to", errno.EPERM: "choose a folder you can write to",
                }.get(exc.errno, "check the path and try again")
         return _fail(f"cannot access{where}: {exc.strerror or exc} — {fix}", 1)
+    finally:
+        interrupt.uninstall()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -144,10 +144,19 @@ class LocalJob:
     """Files of one runner invocation in a private temporary directory."""
 
     def __init__(self, model: Path, inputs: dict):
-        self.dir = Path(tempfile.mkdtemp(prefix="edgeact-run-"))
+        from edgeact.fileio import temp_dir
+
+        self.dir = temp_dir("edgeact-run-")
         self.model = model.resolve()
         self.inputs = self.dir / "inputs.npz"
-        np.savez(self.inputs, **inputs)
+        try:
+            np.savez(self.inputs, **inputs)
+        except BaseException as exc:  # a full disk or Ctrl-C: leave nothing behind
+            self.cleanup()
+            if isinstance(exc, OSError):
+                raise TargetError(f"cannot write the inputs to {self.dir.parent}: {exc.strerror or exc} — free "
+                                  "some space there or set TMPDIR to another folder") from None
+            raise
         self.out = self.dir / "outputs.npz"
         self.result = self.dir / "result.json"
         self.insns = self.dir / "insns.txt"
@@ -163,7 +172,10 @@ class LocalJob:
     def cleanup(self) -> None:
         import shutil
 
+        from edgeact import interrupt
+
         shutil.rmtree(self.dir, ignore_errors=True)
+        interrupt.track(self.dir, done=True)
 
 
 def stream(cmd: list[str], env: dict | None, total: int, desc: str, progress: bool,
