@@ -185,6 +185,25 @@ def _watch(parent: int, rfd: int) -> None:
             return
 
 
+def finish(code: int) -> None:
+    """End the `edgeact` command now: exit handlers run and output is flushed as usual, but Python's
+    final teardown of torch & co. is skipped — it takes seconds on a busy machine, and during it
+    Ctrl-C would fall back to a bare signal death. A no-op unless this process is the command."""
+    if _state["watchdog"] is None:
+        return
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
 def _remove(path: bytes) -> None:
     try:
         if os.path.isdir(path) and not os.path.islink(path):

@@ -49,6 +49,15 @@ def _fail(message: str, code: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the `edgeact` command itself ends right after (see `edgeact.interrupt.finish`)."""
+    from edgeact import interrupt
+
+    code = _main(argv)
+    interrupt.finish(code)
+    return code
+
+
+def _main(argv: list[str] | None = None) -> int:
     """Run one command. Every way it can end short of success is one line on stderr and a non-zero
     status: an EdgeActError (1), an OS error such as a full or read-only disk (1), Ctrl-C (130)."""
     from edgeact import interrupt

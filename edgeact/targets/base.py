@@ -204,6 +204,10 @@ def stream(cmd: list[str], env: dict | None, total: int, desc: str, progress: bo
         proc.wait()
         raise TargetError(f"{desc}: no result after {timeout:.0f} s; the run was stopped. Use fewer --runs, "
                           "or check the target.") from None
+    except BaseException:  # Ctrl-C or an error here: the runner must not outlive the command
+        proc.kill()
+        proc.wait()
+        raise
     finally:
         bar.close()
     err_file.seek(0)
