@@ -26,6 +26,34 @@ def _as_float32_value(s: float) -> float:
         return float(np.float32(s))
 
 
+def _numbers(value, what: str, kind):
+    """A scale or zero point as Python numbers: a number stays one, a tensor/array/list becomes a float or
+    a tuple; None, text and booleans are refused (QuantizationError naming `what`)."""
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise QuantizationError(f"{what} must be numbers, got an array of {value.dtype}")
+        if value.size == 0:
+            raise QuantizationError(f"{what} is empty; give one number (per tensor) or one per channel")
+        flat = value.reshape(-1).tolist()
+        return flat[0] if value.ndim == 0 else tuple(flat)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise QuantizationError(f"{what} is empty; give one number (per tensor) or one per channel")
+        return tuple(_numbers(v, what, kind) for v in value)
+    if isinstance(value, (bool, np.bool_)) or value is None or not isinstance(value, (int, float, np.integer,
+                                                                                       np.floating)):
+        raise QuantizationError(f"{what} must be a number (or one per channel with axis=), not {value!r} "
+                                f"({type(value).__name__})")
+    return value.item() if isinstance(value, (np.integer, np.floating)) else value
+
+
 @dataclass(frozen=True)
 class QuantParams:
     """Affine quantization q = clamp(round(x / scale) + zero_point, qmin, qmax).
@@ -42,7 +70,19 @@ class QuantParams:
     narrow: bool = False
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_RANGES:
+        object.__setattr__(self, "scale", _numbers(self.scale, "scale", float))
+        object.__setattr__(self, "zero_point", _numbers(self.zero_point, "zero_point", None))
+        if self.axis is None:  # per tensor: a one-element list or tensor is that number
+            for name in ("scale", "zero_point"):
+                v = getattr(self, name)
+                if isinstance(v, tuple) and len(v) == 1:
+                    object.__setattr__(self, name, v[0])
+        if self.axis is not None and (isinstance(self.axis, bool) or not isinstance(self.axis, (int, np.integer))):
+            raise QuantizationError(f"axis must be None (per tensor) or the channel dimension (an int), "
+                                    f"not {self.axis!r}")
+        if not isinstance(self.narrow, (bool, np.bool_)):
+            raise QuantizationError(f"narrow must be True or False, not {self.narrow!r}")
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPE_RANGES:
             raise QuantizationError(
                 f"unsupported quantized dtype {self.dtype!r}; use one of {sorted(DTYPE_RANGES)}"
             )

@@ -333,6 +333,12 @@ def prepare(model: nn.Module, activations: Mapping[str, ActivationChoice] | None
     training loop on it after `start_qat()` is quantization-aware training.
     """
     qconfig = qconfig or DEFAULT_QCONFIG
+    if not isinstance(model, nn.Module):
+        raise UnsupportedError(f"prepare() takes a torch.nn.Module (the float model), not a "
+                               f"{type(model).__name__}; wrap a function in an nn.Module whose forward calls it")
+    if quantizers(model):
+        raise UnsupportedError("this model is already prepared (it holds edgeact fake-quantizers); pass the float "
+                               "model to prepare(), or go on with calibrate() / convert() on this one")
     _check_finite_parameters(model)
     model = copy.deepcopy(model).eval()
     gm = trace(model, "edgeact.prepare")
