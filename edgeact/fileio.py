@@ -108,6 +108,7 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
     """Create `folder` if needed and prove it takes a file (a read-only disk, a full disk or missing rights
     fail here, before any long work, with an ExportError naming the folder)."""
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # made here, removed again on failure
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=f".probe.edgeact{os.getpid()}.", suffix=".tmp", dir=folder)
@@ -118,6 +119,9 @@ def ensure_writable_dir(folder: str | os.PathLike) -> Path:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
+        for p in created:  # deepest first
+            with contextlib.suppress(OSError):
+                p.rmdir()
         raise ExportError(f"cannot write into {str(folder)!r}: {exc.strerror or exc} — choose a writable folder "
                           "with free space") from None
     return folder
