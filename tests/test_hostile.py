@@ -467,17 +467,41 @@ def _start(args, env=None) -> subprocess.Popen:
                             start_new_session=True, env=env)
 
 
-def _interrupt(p: subprocess.Popen) -> tuple[float, str]:
+class _Tail:
+    """Collects a process's stderr in a thread, so a test can wait for a line and still see the rest."""
+
+    def __init__(self, p: subprocess.Popen):
+        self.chunks: list[bytes] = []
+        self.fd = p.stderr.fileno()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        while chunk := os.read(self.fd, 4096):
+            self.chunks.append(chunk)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+def _interrupt(p: subprocess.Popen, tail: _Tail | None = None) -> tuple[float, str]:
     """Ctrl-C as a terminal sends it (to the whole process group); seconds until the command ended, stderr."""
     t0 = time.monotonic()
     os.killpg(p.pid, signal.SIGINT)
     try:
-        _, err = p.communicate(timeout=15)
+        if tail is None:
+            _, err = p.communicate(timeout=15)
+        else:
+            p.wait(timeout=15)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
         pytest.fail("the command did not end within 15 s of Ctrl-C")
-    return time.monotonic() - t0, err
+    seconds = time.monotonic() - t0
+    if tail is not None:
+        tail.thread.join(5)
+        err = tail.text()
+    return seconds, err
 
 
 def _wait_for(cond, timeout: float, what: str) -> None:
@@ -496,6 +520,7 @@ def _assert_interrupted(seconds: float, err: str, p: subprocess.Popen) -> None:
     assert lines[-1].startswith("edgeact: error: interrupted (Ctrl-C)"), err
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_every_command_within_2_s(files, tmp_path):
     """Started together to share the import time: Ctrl-C while loading, while drawing figures, while a
     runner times a model, and while waiting for another set-up's lock."""
@@ -527,16 +552,12 @@ def test_ctrl_c_ends_every_command_within_2_s(files, tmp_path):
         _assert_interrupted(seconds, err, procs["plot"])
         assert not [p.name for p in (tmp_path / "plots").iterdir() if p.suffix != ".png"]  # no temp file left
         # the second set-up waits for the first, and says so
-        stderr = procs["setup"].stderr
-        os.set_blocking(stderr.fileno(), False)
-        seen = []
-        _wait_for(lambda: seen.append(stderr.read() or "") or "waiting for it" in "".join(seen), 120,
-                  "the waiting set-up to say so")
-        assert "another set-up of this root is running" in "".join(seen)
-        os.set_blocking(stderr.fileno(), True)
-        seconds, err = _interrupt(procs["setup"])
-        _assert_interrupted(seconds, "".join(seen) + err, procs["setup"])
-        assert "ready" not in "".join(seen) + err
+        tail = _Tail(procs["setup"])
+        _wait_for(lambda: "waiting for it" in tail.text(), 120, "the waiting set-up to say so")
+        assert "another set-up of this root is running" in tail.text()
+        seconds, err = _interrupt(procs["setup"], tail)
+        _assert_interrupted(seconds, err, procs["setup"])
+        assert "ready" not in err + procs["setup"].stdout.read()
     finally:
         holder.close()
         for p in procs.values():
@@ -637,3 +658,25 @@ def test_calibrate_gives_finite_scales_or_refuses(values, dtype, width):
         qp = q.qparams()
         scales = qp.scale if isinstance(qp.scale, tuple) else (qp.scale,)
         assert all(math.isfinite(s) and s > 0 for s in scales)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_study_keeps_the_report_of_what_finished(tmp_path):
+    """relu (shipped checkpoint) finishes; Ctrl-C while leaky_relu trains: the report holds relu's row."""
+    out = tmp_path / "study"
+    p = _start(["study", "--model", "mlp", "--activations", "relu,leaky_relu", "--backends", "onnxruntime",
+                "--qat-epochs", "0", "--runs", "1", "--test-limit", "50", "--quiet", "--out", str(out)],
+               env=dict(os.environ, EDGEACT_CACHE=str(tmp_path / "cache")))
+    try:
+        tail = _Tail(p)
+        _wait_for(lambda: "mlp/leaky_relu" in tail.text(), 300, "leaky_relu's training to start")
+        seconds, err = _interrupt(p, tail)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.communicate()
+    _assert_interrupted(seconds, err, p)
+    assert "study.md/.json/.csv for relu in" in err
+    report = (out / "study.md").read_text()
+    assert "| relu |" in report and "leaky_relu" not in report
+    assert not [f.name for f in out.iterdir() if f.name.endswith(".tmp")]
