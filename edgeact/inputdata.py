@@ -45,9 +45,10 @@ def _unreadable(p: Path, exc: BaseException) -> str:
 
 
 def check_array(name: str, a: np.ndarray, expected_shape: Sequence[int] | None = None,
-                dtype: str | np.dtype = "float32", where: str = "") -> np.ndarray:
+                dtype: str | np.dtype = "float32", where: str = "", quant: tuple | None = None) -> np.ndarray:
     """One input array, checked and cast to `dtype`: numeric, at least one row, finite, the expected
-    shape after the batch dimension (and for an integer input, values inside that type's range)."""
+    shape after the batch dimension (and for an integer input, values inside that type's range). Float
+    data for an integer input with `quant` (scale, zero point) stays float: the runner quantizes it."""
     src = f"{where}: " if where else ""
     a = np.asarray(a)
     want = np.dtype(dtype)
@@ -62,8 +63,8 @@ def check_array(name: str, a: np.ndarray, expected_shape: Sequence[int] | None =
                                 "give at least one sample")
     if expected_shape is not None:
         _check_shape(name, a.shape, tuple(int(d) for d in expected_shape), src)
-    if want.kind == "f":
-        if a.dtype.kind != "f":
+    if want.kind == "f" or (quant and a.dtype.kind == "f"):
+        if want.kind == "f" and a.dtype.kind != "f":
             raise QuantizationError(f"{src}input {name!r} holds {a.dtype} integers but the model takes {want.name} "
                                     "values; if they are real values save them as float32 (x.astype('float32')), "
                                     "if they are int8 codes export the model with --io int8")
@@ -71,10 +72,11 @@ def check_array(name: str, a: np.ndarray, expected_shape: Sequence[int] | None =
         if bad:
             raise QuantizationError(f"{src}input {name!r} holds {bad} NaN/Inf value(s) (of {a.size}); no int8 code "
                                     "stands for them — remove or replace them (numpy.nan_to_num)")
+        as_float = want if want.kind == "f" else np.dtype(np.float32)
         big = float(np.max(np.abs(a)))
-        if big > np.finfo(want).max:
-            raise QuantizationError(f"{src}input {name!r} holds {big:.3g}, beyond {want.name}; rescale the data")
-        return a.astype(want, copy=False)
+        if big > np.finfo(as_float).max:
+            raise QuantizationError(f"{src}input {name!r} holds {big:.3g}, beyond {as_float.name}; rescale the data")
+        return a.astype(as_float, copy=False)
     if a.dtype.kind == "f":
         raise QuantizationError(f"{src}input {name!r} holds floats but the model takes {want.name} codes; "
                                 f"quantize them first or export the model with float inputs (--io float)")
@@ -123,7 +125,8 @@ def match_inputs(arrays: Mapping[str, np.ndarray], specs: Sequence[Mapping] | No
     for i, (k, a) in enumerate(arrays.items()):
         spec = specs[i] if specs is not None else {}
         out[k] = check_array(k, a, spec.get("shape"), spec.get("dtype", "float32") if specs is not None
-                             else (np.asarray(a).dtype if np.asarray(a).dtype.kind in "iu" else "float32"), where)
+                             else (np.asarray(a).dtype if np.asarray(a).dtype.kind in "iu" else "float32"), where,
+                             spec.get("quant"))
     rows = {k: v.shape[0] for k, v in out.items()}
     if len(set(rows.values())) > 1:
         raise QuantizationError(f"{src}the arrays have different numbers of rows ({rows}); give the same batch "
