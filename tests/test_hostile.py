@@ -110,6 +110,14 @@ def _data_file(d: Path, kind: str) -> Path:
     return p
 
 
+def cli(argv: list[str]) -> int:
+    """main(), with argparse's usage errors (SystemExit, as argparse does) turned into their exit code."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 def _one_line_error(capsys, code: int) -> str:
     """The command failed with exactly one `edgeact: error:` line on stderr and no traceback."""
     err = capsys.readouterr().err
@@ -225,7 +233,7 @@ def test_numbers_are_checked_before_any_work(files, capsys, tmp_path, argv, word
     if argv[0] == "study":
         argv += ["--out", str(tmp_path / "study")]
     t0 = time.monotonic()
-    line = _one_line_error(capsys, main(argv))
+    line = _one_line_error(capsys, cli(argv))
     assert words in line
     assert time.monotonic() - t0 < 20  # refused up front, not after training (~35 s before)
     assert not (tmp_path / "study").exists()  # and nothing written
@@ -439,10 +447,10 @@ def _fill(folder: Path, leave_bytes: int) -> None:
 def test_full_disk_gives_one_line_and_no_litter(files, tmpfs, capsys):
     full = tmpfs(256)
     _fill(full, 0)
-    assert "No space left" in _one_line_error(capsys, main(["plot", "activations", "--out", str(full / "plots")]))
+    assert "No space left" in _one_line_error(capsys, cli(["plot", "activations", "--out", str(full / "plots")]))
     nearly = tmpfs(256)
     _fill(nearly, 8 * 1024)  # the folder probe passes, the figure does not fit
-    assert "No space left" in _one_line_error(capsys, main(["plot", "activations", "--out", str(nearly)]))
+    assert "No space left" in _one_line_error(capsys, cli(["plot", "activations", "--out", str(nearly)]))
     from edgeact.export import to_tflite
 
     with pytest.raises(ExportError, match="No space left"):
@@ -454,9 +462,9 @@ def test_full_disk_gives_one_line_and_no_litter(files, tmpfs, capsys):
 def test_read_only_disk_is_refused_before_training(tmpfs, capsys):
     ro = tmpfs(64, readonly=True)
     t0 = time.monotonic()
-    line = _one_line_error(capsys, main(["study", "--model", "mlp", "--activations", "relu", "--out", str(ro)]))
+    line = _one_line_error(capsys, cli(["study", "--model", "mlp", "--activations", "relu", "--out", str(ro)]))
     assert "Read-only file system" in line and time.monotonic() - t0 < 20
-    assert "Read-only" in _one_line_error(capsys, main(["plot", "activations", "--out", str(ro / "sub")]))
+    assert "Read-only" in _one_line_error(capsys, cli(["plot", "activations", "--out", str(ro / "sub")]))
 
 
 # ---------------------------------------------------------------------------- Ctrl-C and set-up locks

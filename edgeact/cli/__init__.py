@@ -65,10 +65,7 @@ def _main(argv: list[str] | None = None) -> int:
     interrupt.install()
     try:
         parser = build_parser()
-        try:
-            args = parser.parse_args(argv)
-        except SystemExit as exc:  # -h (0) or a usage error (2, its line already printed)
-            return exc.code if isinstance(exc.code, int) else 2
+        args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
