@@ -8,6 +8,7 @@ from edgeact import interrupt as _interrupt
 _interrupt.install_for_command_line()  # first: `import torch` below takes seconds, Ctrl-C must end cleanly
 from edgeact import activations, functional, numpy_functional  # noqa: E402
 from edgeact.activations import get as get_activation
+from edgeact.backend import Backend, backends, get_backend
 from edgeact.errors import EdgeActError, QuantizationError, UnsupportedError
 from edgeact.fake_quant import FakeQuantize, fake_quantize
 from edgeact.qparams import QuantParams
@@ -17,6 +18,6 @@ from edgeact.tables import int8_table
 __version__ = "0.1.0"
 
 __all__ = [
-    "activations", "functional", "numpy_functional", "get_activation", "QuantParams", "FakeQuantize",
+    "activations", "Backend", "backends", "get_backend", "functional", "numpy_functional", "get_activation", "QuantParams", "FakeQuantize",
     "fake_quantize", "int8_table", "prepare", "calibrate", "start_qat", "freeze", "convert", "QConfig", "EdgeActError", "QuantizationError", "UnsupportedError",
 ]

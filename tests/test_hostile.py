@@ -60,8 +60,8 @@ def files(tmp_path_factory):
     prepared = edgeact.prepare(net)
     edgeact.calibrate(prepared, [torch.randn(8, 1, 8, 8) for _ in range(3)], progress=False)
     out = {"dir": d, "net": net, "prepared": prepared}
-    for semantics, fmt, export in (("onnxruntime", "onnx", to_onnx), ("tflite", "tflite", to_tflite)):
-        converted = edgeact.convert(prepared, semantics=semantics)
+    for backend, fmt, export in (("onnxruntime", "onnx", to_onnx), ("litert", "tflite", to_tflite)):
+        converted = edgeact.convert(prepared, backend)
         save_converted(converted, d / f"m_{fmt}.pt")
         export(converted, torch.zeros(1, 1, 8, 8), d / f"m.{fmt}")
         out[f"converted_{fmt}"] = converted

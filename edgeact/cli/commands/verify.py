@@ -1,10 +1,10 @@
 """`edgeact verify FILE --model CONVERTED`: the exported file against the converted model, code for code."""
 from __future__ import annotations
 
-from edgeact.cli import numbers
-
 import json
 import sys
+
+from edgeact.cli import numbers
 
 
 def register(subparsers) -> None:
