@@ -11,7 +11,8 @@ QLinearConv by default and runs them in float, whose summation order nobody repr
 uint8 it runs the exact integer kernel. Graph inputs and outputs keep the model's types.
 
 Weights are written as uint8 with zero point 128 (int8 code + 128: the same real values), so that ORT
-runs its U8U8 integer kernels. Its default u8s8 kernels on AVX2 and AVX-512BW without VNNI multiply with
+runs its U8U8 integer kernels (weights='int8' writes s8 weights, zero point 0, for
+semantics 'onnxruntime-x86-avx2', which models the saturation below). Its default u8s8 kernels on AVX2 and AVX-512BW without VNNI multiply with
 VPMADDUBSW, which saturates pairs of u8·s8 products to int16; U8U8 widens to int16 before multiplying
 and is exact on every x86-64 family and on aarch64 (tested under qemu-x86_64 -cpu Haswell / Nehalem).
 
@@ -39,9 +40,11 @@ from edgeact.export.onnx_graph import GraphBuilder, check, save_atomic
 
 F32 = np.float32
 IOS = ("float", "int8")
+WEIGHTS = ("uint8", "int8")
 # Model metadata: converted-graph node name → [ONNX tensor of its codes, model dtype, shift (128: int8 as uint8)],
 # so that verify() can compare every intermediate tensor, not only the outputs.
 TENSOR_MAP_KEY = "edgeact.tensors"
+WEIGHTS_KEY = "edgeact.weights"  # 'uint8' (U8U8 kernels) or 'int8' (u8s8 kernels)
 
 
 def inner(qp: QuantParams) -> QuantParams:
@@ -52,13 +55,15 @@ def inner(qp: QuantParams) -> QuantParams:
 
 
 class _Exporter:
-    def __init__(self, gm: fx.GraphModule, lowering, io: str, require_exact: bool, prefer: str = "x86"):
+    def __init__(self, gm: fx.GraphModule, lowering, io: str, require_exact: bool, prefer: str = "x86",
+                 weights: str = "uint8"):
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.g = GraphBuilder("edgeact")
         self.codes: dict[fx.Node, tuple[str, QuantParams]] = {}  # node → (onnx name of uint8 codes, model qp)
         self.values: dict[fx.Node, str] = {}  # float tensors (graph inputs, dequantized outputs)
         self.lowering, self.io, self.require_exact, self.prefer = lowering, io, require_exact, prefer
+        self.weights = weights
         self.used_lowerings: dict[str, str] = {}
         self.input_shapes: dict[fx.Node, list] = {}
 
@@ -168,8 +173,12 @@ class _Exporter:
     # ---- ops -----------------------------------------------------------------------------------
     def _weights(self, m, hint):
         w_qp = m.weight_qparams
-        w = (m.weight_codes.numpy().astype(np.int16) + 128).astype(np.uint8)
-        zeros = np.full(w.shape[0], 128, np.uint8)
+        if self.weights == "int8":  # ORT's u8s8 kernels (see the module docstring)
+            w = m.weight_codes.numpy().astype(np.int8)
+            zeros = np.zeros(w.shape[0], np.int8)
+        else:
+            w = (m.weight_codes.numpy().astype(np.int16) + 128).astype(np.uint8)
+            zeros = np.full(w.shape[0], 128, np.uint8)
         wf = self.g.node("DequantizeLinear", [self.g.constant(w, f"{hint}_weight"),
                                               self.g.constant(w_qp.scale_array().astype(F32), f"{hint}_weight_scale"),
                                               self.g.constant(zeros, f"{hint}_weight_zero_point")],
@@ -268,7 +277,7 @@ class _Exporter:
 
 
 def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=None, io: str = "float",
-            require_exact: bool = True, prefer: str | None = None):
+            require_exact: bool = True, prefer: str | None = None, weights: str | None = None):
     """The QDQ int8 ONNX model of a converted model; written atomically to `path` if given.
 
     example_inputs: a tensor or tuple of tensors (only their shapes are used; the batch size stays
@@ -276,7 +285,10 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=N
     fastest), 'native', 'table', or a dict {activation name: lowering}. io: 'float' (float in, float
     out, like the converted model) or 'int8' (the model's codes in and out). prefer: the CPU whose
     cheapest exact lowering to pick ('x86' or 'arm'; default 'arm' for a model converted with
-    semantics='onnxruntime-aarch64', else 'x86').
+    semantics='onnxruntime-aarch64', else 'x86'). weights: 'uint8' (zero point 128: ORT's U8U8 kernels, exact
+    on every CPU) or 'int8' (zero point 0: ORT's u8s8 kernels, which saturate pairs of products on AVX2);
+    default 'int8' for a model converted with semantics='onnxruntime-x86-avx2' (which models that
+    saturation), else 'uint8'.
     """
     if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
         raise UnsupportedError(
@@ -286,7 +298,11 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=N
         raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
     semantics = getattr(model, "edgeact_semantics", None)
     prefer = prefer or ("arm" if semantics == "onnxruntime-aarch64" else "x86")
-    if semantics not in ("onnxruntime", "onnxruntime-aarch64"):
+    if weights is None:
+        weights = "int8" if semantics == "onnxruntime-x86-avx2" else "uint8"
+    if weights not in WEIGHTS:
+        raise UnsupportedError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    if semantics not in ("onnxruntime", "onnxruntime-aarch64", "onnxruntime-x86-avx2"):
         warnings.warn(f"the model was converted with semantics={semantics!r}: ONNX Runtime rounds differently at "
                       "some ties, so its codes may differ; convert with semantics='onnxruntime' for a bit-exact "
                       "export", stacklevel=2)
@@ -304,17 +320,17 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=N
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ExportError(f"the example input(s) of shape {shapes} do not fit the model ({exc}); pass tensors "
                           "shaped like the model's input") from exc
-    exporter = _Exporter(model, lowering, io, require_exact, prefer)
+    exporter = _Exporter(model, lowering, io, require_exact, prefer, weights)
     g = exporter.run(shapes)
     lowered = ", ".join(f"{k}: {v}" for k, v in exporter.used_lowerings.items()) or "none"
     onnx_model = g.model(doc=f"edgeact QDQ int8 export (semantics={semantics}); activations: {lowered}")
     tensors = {n.name: [name, qp.dtype, 128 if inner(qp) != qp else 0] for n, (name, qp) in exporter.codes.items()}
     onnx.helper.set_model_props(onnx_model, {TENSOR_MAP_KEY: json.dumps(tensors, sort_keys=True),
-                                             "edgeact.semantics": str(semantics)})
+                                             "edgeact.semantics": str(semantics), WEIGHTS_KEY: weights})
     check(onnx_model)
     if path is not None:
         save_atomic(onnx_model.SerializeToString(), path)
     return onnx_model
 
 
-__all__ = ["to_onnx", "inner", "TENSOR_MAP_KEY"]
+__all__ = ["to_onnx", "inner", "TENSOR_MAP_KEY", "WEIGHTS_KEY"]

@@ -84,8 +84,8 @@ class _WeightedOp(QuantizedModule):
         raise NotImplementedError
 
     def forward(self, q):
-        acc = self.accumulate((q.long() - self.in_qparams[0].zero_point).double())
-        return self.sem.requantize_accumulator(acc.round().long(), self.in_qparams[0], self.weight_qparams,
+        acc = self.sem.accumulate(self, q)
+        return self.sem.requantize_accumulator(acc, self.in_qparams[0], self.weight_qparams,
                                                self.out_qparams, channel_axis=1, op=self.op_kind)
 
 

@@ -7,7 +7,8 @@ One runtime can have several kernel sets: "tflite" is LiteRT's default (XNNPACK 
 "tflite-builtin" and "tflite-reference" its own optimized and reference kernels (module
 `tflite_builtin`, which maps each name to its object in `SEMANTICS_BY_NAME`). "onnxruntime-aarch64" and
 "tflite-aarch64" are those runtimes as edgeact exports for ARM (the lowering ARM runs fastest, and
-LiteRT's NEON hard-swish).
+LiteRT's NEON hard-swish). "onnxruntime-x86-avx2" is ORT's full 8-bit u8s8 kernels on AVX2 (int16 pair
+saturation), for files written with s8 weights for an AVX2 fleet.
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from edgeact.errors import UnsupportedError
 from edgeact.semantics.base import Semantics
 
 KNOWN = ("ideal", "onnxruntime", "tflite", "tflite-builtin", "tflite-reference", "onnxruntime-aarch64",
-         "tflite-aarch64")
+         "tflite-aarch64", "onnxruntime-x86-avx2")
 _MODULE = {"tflite-builtin": "tflite_builtin", "tflite-reference": "tflite_builtin",  # default: the name
-           "onnxruntime-aarch64": "onnxruntime_aarch64", "tflite-aarch64": "tflite_aarch64"}
+           "onnxruntime-aarch64": "onnxruntime_aarch64", "tflite-aarch64": "tflite_aarch64",
+           "onnxruntime-x86-avx2": "onnxruntime_x86_avx2"}
 _CACHE: dict[str, Semantics] = {}
 
 
