@@ -25,7 +25,10 @@ class HostTarget(Target):
     def status(self) -> TargetStatus:
         b = self.backends()
         missing = [x for x in ("onnxruntime", "litert") if x not in b]
-        return TargetStatus(self.name, bool(b), b, f"{platform.machine()}, Python {platform.python_version()}",
+        from edgeact.targets.cpu import DESCRIPTION, host_family
+
+        return TargetStatus(self.name, bool(b), b, f"{platform.machine()}, Python {platform.python_version()}; "
+                            f"kernels: {DESCRIPTION[host_family()]}",
                             f"pip install {' '.join('ai-edge-litert' if m == 'litert' else m for m in missing)}"
                             if missing else "")
 

@@ -1,0 +1,72 @@
+"""Which integer-kernel family a CPU runs, as far as the runtimes' codes depend on it.
+
+onnxruntime (MLAS) picks its u8s8 conv/gemm kernel by CPU features: VNNI (AVX-VNNI, AVX-512 VNNI) and AMX
+accumulate u8×s8 products exactly in int32; AVX2 and AVX-512BW without VNNI use VPMADDUBSW, which saturates
+pairs of products to int16; SSE4.1 widens to int16 first (exact); aarch64 is exact. U8U8 kernels (edgeact's
+default weights) are exact on all of them. The family is read from /proc/cpuinfo flags (Linux) or the machine.
+"""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+# family → does onnxruntime's u8s8 kernel saturate pairs of products to int16 there?
+SATURATES_U8S8 = {"x86-vnni": False, "x86-avx512bw": True, "x86-avx2": True, "x86-sse4": False,
+                  "aarch64": False, "armv7": False, "unknown": False}
+DESCRIPTION = {
+    "x86-vnni": "x86-64 with VNNI (u8s8 products summed exactly in int32)",
+    "x86-avx512bw": "x86-64 AVX-512BW without VNNI (u8s8 pairs saturate to int16, VPMADDUBSW)",
+    "x86-avx2": "x86-64 AVX2 (u8s8 pairs saturate to int16, VPMADDUBSW)",
+    "x86-sse4": "x86-64 SSE4 (u8s8 products widened to int16, exact)",
+    "aarch64": "aarch64 (exact int32 dot products)",
+    "armv7": "32-bit ARM",
+    "unknown": "an unrecognised CPU",
+}
+
+
+def family_from_flags(flags: set[str]) -> str:
+    """The x86-64 kernel family for a set of /proc/cpuinfo flags."""
+    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        return "x86-vnni"
+    if "avx512bw" in flags:
+        return "x86-avx512bw"
+    if "avx2" in flags:
+        return "x86-avx2"
+    return "x86-sse4"
+
+
+def host_family(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """This machine's kernel family."""
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return "aarch64"
+    if machine.startswith("arm"):
+        return "armv7"
+    if machine not in ("x86_64", "amd64"):
+        return "unknown"
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return "unknown"
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return family_from_flags(set(line.split(":", 1)[1].split()))
+    return "unknown"
+
+
+def target_family(target) -> str:
+    """The kernel family a Target runs (emulated CPUs know theirs; the host reads its flags)."""
+    fam = getattr(target, "family", None)
+    if fam:
+        return fam
+    name = getattr(target, "name", "host")
+    if name.startswith("qemu-aarch64"):
+        return "aarch64"
+    if name.startswith("qemu-armv7") or name.startswith("qemu-arm"):
+        return "armv7"
+    if name == "host":
+        return host_family()
+    return "unknown"  # a board over SSH: its flags are not read here
+
+
+__all__ = ["host_family", "family_from_flags", "target_family", "SATURATES_U8S8", "DESCRIPTION"]
