@@ -19,6 +19,8 @@ import numpy as np
 from edgeact.errors import ModelFileError, TargetError
 from edgeact.targets import get_target
 from edgeact.targets.base import RunResult, Target, check_model, normalize_inputs
+from edgeact.targets.compat import announce, compatibility
+from edgeact.targets.cpu import host_family
 
 EMULATION_WARNING = ("emulated time: tens to hundreds of times the host's and noisy run to run (±30%); not an "
                      "ARM latency. Compare instruction counts instead.")
@@ -207,9 +209,7 @@ def load_data(data) -> dict[str, np.ndarray]:
 def _resolve(target) -> Target:
     return get_target(target) if isinstance(target, str) else target
 
-
 # ---------------------------------------------------------------------------------------------- bench
-
 
 @dataclasses.dataclass
 class BenchResult:
@@ -239,7 +239,6 @@ class BenchResult:
         d["note"] = self.note
         return d
 
-
 def bench(model, target="host", backend: str | None = None, threads: int = 1, warmup: int = 1, runs: int = 10,
           inputs: Mapping | None = None, progress: bool = False, seed: int = 0, count: bool = True
           ) -> BenchResult:
@@ -251,7 +250,9 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
     tgt = _resolve(target)
     data = normalize_inputs(inputs) if inputs is not None else random_inputs(model, seed)
     extra = {"count": count} if tgt.emulated else {}
+    options = announce(model, tgt)  # says so when this CPU's kernels differ from the file's backend
     res = tgt.run(model, data, backend=backend, threads=threads, warmup=warmup, runs=runs, progress=progress,
+                  session_options=options,
                   **extra)
     return BenchResult(
         model=str(model), target=tgt.name, backend=res.backend, runtime=res.runtime, machine=res.machine,
@@ -260,9 +261,7 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
         peak_rss_kb=res.peak_rss_kb, rss_note=res.rss_note, times_ms=list(res.times_ms),
     )
 
-
 # ---------------------------------------------------------------------------------------------- check
-
 
 @dataclasses.dataclass
 class OutputCheck:
@@ -284,7 +283,6 @@ class OutputCheck:
         d["host_code_hist"] = {str(k): v for k, v in (self.host_code_hist or {}).items()} or None
         return d
 
-
 @dataclasses.dataclass
 class CheckResult:
     model: str
@@ -302,7 +300,6 @@ class CheckResult:
         d["outputs"] = [o.to_dict() for o in self.outputs]
         return d
 
-
 VERSION_WHY = ("The target runs a different runtime build/version than the host ({target} vs {host}), so its "
                "kernels may differ; compare against the same version where one exists.")
 DIFF_WHY = ("Same runtime version, different kernels: the ARM build runs NEON code paths whose rounding at "
@@ -310,7 +307,6 @@ DIFF_WHY = ("Same runtime version, different kernels: the ARM build runs NEON co
             "NEON HARD_SWISH and XNNPACK's fixed-point MUL (convert with semantics='tflite-aarch64' for ARM's codes; "
             "benchmarks/RESULTS-arm.md lists every known case). A 1-LSB difference at a tie is this, anything "
             "larger is a bug to report.")
-
 
 def _input_codes(data: dict, quant_inputs: list[dict]) -> np.ndarray | None:
     """The int8 input codes when the model is elementwise (one input, same shape as the output)."""
@@ -324,7 +320,6 @@ def _input_codes(data: dict, quant_inputs: list[dict]) -> np.ndarray | None:
         return np.clip(np.round(x / q[0]) + q[1], -128, 127).astype(np.int64)
     return None
 
-
 def _is_elementwise(input_codes: np.ndarray | None, host: np.ndarray) -> bool:
     """True when the host output code is a function of the input code at the same position (an activation),
     so that differences can be listed per input code."""
@@ -332,7 +327,6 @@ def _is_elementwise(input_codes: np.ndarray | None, host: np.ndarray) -> bool:
         return False
     pairs = np.unique(np.stack([input_codes.ravel(), host.ravel()], axis=1), axis=0)
     return len(pairs) == len(np.unique(input_codes))
-
 
 def compare_codes(host: np.ndarray, target: np.ndarray, input_codes: np.ndarray | None = None,
                   limit: int = 10) -> tuple[bool, dict[int, int], list[dict]]:
@@ -352,7 +346,6 @@ def compare_codes(host: np.ndarray, target: np.ndarray, input_codes: np.ndarray 
         where.append(item)
     return idx.size == 0, hist, where
 
-
 def check(model, reference, data, target="host", backend: str | None = None, progress: bool = False
           ) -> CheckResult:
     """Accuracy of `model` on `target` against the float `reference` run on the host, and code-by-code
@@ -365,14 +358,15 @@ def check(model, reference, data, target="host", backend: str | None = None, pro
     tgt = _resolve(target)
     host = HostTarget()
     ref = host.run(reference, inputs, progress=progress)
-    res = tgt.run(model, inputs, backend=backend, progress=progress)
+    res = tgt.run(model, inputs, backend=backend, progress=progress, session_options=announce(model, tgt))
     quants = output_quant(model, res)
     deq = dequantize(res.outputs, quants)
     tcodes = codes(res.outputs, quants)
     if len(ref.outputs) != len(deq):
         raise ModelFileError(f"{model} has {len(deq)} outputs, the reference {reference} has "
                              f"{len(ref.outputs)}; pass the float version of the same network.")
-    host_res = res if tgt.name == "host" else host.run(model, inputs, backend=res.backend, progress=progress)
+    host_res = res if tgt.name == "host" else host.run(model, inputs, backend=res.backend, progress=progress,
+                                                       session_options=compatibility(model, host_family()).session_options)
     hcodes = codes(host_res.outputs, quants)
     in_codes = _input_codes(inputs, res.inputs)
     checks = []

@@ -23,6 +23,7 @@ from torch import nn
 import edgeact
 from edgeact.export import to_onnx, to_tflite
 from edgeact.targets import get_target
+from edgeact.targets.compat import compatibility
 from edgeact.targets.cpu import SATURATES_U8S8, host_family
 
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64")
@@ -79,6 +80,8 @@ def files(tmp_path_factory):
         warnings.simplefilter("ignore")
         to_onnx(models["onnxruntime"], x[:1], d / "portable.onnx")
         to_onnx(models["onnxruntime-x86-avx2"], x[:1], d / "avx2.onnx")
+        # int8 weights for the exact arithmetic: ORT's u8s8 kernels, what other tools write
+        to_onnx(models["onnxruntime"], x[:1], d / "u8s8.onnx", weights="int8")
         to_tflite(models["tflite"], x[:1], d / "model.tflite")
     with torch.no_grad():
         expected = {sem: m(x).numpy() for sem, m in models.items()}
@@ -136,3 +139,42 @@ def test_unknown_x86_cpu_model_is_a_clear_error():
 
     with pytest.raises(TargetError, match="haswell, nehalem.*AVX-512/VNNI"):
         get_target("qemu-x86_64:icelake")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_QEMU, reason="qemu-x86_64 is not installed (apt-get install qemu-user)")
+def test_int8_weight_file_on_avx2_gets_the_precise_session_option(files):
+    """A u8s8 file written for exact sums, on an AVX2 CPU: compat says so and sets session.x64quantprecision=1,
+    with which ORT's codes are exact again; without it they are not (so the option is what fixes them)."""
+    d, x, expected = files
+    target = get_target("qemu-x86_64:haswell")
+    c = compatibility(d / "u8s8.onnx", target.family)
+    assert c.file.weights == "int8" and c.file.semantics == "onnxruntime"
+    assert c.session_options == {"session.x64quantprecision": "1"} and "x64quantprecision" in c.notice
+    precise = target.run(d / "u8s8.onnx", [x], session_options=c.session_options).outputs[0]
+    assert _differ(precise, expected["onnxruntime"]) == 0
+    assert _differ(target.run(d / "u8s8.onnx", [x]).outputs[0], expected["onnxruntime"]) > 0
+
+
+def test_compatibility_says_when_the_cpu_differs_from_the_file(files):
+    d, _, _ = files
+    for family in ("x86-vnni", "x86-sse4", "aarch64"):  # no saturation there: the avx2 file's model does not hold
+        c = compatibility(d / "avx2.onnx", family)
+        assert c.file.semantics == "onnxruntime-x86-avx2" and "saturat" in c.notice and not c.session_options
+        assert compatibility(d / "u8s8.onnx", family).notice is None
+    for family in ("x86-avx2", "x86-avx512bw"):
+        assert compatibility(d / "avx2.onnx", family).notice is None
+    for family in ("x86-vnni", "x86-avx2", "x86-sse4", "aarch64"):  # U8U8: exact everywhere
+        c = compatibility(d / "portable.onnx", family)
+        assert c.file.weights == "uint8" and c.notice is None and not c.session_options
+    assert "tflite-runtime 2.14" in compatibility(d / "model.tflite", "armv7").notice
+
+
+def test_verify_reports_the_notice_on_this_cpu(files):
+    from edgeact.export import verify
+
+    d, x, _ = files
+    p = _prepared()
+    model = edgeact.convert(p, semantics="onnxruntime-x86-avx2")
+    report = verify(d / "avx2.onnx", model, torch.from_numpy(x), intermediate=False)
+    assert (report.notice is None) == SATURATES_U8S8[host_family()]

@@ -7,6 +7,7 @@ default weights) are exact on all of them. The family is read from /proc/cpuinfo
 """
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
@@ -36,7 +37,11 @@ def family_from_flags(flags: set[str]) -> str:
 
 
 def host_family(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
-    """This machine's kernel family."""
+    """This machine's kernel family. `$EDGEACT_CPU_FAMILY` overrides it: qemu-x86_64 shows the emulated
+    process the host's /proc/cpuinfo, so edgeact sets it for what it runs under an emulated CPU."""
+    override = os.environ.get("EDGEACT_CPU_FAMILY")
+    if override in SATURATES_U8S8:
+        return override
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64"):
         return "aarch64"

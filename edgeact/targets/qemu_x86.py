@@ -91,8 +91,17 @@ class QemuX86Target(Target):
         return TargetStatus(QEMU, True, self.backends(),
                             f"this machine's Python under emulated CPUs ({families}); no AVX-512/VNNI under TCG")
 
+    def python_command(self) -> tuple[list[str], dict]:
+        """This machine's Python under the emulated CPU, and its environment (EDGEACT_CPU_FAMILY tells edgeact
+        inside which family it runs: QEMU shows it the host's /proc/cpuinfo)."""
+        if not _host_is_x86_64():
+            raise TargetError(f"{QEMU} runs this machine's own Python, which is not x86-64 here; use an x86-64 "
+                              "host or a board over SSH.")
+        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", EDGEACT_CPU_FAMILY=self.family)
+        return [qemu_x86_binary(), "-cpu", self.x86.qemu, sys.executable], env
+
     def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
-            count=False) -> RunResult:
+            count=False, session_options=None) -> RunResult:
         model = check_model(model)
         backend = self._check_backend(model, backend)
         if not _host_is_x86_64():
@@ -113,8 +122,10 @@ class QemuX86Target(Target):
                 if threads != 1:
                     raise TargetError("instruction counts need one thread; use --threads 1, or --no-count.")
                 cmd += ["-plugin", f"{plugin},out={job.insns}"]
-            cmd += [sys.executable, str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count)
-            env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS=str(threads), PYTHONDONTWRITEBYTECODE="1")
+            cmd += [sys.executable, str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count,
+                                                                           session_options=session_options)
+            env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS=str(threads), PYTHONDONTWRITEBYTECODE="1",
+                       EDGEACT_CPU_FAMILY=self.family)
             t0 = time.monotonic()
             code, err = stream(cmd, env, warmup + runs, f"{self.name} {backend}", progress)
             if code != 0:
