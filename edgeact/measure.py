@@ -209,7 +209,9 @@ def load_data(data) -> dict[str, np.ndarray]:
 def _resolve(target) -> Target:
     return get_target(target) if isinstance(target, str) else target
 
+
 # ---------------------------------------------------------------------------------------------- bench
+
 
 @dataclasses.dataclass
 class BenchResult:
@@ -239,6 +241,7 @@ class BenchResult:
         d["note"] = self.note
         return d
 
+
 def bench(model, target="host", backend: str | None = None, threads: int = 1, warmup: int = 1, runs: int = 10,
           inputs: Mapping | None = None, progress: bool = False, seed: int = 0, count: bool = True
           ) -> BenchResult:
@@ -261,7 +264,9 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
         peak_rss_kb=res.peak_rss_kb, rss_note=res.rss_note, times_ms=list(res.times_ms),
     )
 
+
 # ---------------------------------------------------------------------------------------------- check
+
 
 @dataclasses.dataclass
 class OutputCheck:
@@ -283,6 +288,7 @@ class OutputCheck:
         d["host_code_hist"] = {str(k): v for k, v in (self.host_code_hist or {}).items()} or None
         return d
 
+
 @dataclasses.dataclass
 class CheckResult:
     model: str
@@ -300,6 +306,7 @@ class CheckResult:
         d["outputs"] = [o.to_dict() for o in self.outputs]
         return d
 
+
 VERSION_WHY = ("The target runs a different runtime build/version than the host ({target} vs {host}), so its "
                "kernels may differ; compare against the same version where one exists.")
 DIFF_WHY = ("Same runtime version, different kernels: the ARM build runs NEON code paths whose rounding at "
@@ -307,6 +314,7 @@ DIFF_WHY = ("Same runtime version, different kernels: the ARM build runs NEON co
             "NEON HARD_SWISH and XNNPACK's fixed-point MUL (convert with semantics='tflite-aarch64' for ARM's codes; "
             "benchmarks/RESULTS-arm.md lists every known case). A 1-LSB difference at a tie is this, anything "
             "larger is a bug to report.")
+
 
 def _input_codes(data: dict, quant_inputs: list[dict]) -> np.ndarray | None:
     """The int8 input codes when the model is elementwise (one input, same shape as the output)."""
@@ -320,6 +328,7 @@ def _input_codes(data: dict, quant_inputs: list[dict]) -> np.ndarray | None:
         return np.clip(np.round(x / q[0]) + q[1], -128, 127).astype(np.int64)
     return None
 
+
 def _is_elementwise(input_codes: np.ndarray | None, host: np.ndarray) -> bool:
     """True when the host output code is a function of the input code at the same position (an activation),
     so that differences can be listed per input code."""
@@ -327,6 +336,7 @@ def _is_elementwise(input_codes: np.ndarray | None, host: np.ndarray) -> bool:
         return False
     pairs = np.unique(np.stack([input_codes.ravel(), host.ravel()], axis=1), axis=0)
     return len(pairs) == len(np.unique(input_codes))
+
 
 def compare_codes(host: np.ndarray, target: np.ndarray, input_codes: np.ndarray | None = None,
                   limit: int = 10) -> tuple[bool, dict[int, int], list[dict]]:
@@ -345,6 +355,7 @@ def compare_codes(host: np.ndarray, target: np.ndarray, input_codes: np.ndarray 
                 "host": int(host.ravel()[i]), "target": int(target.ravel()[i])}
         where.append(item)
     return idx.size == 0, hist, where
+
 
 def check(model, reference, data, target="host", backend: str | None = None, progress: bool = False
           ) -> CheckResult:
