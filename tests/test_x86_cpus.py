@@ -178,3 +178,14 @@ def test_verify_reports_the_notice_on_this_cpu(files):
     model = edgeact.convert(p, semantics="onnxruntime-x86-avx2")
     report = verify(d / "avx2.onnx", model, torch.from_numpy(x), intermediate=False)
     assert (report.notice is None) == SATURATES_U8S8[host_family()]
+
+
+def test_cli_verify_on_an_arm_target_is_a_clear_error(files, capsys):
+    from edgeact.cli import main as cli
+    from edgeact.export.converted import save_converted
+
+    d, _, _ = files
+    save_converted(edgeact.convert(_prepared(), semantics="onnxruntime"), d / "portable.pt")
+    assert cli(["verify", str(d / "portable.onnx"), "--model", str(d / "portable.pt"), "--target", "qemu-aarch64"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "qemu-x86_64" in err[0] and "edgeact check" in err[0]
