@@ -14,6 +14,7 @@ checkpoints) and one torchvision-style ResNet made here (BasicBlocks, trained 6 
 itself is not installed). Codes: output logits that differ from the converted PyTorch model of the option's
 own arithmetic (the 7-bit model for w7), natively and under qemu-x86_64 -cpu Haswell (AVX2) and Nehalem
 (SSE4.2). Latency: native, one thread, batch 1, the options interleaved round by round; ratios to u8u8.
+Instructions per inference under Haswell (edgeact's QEMU counting plugin): the AVX2 cost this host cannot time.
 
 Writes benchmarks/RESULTS-onnx-x86.md. Run: .venv/bin/python benchmarks/bench_onnx_x86.py [--quick]
 """
@@ -239,6 +240,19 @@ def latency(files, work: Path, x1: np.ndarray, rounds: int, per_round: int) -> d
     return {o: (float(np.median(times[o])), ratios[o]) for o in times}
 
 
+def haswell_instructions(files, work: Path, x1: np.ndarray, runs: int = 3) -> dict:
+    """Instructions per inference under qemu-x86_64 -cpu Haswell (deterministic, one thread): what AVX2 costs,
+    where this host cannot time it."""
+    from edgeact.targets import get_target
+
+    t = get_target("qemu-x86_64:haswell")
+    out = {}
+    for option, (f, config) in files.items():
+        r = t.run(work / f, [x1], runs=runs, count=True, session_options=config)
+        out[option] = int(np.median(r.insn_counts))
+    return out
+
+
 # ------------------------------------------------------------------------------------------- report
 
 def main(argv=None) -> int:
@@ -258,12 +272,14 @@ def main(argv=None) -> int:
             y = data.y_test.numpy()
             outs = run_everywhere(files, x, work, CPUS)
             lat = latency(files, work, x[:1], rounds=15 if args.quick else 60, per_round=20)
+            insns = haswell_instructions(files, work, x[:1])
         acc_float = float(np.mean(flt.argmax(1) == y)) * 100
         row = {"model": label, "float": acc_float, "options": {}}
         for o in OPTIONS:
             ref, scale = refs[o]
             noise = float(np.mean((ref.astype(np.float64) - flt) ** 2))
             cell = {"torch": float(np.mean(ref.argmax(1) == y)) * 100, "latency": lat[o],
+                    "insns": (insns[o], insns[o] / insns["u8u8"]),
                     "sqnr": float(10 * np.log10(np.mean(flt.astype(np.float64) ** 2) / noise)) if noise else float("inf")}
             for cpu in CPUS:
                 got = outs[cpu][o]
@@ -290,19 +306,21 @@ def report(rows, family: str) -> str:
              "model; SQNR and `top-1 torch`: the converted PyTorch model of the option's arithmetic, its logits "
              "against the float model's; `codes ≠` counts output logits that differ from the converted PyTorch model of the option's "
              "own arithmetic (w7: the 7-bit model), max in LSB. Latency: native, 1 thread, batch 1, options "
-             "interleaved round by round; ratio = median of per-round ratios to u8u8.", ""]
+             "interleaved round by round; ratio = median of per-round ratios to u8u8. Haswell instructions: per "
+             "inference (batch 1, one thread) under `qemu-x86_64 -cpu Haswell` with edgeact's counting plugin — "
+             "what the AVX2 kernels execute, where this host cannot time them.", ""]
     for row in rows:
         lines += [f"## {row['model']} (float {row['float']:.2f} %)", "",
                   "| option | SQNR vs float (dB) | top-1 torch | top-1 native | top-1 Haswell | top-1 Nehalem | codes ≠ native | "
-                  "codes ≠ Haswell | codes ≠ Nehalem | ms native | × u8u8 |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "codes ≠ Haswell | codes ≠ Nehalem | ms native | × u8u8 | Haswell instructions | × u8u8 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for o, c in row["options"].items():
             def d(cpu):
                 v = c[cpu]
                 return f"{v['differ']:,} / {v['n']:,}" + (f" (max {v['max']})" if v["differ"] else "")
             lines.append(f"| {o} | {c['sqnr']:.1f} | {c['torch']:.2f} | {c['native']['acc']:.2f} | {c['haswell']['acc']:.2f} | "
                          f"{c['nehalem']['acc']:.2f} | {d('native')} | {d('haswell')} | {d('nehalem')} | "
-                         f"{c['latency'][0]:.3f} | {c['latency'][1]:.2f} |")
+                         f"{c['latency'][0]:.3f} | {c['latency'][1]:.2f} | {c['insns'][0]:,} | {c['insns'][1]:.2f} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
