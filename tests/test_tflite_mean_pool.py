@@ -176,6 +176,7 @@ def _aarch64_differing_pairs(h: int, w: int, want: int) -> list[tuple[QuantParam
     return pairs
 
 
+@pytest.mark.slow
 def test_mean_on_aarch64_fuses_multiply_adds(aarch64_root, tmp_path):
     """LiteRT's aarch64 build (qemu-aarch64) contracts MEAN's float steps into fused multiply-adds:
     'tflite-aarch64' gives its codes; the x86 formula misses some, and the host computes the x86 one."""
@@ -323,3 +324,41 @@ def test_average_pool_scale_exists_and_is_accurate(count):
         got = np.float64(T.average_pool_scale(qp(s_in), qp(s_out), count))
         exact = np.float64(F32(s_in)) / (count * np.float64(F32(s_out)))
         assert abs(got - exact) <= 2 * np.spacing(F32(exact)), (s_in, s_out)
+
+
+# ---- both models under qemu-aarch64 ------------------------------------------------------------------
+
+def _output_codes(outputs, converted, nhwc: bool) -> list[np.ndarray]:
+    """Float outputs back to codes with the output parameters, NCHW."""
+    from edgeact.quantized.modules import Dequantize
+
+    qps = [m.in_qparams[0] for m in converted.modules() if isinstance(m, Dequantize)]
+    codes = []
+    for y, q in zip(outputs, qps):
+        y = np.asarray(y, np.float32)
+        y = y.transpose(0, 3, 1, 2) if nhwc and y.ndim == 4 else y
+        codes.append(np.rint(y / F32(q.scale)).astype(np.int64) + q.zero_point)
+    return codes
+
+
+@pytest.mark.slow
+def test_squeeze_excite_and_avgpool_net_on_aarch64(aarch64_root, tiny_mnv1, tmp_path):
+    """Converted with 'tflite-aarch64', run by LiteRT's aarch64 build: the tie-heavy SE block and the
+    MobileNetV1-style net at a pooling scale that failed to export before give the model's codes."""
+    from edgeact.targets import get_target
+
+    pool_in = next(q for q in quantizers(tiny_mnv1) if q.name == "features_14 output")
+    pool_in.set_qparams(QuantParams(FAILED_BEFORE[0], -128))
+    cases = [(_tie_heavy_se(7, seed=0), (3, 7, 7)), (tiny_mnv1, (3, 24, 24))]
+    torch.manual_seed(1)
+    for k, (prepared, shape) in enumerate(cases):
+        c = edgeact.convert(prepared, semantics="tflite-aarch64")
+        path = tmp_path / f"model{k}.tflite"
+        to_tflite(c, torch.zeros(1, *shape), path)
+        for x in torch.randn(2, 1, *shape) * 1.5:  # the file has batch 1: one QEMU run per image
+            with torch.no_grad():
+                out = c(x)
+            expected = _output_codes([o.numpy() for o in (out if isinstance(out, tuple) else (out,))], c, False)
+            got = get_target("qemu-aarch64").run(path, [x.numpy().transpose(0, 2, 3, 1)], count=False).outputs
+            for e, g in zip(expected, _output_codes(got, c, True)):
+                np.testing.assert_array_equal(g, e)
