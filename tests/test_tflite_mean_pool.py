@@ -10,7 +10,7 @@ hard_sigmoid → mul) is checked whole with its mean's output scale set to make 
 
 Average pooling is exported as a depthwise conv of ones whose weight scale used to be searched for a
 value that reproduces MEAN's scale — and for ~20 % of scales none existed (export failed). Now the
-semantics model the conv at the weight scale the file carries: a MobileNetV1-style net ending in a
+arithmetic models the conv at the weight scale the file carries: a MobileNetV1-style net ending in a
 3×3 AvgPool exports and is exact at a sweep of scales, including ones that failed before.
 """
 from __future__ import annotations
@@ -25,16 +25,15 @@ from hypothesis import strategies as st
 from torch import nn
 
 import edgeact
-from edgeact import runtime_litert as rt
-from edgeact.export.tflite_builder import ModelBuilder
-from edgeact.export.tflite_model import to_tflite
-from edgeact.export.tflite_verify import verify_tflite
+from edgeact.export.litert import interpreter as rt
+from edgeact.export.litert.builder import ModelBuilder
+from edgeact.export.litert.writer import to_tflite
+from edgeact.export.litert.run import KERNEL_SETS, verify_tflite
 from edgeact.qparams import QuantParams
 from edgeact.quantize.prepare import quantizers
 from edgeact.quantized.modules import QuantizedMean
-from edgeact.semantics import get_semantics
-from edgeact.semantics import tflite as T
-from edgeact.semantics.tflite_builtin import KERNEL_SETS
+from edgeact.backend import get_backend
+from edgeact.export.litert import arithmetic as T
 from ai_edge_litert import schema_py_generated as schema
 
 F32 = np.float32
@@ -101,11 +100,11 @@ def litert_means(data: bytes, x: np.ndarray, n_pairs: int, mode: str) -> list[np
     return [o.reshape(x.shape[0], x.shape[3]).astype(np.int64) for o in out]
 
 
-def semantics_means(semantics: str, x: np.ndarray, pairs, keep_dims: bool) -> list[np.ndarray]:
+def backend_means(backend: str, x: np.ndarray, pairs, keep_dims: bool) -> list[np.ndarray]:
     rows, h, w, c = x.shape
     sums = torch.from_numpy(x.sum((1, 2)).astype(np.int64))
     sums = sums.reshape(rows, c, 1, 1) if keep_dims else sums
-    sem = get_semantics(semantics)
+    sem = get_backend(backend).arithmetic
     return [sem.average(sums, h * w, i, o, op="mean").numpy().reshape(rows, c) for i, o in pairs]
 
 
@@ -138,7 +137,7 @@ def test_mean_of_every_sum_at_near_ties_equals_litert(mode, keep_dims):
         x = every_sum(h, w)
         pairs = pairs_for(h * w, seed=h)
         got = litert_means(means_file(x.shape, pairs, keep_dims), x, len(pairs), mode)
-        ours = semantics_means(KERNEL_SETS[mode], x, pairs, keep_dims)
+        ours = backend_means(KERNEL_SETS[mode], x, pairs, keep_dims)
         for (i, o), g, e in zip(pairs, got, ours):
             differ += int(np.count_nonzero(g != e))
             naive += int(np.count_nonzero(g != naive_float32(x, i, o)))
@@ -159,7 +158,7 @@ def test_mean_near_ties_hypothesis(s_in, hw, z_in, z_out, ulps):
     pairs = [(i, near_tie_out(i, h * w, ulps, z_out))]
     for mode in MODES:
         got = litert_means(means_file(x.shape, pairs, True), x, 1, mode)[0]
-        np.testing.assert_array_equal(semantics_means(KERNEL_SETS[mode], x, pairs, True)[0], got, err_msg=mode)
+        np.testing.assert_array_equal(backend_means(KERNEL_SETS[mode], x, pairs, True)[0], got, err_msg=mode)
 
 
 def _aarch64_differing_pairs(h: int, w: int, want: int) -> list[tuple[QuantParams, QuantParams]]:
@@ -170,7 +169,7 @@ def _aarch64_differing_pairs(h: int, w: int, want: int) -> list[tuple[QuantParam
     while len(pairs) < want:
         i = qp(rng.uniform(0.01, 0.1), rng.integers(-128, 128))
         o = qp(rng.uniform(0.05, 1.0), rng.integers(-40, 40))
-        x86, arm = (semantics_means(s, x, [(i, o)], True)[0] for s in ("tflite", "tflite-aarch64"))
+        x86, arm = (backend_means(s, x, [(i, o)], True)[0] for s in ("litert", "litert:aarch64"))
         if np.any(x86 != arm):
             pairs.append((i, o))
     return pairs
@@ -179,7 +178,7 @@ def _aarch64_differing_pairs(h: int, w: int, want: int) -> list[tuple[QuantParam
 @pytest.mark.slow
 def test_mean_on_aarch64_fuses_multiply_adds(aarch64_root, tmp_path):
     """LiteRT's aarch64 build (qemu-aarch64) contracts MEAN's float steps into fused multiply-adds:
-    'tflite-aarch64' gives its codes; the x86 formula misses some, and the host computes the x86 one."""
+    backend 'litert:aarch64' gives its codes; the x86 formula misses some, and the host computes the x86 one."""
     from edgeact.targets import get_target
     from edgeact.targets.host import HostTarget
 
@@ -191,8 +190,8 @@ def test_mean_on_aarch64_fuses_multiply_adds(aarch64_root, tmp_path):
     feeds = [x.astype(np.int8)] * len(pairs)
     arm = [o.reshape(-1).astype(np.int64) for o in get_target("qemu-aarch64").run(path, feeds, count=False).outputs]
     host = [o.reshape(-1).astype(np.int64) for o in HostTarget().run(path, feeds).outputs]
-    x86 = [e.reshape(-1) for e in semantics_means("tflite", x, pairs, True)]
-    fma = [e.reshape(-1) for e in semantics_means("tflite-aarch64", x, pairs, True)]
+    x86 = [e.reshape(-1) for e in backend_means("litert", x, pairs, True)]
+    fma = [e.reshape(-1) for e in backend_means("litert:aarch64", x, pairs, True)]
     np.testing.assert_array_equal(np.concatenate(arm), np.concatenate(fma))
     np.testing.assert_array_equal(np.concatenate(host), np.concatenate(x86))
     assert np.count_nonzero(np.concatenate(arm) != np.concatenate(x86)) > 0
@@ -236,7 +235,7 @@ def _tie_heavy_se(hw: int, seed: int):
 @pytest.mark.parametrize("mode", MODES)
 def test_squeeze_excite_at_near_ties_equals_litert(mode, tmp_path):
     p = _tie_heavy_se(7, seed=0)
-    c = edgeact.convert(p, semantics="tflite")
+    c = edgeact.convert(p, backend="litert")
     path = tmp_path / "se.tflite"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -305,7 +304,7 @@ def test_avgpool_3x3_exports_and_is_exact_at_a_sweep_of_scales(tiny_mnv1, tmp_pa
     x = torch.randn(4, 3, 24, 24)
     for k, s in enumerate(scales):
         pool_in.set_qparams(QuantParams(s, -128 if k < len(FAILED_BEFORE) else int(rng.integers(-128, 0))))
-        c = edgeact.convert(tiny_mnv1, semantics="tflite")
+        c = edgeact.convert(tiny_mnv1, backend="litert")
         path = tmp_path / f"mnv1_{k}.tflite"
         to_tflite(c, torch.zeros(1, 3, 24, 24), path)
         for mode in MODES:
@@ -343,7 +342,7 @@ def _output_codes(outputs, converted, nhwc: bool) -> list[np.ndarray]:
 
 @pytest.mark.slow
 def test_squeeze_excite_and_avgpool_net_on_aarch64(aarch64_root, tiny_mnv1, tmp_path):
-    """Converted with 'tflite-aarch64', run by LiteRT's aarch64 build: the tie-heavy SE block and the
+    """Converted for backend 'litert:aarch64', run by LiteRT's aarch64 build: the tie-heavy SE block and the
     MobileNetV1-style net at a pooling scale that failed to export before give the model's codes."""
     from edgeact.targets import get_target
 
@@ -352,7 +351,7 @@ def test_squeeze_excite_and_avgpool_net_on_aarch64(aarch64_root, tiny_mnv1, tmp_
     cases = [(_tie_heavy_se(7, seed=0), (3, 7, 7)), (tiny_mnv1, (3, 24, 24))]
     torch.manual_seed(1)
     for k, (prepared, shape) in enumerate(cases):
-        c = edgeact.convert(prepared, semantics="tflite-aarch64")
+        c = edgeact.convert(prepared, backend="litert:aarch64")
         path = tmp_path / f"model{k}.tflite"
         to_tflite(c, torch.zeros(1, *shape), path)
         for x in torch.randn(2, 1, *shape) * 1.5:  # the file has batch 1: one QEMU run per image

@@ -47,7 +47,7 @@ from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics.base import Semantics
+from edgeact.arithmetic import Arithmetic
 
 # ---- the C library's float32 math (what LiteRT's LUTPopulate calls) ---------------------------
 
@@ -450,7 +450,7 @@ def _torch_f32(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
-class TFLiteSemantics(Semantics):
+class TFLiteArithmetic(Arithmetic):
     """Integer arithmetic of the TFLite int8 graph edgeact exports, as LiteRT 2.x runs it by default.
 
     Activations: the native kernel's arithmetic where edgeact emits the native kernel, else the ideal
@@ -520,4 +520,4 @@ class TFLiteSemantics(Semantics):
         return super().activation_table(act, in_qp, out_qp)
 
 
-SEMANTICS = TFLiteSemantics()
+ARITHMETIC = TFLiteArithmetic()

@@ -33,7 +33,7 @@ MEAN runs XNNPACK's reduce on both, but its float steps are plain C (reference i
 the aarch64 build contracts into fused multiply-adds, so a mean within an ulp of a tie can round
 differently from x86 (`mean_codes_fma`; measured under qemu-aarch64: 36 of 136,686 tie-probing codes).
 
-Semantics 'tflite-aarch64' is LiteRT on aarch64: 'tflite' with the NEON hard-swish (wherever TFLite
+Arithmetic 'tflite-aarch64' is LiteRT on aarch64: 'tflite' with the NEON hard-swish (wherever TFLite
 has the kernel), the rndnu MUL and the fused-multiply-add MEAN. The exporter, given prefer='arm' (the
 default for a model converted with it), emits HARD_SWISH only where the NEON and reference kernels
 agree (`plan_activation_for`), and the exact GATHER table elsewhere; so such a file gives ARM's codes
@@ -48,7 +48,7 @@ from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics import tflite as T
+from edgeact.export.litert import arithmetic as T
 
 # Native kernels ARM runs faster than the GATHER table although x86 runs them slower (T.TABLE_IS_FASTER).
 ARM_NATIVE = frozenset({"HARD_SWISH"})
@@ -150,7 +150,7 @@ def _sat(x: torch.Tensor, bits: int) -> torch.Tensor:
     return x.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
-class TFLiteAarch64Semantics(T.TFLiteSemantics):
+class TFLiteAarch64Arithmetic(T.TFLiteArithmetic):
     """LiteRT on aarch64: 'tflite' with the NEON HARD_SWISH, XNNPACK's rndnu MUL and FMA MEAN (module docstring)."""
 
     name = "tflite-aarch64"
@@ -180,4 +180,4 @@ class TFLiteAarch64Semantics(T.TFLiteSemantics):
         return table
 
 
-SEMANTICS = TFLiteAarch64Semantics()
+ARITHMETIC = TFLiteAarch64Arithmetic()
