@@ -225,7 +225,7 @@ def test_semantics_mismatch_warns():
     p = edgeact.prepare(_random_bn(SmallCNN().eval()))
     edgeact.calibrate(p, torch.randn(32, 3, 8, 8), progress=False)
     c = edgeact.convert(p, backend="ideal")
-    with pytest.warns(UserWarning, match="backend='tflite'"):
+    with pytest.warns(UserWarning, match="backend='litert'"):
         to_tflite(c, torch.zeros(1, 3, 8, 8))
 
 
