@@ -425,7 +425,7 @@ def average_pool_weight_scale(in_qp: QuantParams, out_qp: QuantParams, count: in
     """The weight scale of the DEPTHWISE_CONV_2D of ones that average pooling is exported as.
 
     Its requantization scale f32(f32(s_in·w)/s_out) (`conv_requantization_scales`) should be as close
-    to s_in/(count·s_out) as float32 allows; the semantics model the conv at whatever scale this
+    to s_in/(count·s_out) as float32 allows; the arithmetic models the conv at whatever scale this
     returns, so any choice is exact — this one is the most accurate of the float32 values around
     1/count, and it always exists (no scale pair can make export fail)."""
     s_in, s_out = np.float64(_f32(in_qp.scale)), np.float64(_f32(out_qp.scale))
