@@ -365,10 +365,10 @@ def test_squeeze_excite_and_avgpool_net_on_aarch64(aarch64_root, tiny_mnv1, tmp_
 
 @pytest.mark.slow
 def test_mean_on_armv7_is_the_builtin_kernels(armv7_root, tmp_path):
-    """tflite-runtime 2.14 on armv7 (the only LiteRT there) runs int8 MEAN on its builtin kernels, not
-    XNNPACK: with kept dims the optimized Mean (NEON blocks of 16 channels, scalar rest), without them
-    the reference QuantizedMeanOrSum — backend 'litert:builtin''s arithmetic, at every sum of near-tie
-    pairs; XNNPACK's ('litert') misses codes on the same data. (Measured for the armv7 backend.)"""
+    """tflite-runtime 2.14 on armv7 (built without XNNPACK) runs int8 MEAN on its builtin kernels: with
+    kept dims the optimized Mean (NEON blocks of 16 channels, scalar rest), without them the reference
+    QuantizedMeanOrSum — backend 'tflite-runtime:armv7' (which takes 'litert:builtin''s MEAN) at every
+    sum of near-tie pairs; XNNPACK's arithmetic ('litert') misses codes on the same data."""
     from edgeact.targets import get_target
 
     h = w = 3
@@ -380,6 +380,6 @@ def test_mean_on_armv7_is_the_builtin_kernels(armv7_root, tmp_path):
         outs = get_target("qemu-armv7").run(path, [x.astype(np.int8)] * len(pairs), count=False).outputs
         got = np.concatenate([o.reshape(-1) for o in outs]).astype(np.int64)
         builtin, xnnpack = (np.concatenate([e.reshape(-1) for e in backend_means(b, x, pairs, keep_dims)])
-                            for b in ("litert:builtin", "litert"))
+                            for b in ("tflite-runtime:armv7", "litert"))
         np.testing.assert_array_equal(got, builtin)
         assert np.count_nonzero(got != xnnpack) > 0
