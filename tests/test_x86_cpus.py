@@ -2,11 +2,11 @@
 Haswell (AVX2: onnxruntime's u8s8 kernels saturate pairs of products to int16) and Nehalem (SSE4.2).
 
 Every file must give, code for code, what the converted model of its backend computes in PyTorch:
-- the portable ONNX export (semantics 'onnxruntime', U8U8 weights): exact on every family;
-- the ONNX export for 'onnxruntime-x86-avx2' (s8 weights): the saturating model on AVX2/AVX-512BW, and on a
-  family that does not saturate (VNNI, SSE4, aarch64) the exact model — the test net is built so that
-  thousands of pairs saturate, so the two differ;
-- the TFLite export (semantics 'tflite', LiteRT + XNNPACK).
+- the portable ONNX export (backend 'onnxruntime', U8U8 weights): exact on every family;
+- the ONNX export for backend 'onnxruntime:x86-avx2' (s8 weights): the saturating model on AVX2 and
+  AVX-512BW, and on a family that does not saturate (VNNI, SSE4, aarch64) the exact model — the test net
+  is built so that thousands of pairs saturate, so the two differ;
+- the TFLite export (backend 'litert', LiteRT + XNNPACK).
 Real runtimes, real QEMU; no test assumes the host's CPU (its family is read from /proc/cpuinfo).
 """
 from __future__ import annotations
@@ -74,12 +74,12 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("x86")
     x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 1.5
     p = _prepared()
-    models = {sem: edgeact.convert(p, semantics=sem) for sem in ("onnxruntime", "onnxruntime-x86-avx2")}
-    models["tflite"] = edgeact.convert(_prepared(groups=1, head=False), semantics="tflite")
+    models = {sem: edgeact.convert(p, backend=sem) for sem in ("onnxruntime", "onnxruntime:x86-avx2")}
+    models["tflite"] = edgeact.convert(_prepared(groups=1, head=False), backend="litert")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         to_onnx(models["onnxruntime"], x[:1], d / "portable.onnx")
-        to_onnx(models["onnxruntime-x86-avx2"], x[:1], d / "avx2.onnx")
+        to_onnx(models["onnxruntime:x86-avx2"], x[:1], d / "avx2.onnx")
         # int8 weights for the exact arithmetic: ORT's u8s8 kernels, what other tools write
         to_onnx(models["onnxruntime"], x[:1], d / "u8s8.onnx", weights="int8")
         to_tflite(models["tflite"], x[:1], d / "model.tflite")
@@ -101,13 +101,13 @@ def _differ(y, ref) -> int:
 def test_the_net_saturates_under_the_avx2_model(files):
     _, _, expected = files
     # Otherwise the avx2 checks below could not tell the two arithmetics apart.
-    assert _differ(expected["onnxruntime-x86-avx2"], expected["onnxruntime"]) > 50
+    assert _differ(expected["onnxruntime:x86-avx2"], expected["onnxruntime"]) > 50
 
 
 def _check_target(target: str, family: str, files):
     d, x, expected = files
     assert _differ(_run(target, d / "portable.onnx", x), expected["onnxruntime"]) == 0
-    want = "onnxruntime-x86-avx2" if SATURATES_U8S8[family] else "onnxruntime"
+    want = "onnxruntime:x86-avx2" if SATURATES_U8S8[family] else "onnxruntime"
     assert _differ(_run(target, d / "avx2.onnx", x), expected[want]) == 0, \
         f"{target} ({family}) should compute the {want} arithmetic"
     assert _differ(_run(target, d / "model.tflite", x), expected["tflite"]) == 0
@@ -149,7 +149,7 @@ def test_int8_weight_file_on_avx2_gets_the_precise_session_option(files):
     d, x, expected = files
     target = get_target("qemu-x86_64:haswell")
     c = compatibility(d / "u8s8.onnx", target.family)
-    assert c.file.weights == "int8" and c.file.semantics == "onnxruntime"
+    assert c.file.weights == "int8" and c.file.backend == "onnxruntime"
     assert c.session_options == {"session.x64quantprecision": "1"} and "x64quantprecision" in c.notice
     precise = target.run(d / "u8s8.onnx", [x], session_options=c.session_options).outputs[0]
     assert _differ(precise, expected["onnxruntime"]) == 0
@@ -160,7 +160,7 @@ def test_compatibility_says_when_the_cpu_differs_from_the_file(files):
     d, _, _ = files
     for family in ("x86-vnni", "x86-sse4", "aarch64"):  # no saturation there: the avx2 file's model does not hold
         c = compatibility(d / "avx2.onnx", family)
-        assert c.file.semantics == "onnxruntime-x86-avx2" and "saturat" in c.notice and not c.session_options
+        assert c.file.backend == "onnxruntime:x86-avx2" and "saturat" in c.notice and not c.session_options
         assert compatibility(d / "u8s8.onnx", family).notice is None
     for family in ("x86-avx2", "x86-avx512bw"):
         assert compatibility(d / "avx2.onnx", family).notice is None
@@ -175,7 +175,7 @@ def test_verify_reports_the_notice_on_this_cpu(files):
 
     d, x, _ = files
     p = _prepared()
-    model = edgeact.convert(p, semantics="onnxruntime-x86-avx2")
+    model = edgeact.convert(p, backend="onnxruntime:x86-avx2")
     report = verify(d / "avx2.onnx", model, torch.from_numpy(x), intermediate=False)
     assert (report.notice is None) == SATURATES_U8S8[host_family()]
 
@@ -185,7 +185,7 @@ def test_cli_verify_on_an_arm_target_is_a_clear_error(files, capsys):
     from edgeact.export.converted import save_converted
 
     d, _, _ = files
-    save_converted(edgeact.convert(_prepared(), semantics="onnxruntime"), d / "portable.pt")
+    save_converted(edgeact.convert(_prepared(), backend="onnxruntime"), d / "portable.pt")
     assert cli(["verify", str(d / "portable.onnx"), "--model", str(d / "portable.pt"), "--target", "qemu-aarch64"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "qemu-x86_64" in err[0] and "edgeact check" in err[0]

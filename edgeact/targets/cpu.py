@@ -26,14 +26,13 @@ DESCRIPTION = {
 
 
 def family_from_flags(flags: set[str]) -> str:
-    """The x86-64 kernel family for a set of /proc/cpuinfo flags."""
-    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
-        return "x86-vnni"
-    if "avx512bw" in flags:
-        return "x86-avx512bw"
-    if "avx2" in flags:
-        return "x86-avx2"
-    return "x86-sse4"
+    """The x86-64 kernel family for a set of /proc/cpuinfo flags, as far as ORT's int8 codes differ
+    (edgeact.backend.x86_kernel_family names every family MLAS dispatches on)."""
+    from edgeact.backend import x86_kernel_family
+
+    fam = x86_kernel_family(flags)
+    return {"amx": "x86-vnni", "avx512-vnni": "x86-vnni", "avx-vnni": "x86-vnni", "avx512bw": "x86-avx512bw",
+            "avx2": "x86-avx2"}.get(fam, "x86-sse4")
 
 
 def host_family(cpuinfo: str | Path = "/proc/cpuinfo") -> str:

@@ -1,4 +1,4 @@
-"""ONNX Runtime's full 8-bit u8s8 kernels on x86-64 AVX2: semantics 'onnxruntime-x86-avx2'.
+"""ONNX Runtime's full 8-bit u8s8 kernels on x86-64 AVX2: the arithmetic of backend 'onnxruntime:x86-avx2'.
 
 For a user whose fleet is AVX2 (AMD Zen 2/3, pre-Ice-Lake Xeons) and who wants int8 weights (u8 activations ×
 s8 weights, zero point 0) instead of the portable U8U8 export. On AVX2, MLAS multiplies u8 × s8 with
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgeact.semantics.onnxruntime import OnnxRuntimeSemantics
+from edgeact.export.onnxruntime.arithmetic import OnnxRuntimeArithmetic
 
 INT16_MIN, INT16_MAX = -32768, 32767
 # Pair products held at once (elements of float64): bounds memory for large layers.
@@ -57,11 +57,10 @@ def saturating_pair_dot(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return total.round().long()
 
 
-class OnnxRuntimeX86Avx2Semantics(OnnxRuntimeSemantics):
+class OnnxRuntimeX86Avx2Arithmetic(OnnxRuntimeArithmetic):
     """'onnxruntime' with MLAS's AVX2 u8s8 accumulation (pair saturation) for conv and linear."""
 
     name = "onnxruntime-x86-avx2"
-    signed_weights = True  # the ONNX writer stores s8 weights, zero point 0 (ORT's u8s8 kernels)
 
     def accumulate(self, module, q: torch.Tensor) -> torch.Tensor:
         from edgeact.quantized import modules as Q  # the modules import this package
@@ -110,4 +109,4 @@ class OnnxRuntimeX86Avx2Semantics(OnnxRuntimeSemantics):
         return acc.reshape(*lead, w.shape[0])
 
 
-SEMANTICS = OnnxRuntimeX86Avx2Semantics()
+ARITHMETIC = OnnxRuntimeX86Avx2Arithmetic()

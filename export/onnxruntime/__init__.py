@@ -1,0 +1,58 @@
+"""onnxruntime (CPU execution provider): its arithmetic, activation lowering, QDQ writer and runner.
+
+Backends:
+- 'onnxruntime': the portable file. Weights are uint8 with zero point 128, so ORT runs its U8U8 integer
+  kernels, which are exact on every x86-64 family (SSE4, AVX2, AVX-512, VNNI, AMX) and on aarch64;
+  activations get the lowering that is cheapest on x86 (benchmarks/RESULTS-onnx-x86.md).
+- 'onnxruntime:aarch64': the same arithmetic with the lowering ARM runs fastest (native swish and
+  hard-mish, `arithmetic_aarch64`), exact on x86 too.
+- 'onnxruntime:x86-avx2': full 8-bit int8 weights for an AVX2 fleet: ORT's u8s8 kernels, whose int16 pair
+  saturation (VPMADDUBSW) `arithmetic_x86_avx2` reproduces; exact on AVX2 (and AVX-512BW without VNNI),
+  differs elsewhere wherever a pair saturates.
+"""
+from __future__ import annotations
+
+from edgeact.backend import ActivationPlan, Backend, register
+
+
+class OnnxRuntimeBackend(Backend):
+    format = "onnx"
+    weights = "uint8"  # the writer's weight type: 'uint8' (U8U8 kernels) or 'int8' (u8s8 kernels)
+
+    def plan_activation(self, act, in_qp, out_qp, requested: str | None = None) -> ActivationPlan:
+        from edgeact.export.onnxruntime.lowering import plan_activation
+
+        return plan_activation(self, act, in_qp, out_qp, requested)
+
+    def write(self, model, path=None, example_inputs=None, **options):
+        from edgeact.export.onnxruntime.writer import to_onnx
+
+        return to_onnx(model, example_inputs, path, **options)
+
+
+def _arithmetic(module: str):
+    def load():
+        import importlib
+
+        return importlib.import_module(f"edgeact.export.onnxruntime.{module}").ARITHMETIC
+    return load
+
+
+register(OnnxRuntimeBackend(
+    "onnxruntime", runtime="onnxruntime", cpu="any", kernels="mlas-u8u8",
+    description="onnxruntime, U8U8 integer kernels: exact on every x86-64 family and aarch64",
+    arithmetic=_arithmetic("arithmetic")))
+register(OnnxRuntimeBackend(
+    "onnxruntime:aarch64", runtime="onnxruntime", cpu="aarch64", kernels="mlas-u8u8",
+    description="onnxruntime with the activation lowering aarch64 runs fastest (exact on x86 too)",
+    arithmetic=_arithmetic("arithmetic_aarch64")))
+
+
+class OnnxRuntimeU8S8Backend(OnnxRuntimeBackend):
+    weights = "int8"
+
+
+register(OnnxRuntimeU8S8Backend(
+    "onnxruntime:x86-avx2", runtime="onnxruntime", cpu="x86-64", kernels="mlas-u8s8-avx2",
+    description="onnxruntime, int8 weights on AVX2: u8s8 kernels with int16 pair saturation (modelled)",
+    arithmetic=_arithmetic("arithmetic_x86_avx2"), default_kernels=False))
