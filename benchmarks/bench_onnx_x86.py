@@ -116,24 +116,20 @@ def seven_bit_weights():
 @contextlib.contextmanager
 def signed_activations():
     """to_onnx without the uint8 shift of int8 activations (int8 codes inside the graph)."""
-    from edgeact.export import onnx_model as O
+    from edgeact.export.onnxruntime import writer as W
 
-    class S8S8(O._Exporter):
-        def activation(self, node, m):
-            name, in_qp = self.codes[node.args[0]]
-            y, used = O.lower_activation(self.g, name, m.bound, in_qp, m.out_qparams,
-                                         table=m.table.numpy().astype(np.int64),
-                                         lowering=self.lowering_for(m.bound.name), rank=len(self.shape(node)),
-                                         require_exact=self.require_exact, where=node.name, prefer=self.prefer)
-            self.used_lowerings[node.name] = used
-            self.codes[node] = (y, m.out_qparams)
+    lower = W.lower_activation
 
-    saved = O._Exporter, O.inner
-    O._Exporter, O.inner = S8S8, (lambda qp: qp)
+    def unshifted(g, name, bound, in_qp, out_qp, table, **kwargs):
+        # the writer adds 128 to an int8 table for its uint8 codes; int8 codes inside need none
+        return lower(g, name, bound, in_qp, out_qp, table=table - 128 if out_qp.dtype == "int8" else table, **kwargs)
+
+    saved = W.inner, W.lower_activation
+    W.inner, W.lower_activation = (lambda qp: qp), unshifted
     try:
         yield
     finally:
-        O._Exporter, O.inner = saved
+        W.inner, W.lower_activation = saved
 
 
 def make_files(model, data, out: Path):
@@ -143,9 +139,9 @@ def make_files(model, data, out: Path):
 
     p = edgeact.prepare(model, qconfig=edgeact.QConfig(activation_dtype="int8"))
     edgeact.calibrate(p, data.x_train[:512], progress=False)
-    m8 = edgeact.convert(p, semantics="onnxruntime")
+    m8 = edgeact.convert(p, backend="onnxruntime")
     with seven_bit_weights():
-        m7 = edgeact.convert(p, semantics="onnxruntime")
+        m7 = edgeact.convert(p, backend="onnxruntime")
     example = data.x_test[:1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
