@@ -11,7 +11,7 @@ call `compatibility` before comparing, print its notice, and pass its session op
   benchmarks/RESULTS-onnx-x86.md).
 - a file for 'onnxruntime:x86-avx2' (saturation modelled) on a CPU that does not saturate: codes differ
   wherever a pair saturates; nothing to set.
-- a file for another CPU's kernels (an ':aarch64' backend on x86, a LiteRT file on armv7's tflite-runtime
+- a file for another CPU's kernels ('litert:aarch64' on x86, a LiteRT file on armv7's tflite-runtime
   and a 'tflite-runtime:armv7' file elsewhere).
 """
 from __future__ import annotations
@@ -87,7 +87,7 @@ def file_backend(path) -> FileBackend:
 def compatibility(path, family: str) -> Compatibility:
     """What to tell the user and which session options to set before running `path` on a `family` CPU."""
     fb = file_backend(path)
-    name, sem = Path(path).name, fb.backend or "an unknown backend"
+    name, who = Path(path).name, fb.backend or "an unknown backend"
     here = DESCRIPTION.get(family, family)
     notice, options = None, {}
     if fb.format == "onnx" and fb.weights == "int8":
@@ -98,16 +98,18 @@ def compatibility(path, family: str) -> Compatibility:
                       "convert with backend='onnxruntime' for every CPU")
         elif fb.backend != AVX2 and SATURATES_U8S8.get(family, False):
             options = dict(PRECISE_U8S8)
-            notice = (f"{name} was written for {sem} with int8 weights (exact int32 sums); this CPU runs {here}: "
+            notice = (f"{name} was written for {who} with int8 weights (exact int32 sums); this CPU runs {here}: "
                       "setting onnxruntime's session option session.x64quantprecision=1 so that it runs exact "
                       "kernels (re-export with edgeact's default uint8 weights to need no option)")
     elif fb.format == "tflite" and family == "armv7" and fb.backend != ARMV7:
-        notice = (f"{name} was written for {sem} (LiteRT 2.3); armv7 runs tflite-runtime 2.14, whose builtin "
+        notice = (f"{name} was written for {who} (LiteRT 2.3); armv7 runs tflite-runtime 2.14, whose builtin "
                   f"kernels round differently: convert with backend='{ARMV7}' for armv7")
     elif fb.backend == ARMV7 and family not in ("armv7", "unknown"):
         notice = f"{name} was written for {ARMV7}; this CPU runs {here} (LiteRT 2.3 with XNNPACK)"
-    elif fb.backend and fb.backend.endswith(":aarch64") and family not in ("aarch64", "unknown"):
-        notice = f"{name} was written for {fb.backend} (ARM's kernels); this CPU runs {here}"
+    elif fb.backend == "litert:aarch64" and family not in ("aarch64", "unknown"):
+        # ('onnxruntime:aarch64' differs only in its lowering: exact on x86 too)
+        notice = (f"{name} was written for litert:aarch64 (XNNPACK's ARM kernels: fixed-point MUL, NEON "
+                  f"hard-swish); this CPU runs {here}, where some codes may differ")
     return Compatibility(fb, family, notice, options)
 
 
