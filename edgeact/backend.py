@@ -111,13 +111,13 @@ def backends() -> dict[str, Backend]:
 
 
 def host_cpu() -> str:
-    """This machine's CPU family as the backends name it: 'x86-64', 'aarch64' or 'armv7'."""
+    """This machine's CPU family as the backends name it: 'x86-64', 'aarch64', 'armv7' or 'unknown'."""
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64"):
         return "aarch64"
     if machine.startswith("arm"):
         return "armv7"
-    return "x86-64"
+    return "x86-64" if machine in ("x86_64", "amd64") else "unknown"
 
 
 def x86_kernel_family(flags: set[str] | None = None) -> str:

@@ -8,8 +8,6 @@ default weights) are exact on all of them. The family is read from /proc/cpuinfo
 from __future__ import annotations
 
 import os
-import platform
-from pathlib import Path
 
 # family → does onnxruntime's u8s8 kernel saturate pairs of products to int16 there?
 SATURATES_U8S8 = {"x86-vnni": False, "x86-avx512bw": True, "x86-avx2": True, "x86-sse4": False,
@@ -25,37 +23,29 @@ DESCRIPTION = {
 }
 
 
-def family_from_flags(flags: set[str]) -> str:
-    """The x86-64 kernel family for a set of /proc/cpuinfo flags, as far as ORT's int8 codes differ
-    (edgeact.backend.x86_kernel_family names every family MLAS dispatches on)."""
+# MLAS's dispatch families (edgeact.backend.x86_kernel_family) → the families whose ORT int8 codes differ.
+_BY_MLAS_FAMILY = {"amx": "x86-vnni", "avx512-vnni": "x86-vnni", "avx-vnni": "x86-vnni", "avx512bw": "x86-avx512bw",
+                   "avx2": "x86-avx2", "sse4": "x86-sse4", "unknown": "unknown"}
+
+
+def family_from_flags(flags: set[str] | None = None) -> str:
+    """The x86-64 kernel family for a set of /proc/cpuinfo flags (None: this machine's), as far as ORT's
+    int8 codes differ."""
     from edgeact.backend import x86_kernel_family
 
-    fam = x86_kernel_family(flags)
-    return {"amx": "x86-vnni", "avx512-vnni": "x86-vnni", "avx-vnni": "x86-vnni", "avx512bw": "x86-avx512bw",
-            "avx2": "x86-avx2"}.get(fam, "x86-sse4")
+    return _BY_MLAS_FAMILY[x86_kernel_family(flags)]
 
 
-def host_family(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+def host_family() -> str:
     """This machine's kernel family. `$EDGEACT_CPU_FAMILY` overrides it: qemu-x86_64 shows the emulated
     process the host's /proc/cpuinfo, so edgeact sets it for what it runs under an emulated CPU."""
+    from edgeact.backend import host_cpu
+
     override = os.environ.get("EDGEACT_CPU_FAMILY")
     if override in SATURATES_U8S8:
         return override
-    machine = platform.machine().lower()
-    if machine in ("aarch64", "arm64"):
-        return "aarch64"
-    if machine.startswith("arm"):
-        return "armv7"
-    if machine not in ("x86_64", "amd64"):
-        return "unknown"
-    try:
-        text = Path(cpuinfo).read_text()
-    except OSError:
-        return "unknown"
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return family_from_flags(set(line.split(":", 1)[1].split()))
-    return "unknown"
+    cpu = host_cpu()
+    return family_from_flags() if cpu == "x86-64" else cpu
 
 
 def target_family(target) -> str:
