@@ -31,7 +31,7 @@ RUNTIME_PACKAGES = ("edgeact.export.onnxruntime", "edgeact.export.litert")
 ALIASES = {
     "tflite": "litert", "tflite-builtin": "litert:builtin", "tflite-reference": "litert:reference",
     "tflite-aarch64": "litert:aarch64", "onnxruntime-aarch64": "onnxruntime:aarch64",
-    "tflite-runtime-armv7": "tflite-runtime:armv7",
+    "tflite-runtime-armv7": "tflite-runtime:armv7", "onnxruntime-x86-avx2": "onnxruntime:x86-avx2",
 }
 _REGISTRY: dict[str, "Backend"] = {}
 
@@ -55,9 +55,11 @@ class Backend:
     format: str | None = None  # 'onnx' or 'tflite'; None: no file (the ideal arithmetic)
 
     def __init__(self, name: str, *, runtime: str, cpu: str, kernels: str, description: str,
-                 arithmetic: Callable[[], Any]):
+                 arithmetic: Callable[[], Any], default_kernels: bool = True):
         self.name, self.runtime, self.cpu, self.kernels = name, runtime, cpu, kernels
         self.description = description
+        # Whether the runtime runs these kernels unless told otherwise ('RUNTIME:host' picks only such).
+        self.default_kernels = default_kernels
         self._arithmetic = arithmetic
 
     @cached_property
@@ -109,13 +111,13 @@ def backends() -> dict[str, Backend]:
 
 
 def host_cpu() -> str:
-    """This machine's CPU family as the backends name it: 'x86-64', 'aarch64' or 'armv7'."""
+    """This machine's CPU family as the backends name it: 'x86-64', 'aarch64', 'armv7' or 'unknown'."""
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64"):
         return "aarch64"
     if machine.startswith("arm"):
         return "armv7"
-    return "x86-64"
+    return "x86-64" if machine in ("x86_64", "amd64") else "unknown"
 
 
 def x86_kernel_family(flags: set[str] | None = None) -> str:
@@ -151,7 +153,8 @@ def get_backend(name: "str | Backend" = "ideal") -> Backend:
     if key.endswith(":host"):
         runtime = key.split(":", 1)[0]
         cpu = host_cpu()
-        candidates = [b for b in _REGISTRY.values() if b.runtime == runtime and b.cpu in (cpu, "any")]
+        candidates = [b for b in _REGISTRY.values()
+                      if b.runtime == runtime and b.default_kernels and b.cpu in (cpu, "any")]
         # The CPU's own variant first, then the portable one.
         candidates.sort(key=lambda b: (b.cpu != cpu, b.name))
         if not candidates:

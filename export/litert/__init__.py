@@ -54,10 +54,10 @@ register(LiteRTBackend("litert:aarch64", runtime="litert", cpu="aarch64", kernel
                        description="LiteRT with XNNPACK on aarch64 (NEON HARD_SWISH, fixed-point MUL)",
                        arithmetic=_arithmetic("arithmetic_aarch64")))
 register(LiteRTBackend("litert:builtin", runtime="litert", cpu="x86-64", kernels="builtin",
-                       description="LiteRT's optimized builtin kernels, no delegate",
+                       description="LiteRT's optimized builtin kernels, no delegate", default_kernels=False,
                        arithmetic=_arithmetic("arithmetic_builtin", "tflite-builtin")))
 register(LiteRTBackend("litert:reference", runtime="litert", cpu="any", kernels="reference",
-                       description="LiteRT's reference kernels (BUILTIN_REF)",
+                       description="LiteRT's reference kernels (BUILTIN_REF)", default_kernels=False,
                        arithmetic=_arithmetic("arithmetic_builtin", "tflite-reference")))
 register(LiteRTBackend("tflite-runtime:armv7", runtime="tflite-runtime", cpu="armv7", kernels="builtin",
                        description="tflite-runtime 2.14 on armv7: the builtin NEON kernels (no XNNPACK in its wheel)",
