@@ -1,0 +1,121 @@
+"""Rewrites of the traced float graph before quantization: what does nothing at inference goes, functional
+forms become the modules prepare() knows, composite modules split into their parts.
+
+Models as libraries ship them carry inference no-ops (dropout variants, torchvision's stochastic_depth,
+asserts on `x.ndim`), functional pooling (`F.adaptive_avg_pool2d(x, (1, 1))`, `F.max_pool2d`) and
+fused modules (timm's BatchNormAct2d = BatchNorm + drop + act). Each rewrite here keeps the float
+model's outputs unchanged in eval mode, so prepare() sees one canonical form per op.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+# Functions that return their (first) input unchanged in eval mode.
+DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
+                     torch.dropout, torch.alpha_dropout, torch.feature_dropout}
+NOOP_FUNCTION_NAMES = {"stochastic_depth", "drop_path", "drop_block_2d", "drop_block_fast_2d"}
+ASSERTS = {torch._assert}
+DROPOUT_MODULES = (nn.modules.dropout._DropoutNd,)
+
+
+def _is_noop_function(fn) -> bool:
+    return fn in DROPOUT_FUNCTIONS or getattr(fn, "__name__", None) in NOOP_FUNCTION_NAMES
+
+
+def _arg(node: fx.Node, i: int, name: str, default=None):
+    return node.args[i] if len(node.args) > i else node.kwargs.get(name, default)
+
+
+def _add_module(gm: fx.GraphModule, base: str, module: nn.Module) -> str:
+    name, i = base.replace(".", "_"), 0
+    while hasattr(gm, name):
+        i += 1
+        name = f"{base.replace('.', '_')}_{i}"
+    gm.add_module(name, module)
+    return name
+
+
+def _to_module(gm: fx.GraphModule, node: fx.Node, module: nn.Module, base: str) -> None:
+    name = _add_module(gm, base, module)
+    with gm.graph.inserting_before(node):
+        new = gm.graph.call_module(name, (node.args[0],))
+    new.meta = dict(node.meta)
+    node.replace_all_uses_with(new)
+    gm.graph.erase_node(node)
+
+
+def _pooling_module(node: fx.Node) -> nn.Module | None:
+    fn = node.target
+    if fn is F.adaptive_avg_pool2d or fn is torch._C._nn.adaptive_avg_pool2d:
+        return nn.AdaptiveAvgPool2d(_arg(node, 1, "output_size"))
+    if fn is F.avg_pool2d or fn is torch._C._nn.avg_pool2d:
+        return nn.AvgPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                            _arg(node, 4, "ceil_mode", False), _arg(node, 5, "count_include_pad", True),
+                            _arg(node, 6, "divisor_override"))
+    if fn in (F.max_pool2d, torch.max_pool2d, getattr(F, "max_pool2d_with_indices", None)):
+        if _arg(node, 6, "return_indices", False):
+            return None
+        return nn.MaxPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
+                            _arg(node, 4, "dilation", 1), _arg(node, 5, "ceil_mode", False))
+    if fn is F.adaptive_avg_pool1d or fn is torch.adaptive_avg_pool1d:
+        return nn.AdaptiveAvgPool1d(_arg(node, 1, "output_size"))
+    return None
+
+
+def simplify(gm: fx.GraphModule) -> fx.GraphModule:
+    """The same float function as `gm` in eval mode, in the forms prepare() handles."""
+    graph = gm.graph
+    modules = dict(gm.named_modules())
+    for node in list(graph.nodes):
+        if node.op == "call_function":
+            fn = node.target
+            if fn in ASSERTS:
+                graph.erase_node(node)
+            elif _is_noop_function(fn) and node.args and isinstance(node.args[0], fx.Node):
+                node.replace_all_uses_with(node.args[0])
+                graph.erase_node(node)
+            else:
+                pool = _pooling_module(node)
+                if pool is not None:
+                    base = (node.meta.get("nn_module_stack") and list(node.meta["nn_module_stack"].values())[-1])
+                    base = base[0] if isinstance(base, tuple) else base
+                    _to_module(gm, node, pool, f"{base or ''}.{node.name}".strip("."))
+        elif node.op == "call_module":
+            mod = modules[node.target]
+            if isinstance(mod, DROPOUT_MODULES):
+                node.replace_all_uses_with(node.args[0])
+                graph.erase_node(node)
+            elif isinstance(mod, nn.modules.batchnorm._BatchNorm) and isinstance(getattr(mod, "act", None), nn.Module):
+                _split_bn_act(gm, node, mod)
+    graph.eliminate_dead_code()
+    graph.lint()
+    gm.recompile()
+    return gm
+
+
+def _split_bn_act(gm: fx.GraphModule, node: fx.Node, mod: nn.Module) -> None:
+    """BatchNorm + drop + act in one module (timm's BatchNormAct2d) → plain BatchNorm, then act."""
+    bn = nn.BatchNorm2d(mod.num_features, mod.eps, mod.momentum, mod.affine, mod.track_running_stats)
+    bn.load_state_dict({k: v for k, v in mod.state_dict().items() if "." not in k})
+    bn.eval()
+    name = _add_module(gm, f"{node.target}.bn", bn)
+    with gm.graph.inserting_before(node):
+        new = gm.graph.call_module(name, (node.args[0],))
+        new.meta = dict(node.meta)
+        out = new
+        drop = getattr(mod, "drop", None)
+        if drop is not None and not isinstance(drop, (nn.Identity, *DROPOUT_MODULES)):
+            out = gm.graph.call_module(f"{node.target}.drop", (out,))
+        if not isinstance(mod.act, nn.Identity):
+            out = gm.graph.call_module(f"{node.target}.act", (out,))
+            out.meta = dict(node.meta)
+    node.replace_all_uses_with(out)
+    gm.graph.erase_node(node)
+
+
+__all__ = ["simplify"]
