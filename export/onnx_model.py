@@ -30,6 +30,8 @@ import torch
 import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
+from edgeact.export.data_movement import onnx_channel_gather
+from edgeact.quantized.gather import QuantizedChannelGather
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
@@ -154,6 +156,8 @@ class _Exporter:
             self.pool(node, m, kernel=k, stride=s, keepdim=True)
         elif isinstance(m, Q.QuantizedMaxPool2d):
             self.maxpool(node, m)
+        elif isinstance(m, QuantizedChannelGather):
+            onnx_channel_gather(self, node, m)
         elif isinstance(m, Q.QuantizedReshape):
             name, qp = self.codes[node.args[0]]
             shape = np.array([0, *m.shape[1:]], dtype=np.int64)

@@ -26,6 +26,8 @@ import torch.fx as fx
 from ai_edge_litert import schema_py_generated as schema
 from torch.fx.passes.shape_prop import ShapeProp
 
+from edgeact.export.data_movement import tflite_channel_gather
+from edgeact.quantized.gather import QuantizedChannelGather
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.export.tflite_activation import add_activation, add_table
 from edgeact.export.tflite_builder import ModelBuilder, TensorRef
@@ -162,6 +164,8 @@ class _Exporter:
             self.avgpool(node, m)
         elif isinstance(m, Q.QuantizedMaxPool2d):
             self.maxpool(node, m)
+        elif isinstance(m, QuantizedChannelGather):
+            tflite_channel_gather(self, node, m, schema, NHWC_AXIS)
         elif isinstance(m, Q.QuantizedReshape):
             self.reshape(node, m)
         else:
@@ -245,7 +249,7 @@ class _Exporter:
             opts = schema.DepthwiseConv2DOptionsT()
             opts.depthMultiplier = 1
             op = "DEPTHWISE_CONV_2D"
-        elif m.groups == 1:
+        elif m.groups >= 1:  # grouped: filters hold in/groups channels; CONV_2D infers the groups from that
             wt = self.b.constant(f"{name}/weight", weights.transpose(0, 2, 3, 1), "int8", m.weight_qparams,
                                  quantized_dimension=0)
             opts = schema.Conv2DOptionsT()

@@ -19,7 +19,9 @@ from edgeact.quantize.prepare import quantizers
 from edgeact.quantize.prepared import (
     PreparedAdd, PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
 )
+from edgeact.quantize import data_movement as dm
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather
 from edgeact.semantics import get_semantics
 from edgeact.tables import int8_table
 
@@ -56,6 +58,7 @@ class _Converter:
         self.modules = dict(gm.named_modules())
         self.qp: dict[fx.Node, object] = {}
         self.current = "?"  # the node being converted, for error messages
+        self.moved: dict[fx.Node, object] = {}  # data-movement nodes → their value on index tensors
 
     def module_of(self, node):
         return self.modules.get(node.target) if node.op == "call_module" else None
@@ -126,10 +129,8 @@ class _Converter:
                 graph.erase_node(node)
             elif node.op == "call_function" and node.target is torch.nn.functional.max_pool2d:
                 raise UnsupportedError(f"functional max_pool2d at {node.name!r}: use nn.MaxPool2d")
-            elif self.is_tensor(node):
-                qp = self.input_qp(node)
-                shape = tuple(node.meta["tensor_meta"].shape)
-                self.qp[self.swap(node, Q.QuantizedReshape(qp, s, shape), args=(node.args[0],))] = qp
+            elif node.op in ("call_method", "call_function") or isinstance(m, (nn.Flatten, nn.Unflatten)):
+                self.data_movement(node, m)
         graph.eliminate_dead_code()
         graph.lint()
         self.gm.recompile()
@@ -139,6 +140,33 @@ class _Converter:
             if name not in used:
                 delattr(self.gm, name)
         return self.gm
+
+    def data_movement(self, node: fx.Node, module: nn.Module | None = None) -> None:
+        """Reshape / transpose / chunk / slice (and the shape arithmetic feeding them): evaluated on index
+        tensors; where the result leaves for a quantized op or the output, one integer module replaces the chain."""
+        def value_of(a: fx.Node):
+            if a in self.qp:
+                return dm.index_tensor(a.meta["tensor_meta"].shape)
+            if a in self.moved:
+                return self.moved[a]
+            raise UnsupportedError(f"{node.name!r} reads {a.name!r}, which is neither a quantized tensor nor "
+                                   "computed from one's shape")
+
+        value = dm.evaluate(node, value_of, module)
+        self.moved[node] = value
+        exits = any(u.op not in ("call_method", "call_function") and not (
+            u.op == "call_module" and isinstance(self.modules.get(u.target), (nn.Flatten, nn.Unflatten)))
+            for u in node.users)
+        if not (exits and isinstance(value, torch.Tensor)):
+            return
+        root = dm.root_of(node, lambda n: n in self.qp)
+        qp = self.qp[root]
+        kind, indices = dm.classify(node.name, value, root.meta["tensor_meta"].shape)
+        if kind == "reshape":
+            module = Q.QuantizedReshape(qp, self.semantics, tuple(node.meta["tensor_meta"].shape))
+        else:
+            module = QuantizedChannelGather(qp, self.semantics, indices)
+        self.qp[self.swap(node, module, args=(root,))] = qp
 
     @staticmethod
     def is_tensor(node: fx.Node) -> bool:

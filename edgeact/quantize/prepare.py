@@ -43,8 +43,11 @@ METHOD_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 ADD_OPS = {operator.add, torch.add, operator.iadd}
 MUL_OPS = {operator.mul, torch.mul, operator.imul}
 PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
-PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze}
-PASSTHROUGH_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous"}
+# Data movement: codes and parameters unchanged (convert() works out which element goes where).
+PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze,
+                         torch.transpose, torch.permute, torch.chunk, torch.split, operator.getitem}
+PASSTHROUGH_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "transpose", "permute",
+                       "chunk", "split"}
 SHAPE_METHODS = {"size", "dim"}
 SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda", "requires_grad"}
 
@@ -60,6 +63,28 @@ SUPPORTED = (
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)); "
     "MaxPool2d; flatten/reshape/view/squeeze/unsqueeze; Dropout and Identity"
 )
+
+# Ops refused on purpose, with the reason: the runtimes do compute them in int8 or around Q/DQ, but not in a way
+# edgeact reproduces code for code today (README, "LayerNorm, Softmax and attention").
+_SOFTMAX_WHY = (
+    "Softmax: each runtime computes int8 softmax its own way (LiteRT's SOFTMAX in fixed point or from an exp table "
+    "depending on the kernel set, onnxruntime's QLinearSoftmax from a float exp table with float division) and "
+    "edgeact does not model those kernels, so it cannot promise the exported file gives the same codes (0 LSB); "
+    "apply the softmax to the float output of the quantized model instead")
+_LAYERNORM_WHY = (
+    "LayerNorm: it divides by each sample's own standard deviation — TFLite has no int8 layer-norm kernel (a "
+    "decomposition into MEAN, SQUARED_DIFFERENCE, RSQRT, MUL rounds at every step) and onnxruntime computes "
+    "LayerNormalization in float between DequantizeLinear and QuantizeLinear with its own summation order — "
+    "none of which edgeact reproduces code for code (0 LSB); keep the layer in float outside the quantized part, "
+    "or use BatchNorm, which folds into the conv exactly")
+_ATTENTION_WHY = ("attention: a product of two activations followed by a softmax — " + _SOFTMAX_WHY.split(": ", 1)[1])
+REFUSED_MODULES = {nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
+                   nn.GroupNorm: _LAYERNORM_WHY.replace("LayerNorm:", "GroupNorm:", 1)}
+REFUSED_FUNCTIONS = {F.softmax: _SOFTMAX_WHY, torch.softmax: _SOFTMAX_WHY, F.layer_norm: _LAYERNORM_WHY,
+                     F.scaled_dot_product_attention: _ATTENTION_WHY, torch.matmul: _ATTENTION_WHY,
+                     operator.matmul: _ATTENTION_WHY}
+REFUSED_METHODS = {"softmax": _SOFTMAX_WHY}
+
 
 ActivationChoice = str | Any  # a registry name, 'keep', or a PWL stand-in (anything with .to_module())
 
@@ -129,6 +154,10 @@ class _Builder:
         self.node: fx.Node | None = None  # the node being rewritten, for error messages
 
     # -- helpers --------------------------------------------------------------------------------
+    def refused(self, why: str) -> UnsupportedError:
+        where = describe(self.node) if self.node is not None else "?"
+        return UnsupportedError(f"cannot quantize {why.split(':', 1)[0]} at {where}: {why.split(': ', 1)[1]}")
+
     def unsupported(self, what: str) -> UnsupportedError:
         """A refusal naming the op and where the user's code introduced it (module path, file:line)."""
         return _unsupported(what, describe(self.node) if self.node is not None else "?")
@@ -207,6 +236,9 @@ class _Builder:
         self.owner[new] = qa.output_quant
 
     def module_node(self, node: fx.Node, mod: nn.Module, path: str) -> None:
+        for cls, why in REFUSED_MODULES.items():
+            if isinstance(mod, cls):
+                raise self.refused(why)
         if isinstance(mod, (nn.Conv2d, nn.Linear)):
             mod = copy.deepcopy(mod)
             bn_user = self._single_bn_user(node)
@@ -306,6 +338,10 @@ class _Builder:
 
     def function_node(self, node: fx.Node, where: str) -> None:
         fn = node.target
+        if fn is operator.getitem and not (isinstance(node.args[0], fx.Node) and node.args[0] in self.owner):
+            return  # indexing a shape or a Python sequence
+        if fn in REFUSED_FUNCTIONS:
+            raise self.refused(REFUSED_FUNCTIONS[fn])
         if fn in FUNCTIONAL_ACTIVATIONS:
             name, positional = FUNCTIONAL_ACTIVATIONS[fn]
             params = dict(zip(positional, node.args[1:]))
@@ -327,9 +363,9 @@ class _Builder:
             self.passthrough(node, where)
         elif fn is getattr and node.args[1] in SHAPE_ATTRIBUTES:
             return  # x.shape / x.ndim: read on the float graph, nothing to quantize
-        elif fn is operator.getitem or fn is getattr:
+        elif fn is getattr:
             if isinstance(node.args[0], fx.Node) and node.args[0] in self.owner:
-                raise self.unsupported("indexing/slicing a quantized tensor")
+                raise self.unsupported(f"attribute .{node.args[1]} of a quantized tensor")
         elif not any(isinstance(a, fx.Node) and a in self.owner for a in _flat_args(node)):
             return  # arithmetic on shapes or Python numbers, not on a quantized tensor
         else:
@@ -344,6 +380,8 @@ class _Builder:
 
     def method_node(self, node: fx.Node, where: str) -> None:
         m = node.target
+        if m in REFUSED_METHODS:
+            raise self.refused(REFUSED_METHODS[m])
         if m in METHOD_ACTIVATIONS:
             self.activation(node, make_activation(METHOD_ACTIVATIONS[m]), where)
         elif m == "add":
