@@ -30,12 +30,12 @@ import torch
 import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
-from edgeact.export.data_movement import onnx_channel_gather
-from edgeact.quantized.gather import QuantizedChannelGather
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather
 from edgeact.semantics.onnxruntime import average_weight_scale
+from edgeact.export.data_movement import onnx_channel_gather
 from edgeact.export.onnx_activation import lower_activation
 from edgeact.export.onnx_graph import GraphBuilder, check, save_atomic
 

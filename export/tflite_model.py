@@ -26,15 +26,15 @@ import torch.fx as fx
 from ai_edge_litert import schema_py_generated as schema
 from torch.fx.passes.shape_prop import ShapeProp
 
-from edgeact.export.data_movement import tflite_channel_gather
-from edgeact.quantized.gather import QuantizedChannelGather
 from edgeact.errors import ExportError, UnsupportedError
+from edgeact.export.data_movement import tflite_channel_gather
 from edgeact.export.tflite_activation import add_activation, add_table
 from edgeact.export.tflite_builder import ModelBuilder, TensorRef
 from edgeact.fileio import atomic_write
 from edgeact.fixedpoint import round_half_away
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather
 from edgeact.semantics import get_semantics
 from edgeact.semantics.tflite import conv_requantization_scales, mean_scale
 

@@ -28,9 +28,7 @@ CALIBRATION = 8
 SLOW = {"mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "resnet18", "regnet_x_400mf",
         "timm/mobilenetv3_large_100", "timm/efficientnet_lite0"}
 # Refused today, with the op that is missing (each an op both runtimes compute exactly; to be added).
-NOT_YET: dict[str, str] = {
-    "kws_conv1d": "Conv1d",
-}
+NOT_YET: dict[str, str] = {}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -265,3 +263,63 @@ class Refused(nn.Module):
 def test_layernorm_and_softmax_are_refused_with_the_reason(layer, why):
     with pytest.raises(UnsupportedError, match=f"{why}.*(0 LSB|code for code)"):
         edgeact.prepare(Refused(layer))
+
+
+class Grouped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3, padding=1, groups=2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("mode, semantics", [("xnnpack", "tflite"), ("builtin", "tflite-builtin"),
+                                             ("reference", "tflite-reference")])
+def test_grouped_conv_is_exact_in_every_litert_kernel_set(mode, semantics, tmp_path):
+    """LiteRT's CONV_2D takes groups from the filter's input channels; the builtin set runs it with the reference
+    kernel's scalar requantization, which 'tflite-builtin' reproduces for grouped convs."""
+    from edgeact.export.tflite_verify import verify_tflite
+
+    torch.manual_seed(0)
+    p = edgeact.prepare(Grouped().eval())
+    edgeact.calibrate(p, _samples((4, 8, 8), 16, 0), progress=False)
+    c = edgeact.convert(p, semantics=semantics)
+    to_tflite(c, path=tmp_path / "g.tflite")
+    report = verify_tflite(tmp_path / "g.tflite", c, _samples((4, 8, 8), 32, 1), mode=mode)
+    assert report.ok and report.codes_compared > 0, str(report)
+
+
+# ---------------------------------------------------------------------------------- the same files on aarch64
+ARM_MODELS = ["kws_conv1d", "shufflenet_v2_x0_5", "mobilenet_v3_small"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ARM_MODELS)
+def test_zoo_model_on_qemu_aarch64_equals_the_converted_model(name, aarch64_root, tmp_path):
+    """onnxruntime's and LiteRT's own aarch64 builds under QEMU give the converted model's output codes."""
+    import numpy as np
+
+    from edgeact.targets import get_target
+
+    spec = zoo.ZOO[name]
+    p = edgeact.prepare(zoo.build(name, bn_batches=2, batch=8))
+    edgeact.calibrate(p, _samples(spec.input_shape, CALIBRATION, 0), progress=False)
+    x = _samples(spec.input_shape, 2, 1)
+    arm = get_target("qemu-aarch64")
+    for semantics, write, ext in (("onnxruntime-aarch64", to_onnx, "onnx"), ("tflite-aarch64", to_tflite, "tflite")):
+        c = edgeact.convert(p, semantics=semantics)
+        path = tmp_path / f"model.{ext}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            write(c, path=path)
+        qp = c.get_submodule([n.target for n in c.graph.nodes if n.op == "call_module"][-1]).in_qparams[0]
+        with torch.no_grad():
+            expected = c(x).numpy()
+        if ext == "onnx":
+            got = arm.run(path, {"x": x.numpy()}, count=False).outputs[0]
+        else:  # the TFLite file has batch 1; 4-D inputs are NHWC
+            feed = x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy()
+            got = np.concatenate([arm.run(path, [feed[i:i + 1]], count=False).outputs[0] for i in range(len(feed))])
+        codes = lambda y: np.rint(np.asarray(y, np.float32) / np.float32(qp.scale)).astype(np.int64)  # noqa: E731
+        np.testing.assert_array_equal(codes(got), codes(expected), err_msg=f"{name} {ext}")

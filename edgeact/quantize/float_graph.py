@@ -8,12 +8,13 @@ model's outputs unchanged in eval mode, so prepare() sees one canonical form per
 """
 from __future__ import annotations
 
-import operator
+import copy
 
 import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # Functions that return their (first) input unchanged in eval mode.
 DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
@@ -92,10 +93,51 @@ def simplify(gm: fx.GraphModule) -> fx.GraphModule:
                 graph.erase_node(node)
             elif isinstance(mod, nn.modules.batchnorm._BatchNorm) and isinstance(getattr(mod, "act", None), nn.Module):
                 _split_bn_act(gm, node, mod)
+    _conv1d_as_conv2d(gm)
     graph.eliminate_dead_code()
     graph.lint()
     gm.recompile()
     return gm
+
+
+def _conv1d_as_conv2d(gm: fx.GraphModule) -> None:
+    """Conv1d (with the BatchNorm1d that follows it folded in) → unsqueeze(2), Conv2d with a 1×k kernel,
+    squeeze(2); AdaptiveAvgPool1d(1) likewise. Everything after prepare then handles 1-D signals as
+    4-D tensors of height 1, and the reshapes between them are plain data movement."""
+    graph = gm.graph
+    modules = dict(gm.named_modules())
+    for node in list(graph.nodes):
+        if node.op != "call_module":
+            continue
+        mod = modules.get(node.target)
+        if isinstance(mod, nn.Conv1d) and isinstance(mod.padding, tuple) and mod.padding_mode == "zeros":
+            conv = mod
+            users = list(node.users)
+            if len(users) == 1 and users[0].op == "call_module" and isinstance(modules.get(users[0].target),
+                                                                                  nn.BatchNorm1d):
+                conv = fuse_conv_bn_eval(copy.deepcopy(mod).eval(), modules[users[0].target].eval())
+                users[0].replace_all_uses_with(node)
+                graph.erase_node(users[0])
+            as2d = nn.Conv2d(conv.in_channels, conv.out_channels, (1, conv.kernel_size[0]), (1, conv.stride[0]),
+                             (0, conv.padding[0]), (1, conv.dilation[0]), conv.groups, bias=conv.bias is not None)
+            with torch.no_grad():
+                as2d.weight.copy_(conv.weight.unsqueeze(2))
+                if conv.bias is not None:
+                    as2d.bias.copy_(conv.bias)
+            _around_2d(gm, node, _add_module(gm, f"{node.target}.as2d", as2d.eval()))
+        elif isinstance(mod, nn.AdaptiveAvgPool1d) and mod.output_size in (1, (1,)):
+            _around_2d(gm, node, _add_module(gm, f"{node.target}.as2d", nn.AdaptiveAvgPool2d(1)))
+
+
+def _around_2d(gm: fx.GraphModule, node: fx.Node, target: str) -> None:
+    with gm.graph.inserting_before(node):
+        up = gm.graph.call_method("unsqueeze", (node.args[0], 2))
+        y = gm.graph.call_module(target, (up,))
+        down = gm.graph.call_method("squeeze", (y, 2))
+    for n in (up, y, down):
+        n.meta = dict(node.meta)
+    node.replace_all_uses_with(down)
+    gm.graph.erase_node(node)
 
 
 def _split_bn_act(gm: fx.GraphModule, node: fx.Node, mod: nn.Module) -> None:

@@ -58,10 +58,12 @@ def _flat_args(node: fx.Node) -> list:
     return flat
 
 SUPPORTED = (
-    "Conv2d (incl. depthwise/grouped) and Linear, each optionally followed by BatchNorm (folded); "
-    "activations (torch.nn, edgeact.nn or functional: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
-    + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)); "
-    "MaxPool2d; flatten/reshape/view/squeeze/unsqueeze; Dropout and Identity"
+    "Conv1d/Conv2d (incl. depthwise/grouped) and Linear (and their subclasses), each optionally followed by "
+    "BatchNorm (folded; a BatchNorm2d elsewhere becomes a depthwise 1×1 conv); activations (torch.nn, edgeact.nn, "
+    "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
+    + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
+    "their functional forms; MaxPool2d / F.max_pool2d; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 
 # Ops refused on purpose, with the reason: the runtimes do compute them in int8 or around Q/DQ, but not in a way
@@ -156,7 +158,8 @@ class _Builder:
     # -- helpers --------------------------------------------------------------------------------
     def refused(self, why: str) -> UnsupportedError:
         where = describe(self.node) if self.node is not None else "?"
-        return UnsupportedError(f"cannot quantize {why.split(':', 1)[0]} at {where}: {why.split(': ', 1)[1]}")
+        return UnsupportedError(f"cannot quantize {why.split(':', 1)[0]} at {where}: {why.split(': ', 1)[1]}. "
+                                f"edgeact.prepare supports: {SUPPORTED}")
 
     def unsupported(self, what: str) -> UnsupportedError:
         """A refusal naming the op and where the user's code introduced it (module path, file:line)."""
