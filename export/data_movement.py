@@ -1,5 +1,6 @@
-"""ONNX and TFLite lowerings of QuantizedChannelGather (channel shuffle, chunk, split, slicing): a gather of
-codes along the channel axis, no arithmetic, so exact in both runtimes. Kept apart from the two writers'
+"""ONNX and TFLite lowerings of the ops that only move codes: QuantizedChannelGather (channel shuffle, chunk,
+split, slicing: a gather along the channel axis) and QuantizedZeroPad2d (the zero point's code) — no
+arithmetic, so exact in both runtimes. Kept apart from the two writers'
 op chains so that it moves as one handler when they become a registry."""
 from __future__ import annotations
 
@@ -26,3 +27,27 @@ def tflite_channel_gather(exporter, node, m: QuantizedChannelGather, schema, nhw
     y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
     exporter.b.op("GATHER", [x, indices], [y], opts, version=1)
     exporter.put(node, y, qp, layout if rank == 4 else "plain")
+
+
+def onnx_zero_pad(exporter, node, m) -> None:
+    from edgeact.export.onnx_model import inner
+
+    name, qp = exporter.codes[node.args[0]]
+    left, right, top, bottom = m.padding
+    pads = exporter.g.constant(np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), f"{node.name}_pads")
+    q = inner(qp)
+    value = exporter.g.constant(np.asarray(q.zero_point, q.np_dtype), f"{node.name}_value")
+    exporter.codes[node] = (exporter.g.node("Pad", [name, pads, value], node.name, mode="constant"), qp)
+
+
+def tflite_zero_pad(exporter, node, m, schema) -> None:
+    """TFLite's int8 PAD fills with the tensor's zero point."""
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{node.name!r}: zero padding of a tensor that is not (N, C, H, W)")
+    left, right, top, bottom = m.padding
+    pads = exporter.b.constant(f"{node.name}/paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]],
+                                                                  np.int32), "int32")
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("PAD", [x, pads], [y], schema.PadOptionsT(), version=2)
+    exporter.put(node, y, qp, "nhwc")

@@ -249,6 +249,29 @@ def test_channel_shuffle_chunk_and_slices_move_codes_exactly(tmp_path):
     assert torch.equal(q, q_ref) and torch.equal(s, s_ref)
 
 
+class Padded(nn.Module):
+    """Keras-style asymmetric 'same' padding before a strided conv, as ZeroPad2d and as F.pad."""
+
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((0, 1, 0, 1))
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2)
+
+    def forward(self, x):
+        y = torch.relu(self.conv(self.pad(x)))
+        return self.conv2(F.pad(y, (1, 0, 1, 0)))
+
+
+def test_zero_padding_is_exact_in_both_runtimes(tmp_path):
+    torch.manual_seed(0)
+    m = Padded().eval()
+    p, _ = through_both_runtimes(m, (3, 9, 9), tmp_path)
+    c = edgeact.convert(p, semantics="tflite")
+    pads = [mod for mod in c.modules() if type(mod).__name__ == "QuantizedZeroPad2d"]
+    assert len(pads) == 2
+
+
 class Refused(nn.Module):
     def __init__(self, layer):
         super().__init__()

@@ -8,6 +8,9 @@ whatever its class is called. torch.nn's own classes keep their table (`TORCH_EQ
 """
 from __future__ import annotations
 
+import functools
+import weakref
+
 import torch
 from torch import nn
 
@@ -21,18 +24,12 @@ _CANDIDATES: tuple[tuple[str, dict], ...] = (
     ("leaky_relu", {}), ("identity", {}),
 )
 _SWEEP = torch.linspace(-10.0, 10.0, 4000).reshape(1, 4, 10, 100)
-_cache: dict[int, tuple[nn.Module, tuple[str, dict] | None]] = {}
+_cache: "weakref.WeakKeyDictionary[nn.Module, tuple[str, dict] | None]" = weakref.WeakKeyDictionary()
 
 
-def _candidate_outputs() -> list[tuple[str, dict, torch.Tensor]]:
-    out = []
-    for name, params in _CANDIDATES:
-        fn = getattr(F, name)
-        out.append((name, params, fn(_SWEEP.clone(), **params)))
-    return out
-
-
-_OUTPUTS: list | None = None
+@functools.lru_cache(maxsize=1)
+def _candidate_outputs() -> tuple[tuple[str, dict, torch.Tensor], ...]:
+    return tuple((name, params, getattr(F, name)(_SWEEP.clone(), **params)) for name, params in _CANDIDATES)
 
 
 def _eligible(module: nn.Module) -> bool:
@@ -44,30 +41,27 @@ def _eligible(module: nn.Module) -> bool:
 
 def recognize(module: nn.Module) -> tuple[str, dict] | None:
     """(registry name, parameters) of the activation `module` computes, or None if it is not one."""
-    global _OUTPUTS
-    hit = _cache.get(id(module))
-    if hit is not None and hit[0] is module:
-        return hit[1]
+    if module in _cache:
+        return _cache[module]
     result = None
     if _eligible(module):
-        if _OUTPUTS is None:
-            _OUTPUTS = _candidate_outputs()
+        was_training = module.training
         try:
-            was_training = module.training
             module.eval()
             with torch.no_grad():
                 # .forward, not __call__: this may run while torch.fx traces (which patches Module.__call__);
                 # a clone: 'inplace' activations write into their input
                 y = module.forward(_SWEEP.clone())
-            module.train(was_training)
         except Exception:  # not an elementwise function of one tensor
             y = None
+        finally:
+            module.train(was_training)
         if isinstance(y, torch.Tensor) and y.shape == _SWEEP.shape and y.dtype == _SWEEP.dtype:
-            for name, params, ref in _OUTPUTS:
+            for name, params, ref in _candidate_outputs():
                 if torch.allclose(y, ref, rtol=1e-5, atol=1e-5):
                     result = (name, dict(params))
                     break
-    _cache[id(module)] = (module, result)
+    _cache[module] = result
     return result
 
 

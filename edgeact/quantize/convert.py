@@ -22,6 +22,7 @@ from edgeact.quantize.prepared import (
 from edgeact.quantize import data_movement as dm
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather
+from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.semantics import get_semantics
 from edgeact.tables import int8_table
 
@@ -123,6 +124,9 @@ class _Converter:
                 qp = self.input_qp(node)
                 self.qp[self.swap(node, Q.QuantizedMaxPool2d(qp, s, m.kernel_size, m.stride or m.kernel_size,
                                                              m.padding, m.dilation, m.ceil_mode))] = qp
+            elif isinstance(m, nn.ZeroPad2d):
+                qp = self.input_qp(node)
+                self.qp[self.swap(node, QuantizedZeroPad2d(qp, s, m.padding))] = qp
             elif isinstance(m, (nn.Dropout, nn.Identity)):
                 src = node.args[0]
                 node.replace_all_uses_with(src)

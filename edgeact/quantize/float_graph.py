@@ -63,6 +63,10 @@ def _pooling_module(node: fx.Node) -> nn.Module | None:
             return None
         return nn.MaxPool2d(_arg(node, 1, "kernel_size"), _arg(node, 2, "stride"), _arg(node, 3, "padding", 0),
                             _arg(node, 4, "dilation", 1), _arg(node, 5, "ceil_mode", False))
+    if fn is F.pad and _arg(node, 2, "mode", "constant") == "constant" and not _arg(node, 3, "value", None) \
+            and isinstance(_arg(node, 1, "pad"), (tuple, list)) and len(_arg(node, 1, "pad")) == 4 \
+            and min(_arg(node, 1, "pad")) >= 0:
+        return nn.ZeroPad2d(tuple(_arg(node, 1, "pad")))  # Keras-style asymmetric 'same' padding
     if fn is F.adaptive_avg_pool1d or fn is torch.adaptive_avg_pool1d:
         return nn.AdaptiveAvgPool1d(_arg(node, 1, "output_size"))
     return None
@@ -88,7 +92,9 @@ def simplify(gm: fx.GraphModule) -> fx.GraphModule:
                     _to_module(gm, node, pool, f"{base or ''}.{node.name}".strip("."))
         elif node.op == "call_module":
             mod = modules[node.target]
-            if isinstance(mod, DROPOUT_MODULES):
+            if isinstance(mod, nn.ConstantPad2d) and mod.value == 0 and not isinstance(mod, nn.ZeroPad2d):
+                _to_module(gm, node, nn.ZeroPad2d(mod.padding), f"{node.target}.zero")
+            elif isinstance(mod, DROPOUT_MODULES):
                 node.replace_all_uses_with(node.args[0])
                 graph.erase_node(node)
             elif isinstance(mod, nn.modules.batchnorm._BatchNorm) and isinstance(getattr(mod, "act", None), nn.Module):

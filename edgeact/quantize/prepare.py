@@ -42,7 +42,7 @@ FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = {
 METHOD_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 ADD_OPS = {operator.add, torch.add, operator.iadd}
 MUL_OPS = {operator.mul, torch.mul, operator.imul}
-PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
+PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten, nn.ZeroPad2d)
 # Data movement: codes and parameters unchanged (convert() works out which element goes where).
 PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze,
                          torch.transpose, torch.permute, torch.chunk, torch.split, operator.getitem}
@@ -62,7 +62,7 @@ SUPPORTED = (
     "BatchNorm (folded; a BatchNorm2d elsewhere becomes a depthwise 1×1 conv); activations (torch.nn, edgeact.nn, "
     "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
-    "their functional forms; MaxPool2d / F.max_pool2d; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
     "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 
