@@ -1,5 +1,6 @@
 """ONNX and TFLite lowerings of the ops that only move codes: QuantizedChannelGather (channel shuffle, chunk,
-split, slicing: a gather along the channel axis) and QuantizedZeroPad2d (the zero point's code) — no
+split, slicing: a gather along the channel axis), QuantizedUpsampleNearest (whole factors) and
+QuantizedZeroPad2d (the zero point's code) — no
 arithmetic, so exact in both runtimes. Kept apart from the two writers'
 op chains so that it moves as one handler when they become a registry."""
 from __future__ import annotations
@@ -50,4 +51,28 @@ def tflite_zero_pad(exporter, node, m, schema) -> None:
                                                                   np.int32), "int32")
     y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
     exporter.b.op("PAD", [x, pads], [y], schema.PadOptionsT(), version=2)
+    exporter.put(node, y, qp, "nhwc")
+
+
+def onnx_upsample_nearest(exporter, node, m) -> None:
+    """Resize 'nearest' with 'asymmetric' coordinates and 'floor' rounding: source index floor(i/f), PyTorch's."""
+    name, qp = exporter.codes[node.args[0]]
+    fh, fw = m.factors
+    scales = exporter.g.constant(np.array([1, 1, fh, fw], np.float32), f"{node.name}_scales")
+    y = exporter.g.node("Resize", [name, "", scales], node.name, mode="nearest",
+                        coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    exporter.codes[node] = (y, qp)
+
+
+def tflite_upsample_nearest(exporter, node, m, schema) -> None:
+    """RESIZE_NEAREST_NEIGHBOR without align_corners / half-pixel centres: source index floor(i·in/out)."""
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{node.name!r}: upsampling of a tensor that is not (N, C, H, W)")
+    _, _, h2, w2 = exporter.shape(node)
+    size = exporter.b.constant(f"{node.name}/size", np.array([h2, w2], np.int32), "int32")
+    opts = schema.ResizeNearestNeighborOptionsT()
+    opts.alignCorners, opts.halfPixelCenters = False, False
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("RESIZE_NEAREST_NEIGHBOR", [x, size], [y], opts, version=2)
     exporter.put(node, y, qp, "nhwc")

@@ -33,10 +33,10 @@ from torch.fx.passes.shape_prop import ShapeProp
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
-from edgeact.quantized.gather import QuantizedChannelGather
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.semantics.onnxruntime import average_weight_scale
-from edgeact.export.data_movement import onnx_channel_gather, onnx_zero_pad
+from edgeact.export.data_movement import onnx_channel_gather, onnx_upsample_nearest, onnx_zero_pad
 from edgeact.export.onnx_activation import lower_activation
 from edgeact.export.onnx_graph import GraphBuilder, check, save_atomic
 
@@ -159,6 +159,8 @@ class _Exporter:
             self.maxpool(node, m)
         elif isinstance(m, QuantizedChannelGather):
             onnx_channel_gather(self, node, m)
+        elif isinstance(m, QuantizedUpsampleNearest):
+            onnx_upsample_nearest(self, node, m)
         elif isinstance(m, QuantizedZeroPad2d):
             onnx_zero_pad(self, node, m)
         elif isinstance(m, Q.QuantizedReshape):

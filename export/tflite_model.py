@@ -27,14 +27,14 @@ from ai_edge_litert import schema_py_generated as schema
 from torch.fx.passes.shape_prop import ShapeProp
 
 from edgeact.errors import ExportError, UnsupportedError
-from edgeact.export.data_movement import tflite_channel_gather, tflite_zero_pad
+from edgeact.export.data_movement import tflite_channel_gather, tflite_upsample_nearest, tflite_zero_pad
 from edgeact.export.tflite_activation import add_activation, add_table
 from edgeact.export.tflite_builder import ModelBuilder, TensorRef
 from edgeact.fileio import atomic_write
 from edgeact.fixedpoint import round_half_away
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
-from edgeact.quantized.gather import QuantizedChannelGather
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.semantics import get_semantics
 from edgeact.semantics.tflite import conv_requantization_scales, mean_scale
@@ -167,6 +167,8 @@ class _Exporter:
             self.maxpool(node, m)
         elif isinstance(m, QuantizedChannelGather):
             tflite_channel_gather(self, node, m, schema, NHWC_AXIS)
+        elif isinstance(m, QuantizedUpsampleNearest):
+            tflite_upsample_nearest(self, node, m, schema)
         elif isinstance(m, QuantizedZeroPad2d):
             tflite_zero_pad(self, node, m, schema)
         elif isinstance(m, Q.QuantizedReshape):

@@ -272,6 +272,33 @@ def test_zero_padding_is_exact_in_both_runtimes(tmp_path):
     assert len(pads) == 2
 
 
+class UpsampleHead(nn.Module):
+    """A segmentation-style head: downsample, upsample (module and functional, nearest), skip connection."""
+
+    def __init__(self, mode="nearest"):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.down2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode=mode)
+        self.skip = nn.Conv2d(3, 8, 1)
+        self.mode = mode
+
+    def forward(self, x):
+        y = torch.relu(self.down2(torch.relu(self.down(x))))
+        y = F.interpolate(self.up(y), scale_factor=2, mode=self.mode)
+        return y + self.skip(x)
+
+
+def test_nearest_upsampling_is_exact_in_both_runtimes_and_bilinear_is_refused(tmp_path):
+    torch.manual_seed(0)
+    p, _ = through_both_runtimes(UpsampleHead().eval(), (3, 8, 8), tmp_path)
+    c = edgeact.convert(p, semantics="tflite")
+    ups = [m for m in c.modules() if type(m).__name__ == "QuantizedUpsampleNearest"]
+    assert [m.factors for m in ups] == [(4, 4)]  # the two consecutive ×2 upsamplings move codes as one ×4
+    with pytest.raises(UnsupportedError, match="bilinear interpolation.*0 LSB.*nearest"):
+        edgeact.prepare(UpsampleHead("bilinear"))
+
+
 class Refused(nn.Module):
     def __init__(self, layer):
         super().__init__()

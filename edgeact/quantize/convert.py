@@ -21,10 +21,13 @@ from edgeact.quantize.prepared import (
 )
 from edgeact.quantize import data_movement as dm
 from edgeact.quantized import modules as Q
-from edgeact.quantized.gather import QuantizedChannelGather
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.semantics import get_semantics
 from edgeact.tables import int8_table
+
+
+MOVING_MODULES = (nn.Flatten, nn.Unflatten, nn.Upsample)  # modules that only move codes (see data_movement)
 
 
 def convert(model: fx.GraphModule, semantics: str = "ideal", example_inputs=None) -> fx.GraphModule:
@@ -133,7 +136,7 @@ class _Converter:
                 graph.erase_node(node)
             elif node.op == "call_function" and node.target is torch.nn.functional.max_pool2d:
                 raise UnsupportedError(f"functional max_pool2d at {node.name!r}: use nn.MaxPool2d")
-            elif node.op in ("call_method", "call_function") or isinstance(m, (nn.Flatten, nn.Unflatten)):
+            elif node.op in ("call_method", "call_function") or isinstance(m, MOVING_MODULES):
                 self.data_movement(node, m)
         graph.eliminate_dead_code()
         graph.lint()
@@ -159,7 +162,7 @@ class _Converter:
         value = dm.evaluate(node, value_of, module)
         self.moved[node] = value
         exits = any(u.op not in ("call_method", "call_function") and not (
-            u.op == "call_module" and isinstance(self.modules.get(u.target), (nn.Flatten, nn.Unflatten)))
+            u.op == "call_module" and isinstance(self.modules.get(u.target), MOVING_MODULES))
             for u in node.users)
         if not (exits and isinstance(value, torch.Tensor)):
             return
@@ -168,8 +171,10 @@ class _Converter:
         kind, indices = dm.classify(node.name, value, root.meta["tensor_meta"].shape)
         if kind == "reshape":
             module = Q.QuantizedReshape(qp, self.semantics, tuple(node.meta["tensor_meta"].shape))
-        else:
+        elif kind == "gather":
             module = QuantizedChannelGather(qp, self.semantics, indices)
+        else:
+            module = QuantizedUpsampleNearest(qp, self.semantics, indices)
         self.qp[self.swap(node, module, args=(root,))] = qp
 
     @staticmethod

@@ -62,7 +62,8 @@ SUPPORTED = (
     "BatchNorm (folded; a BatchNorm2d elsewhere becomes a depthwise 1×1 conv); activations (torch.nn, edgeact.nn, "
     "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
-    "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; nearest Upsample / "
+    "F.interpolate by whole factors; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
     "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 
@@ -80,6 +81,10 @@ _LAYERNORM_WHY = (
     "none of which edgeact reproduces code for code (0 LSB); keep the layer in float outside the quantized part, "
     "or use BatchNorm, which folds into the conv exactly")
 _ATTENTION_WHY = ("attention: a product of two activations followed by a softmax — " + _SOFTMAX_WHY.split(": ", 1)[1])
+_RESIZE_WHY = (
+    "{mode} interpolation: it computes weighted averages of neighbours, and LiteRT's int8 resize kernels and "
+    "onnxruntime's Resize each round them their own way, which edgeact does not model yet, so it cannot promise "
+    "the same codes (0 LSB); use mode='nearest' (exact: codes are only repeated) or resize the float output")
 REFUSED_MODULES = {nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
                    nn.GroupNorm: _LAYERNORM_WHY.replace("LayerNorm:", "GroupNorm:", 1)}
 REFUSED_FUNCTIONS = {F.softmax: _SOFTMAX_WHY, torch.softmax: _SOFTMAX_WHY, F.layer_norm: _LAYERNORM_WHY,
@@ -284,6 +289,10 @@ class _Builder:
                                    mod.padding)
             new = self.replace(node, self.add_module(f"{path}_q", op), (src,))
             self.owner[new] = self.owner[src]  # average pooling keeps its input's parameters
+        elif isinstance(mod, nn.Upsample):
+            if mod.mode != "nearest":
+                raise self.refused(_RESIZE_WHY.format(mode=mod.mode))
+            self.passthrough(node, path)
         elif isinstance(mod, PASSTHROUGH_MODULES):
             self.passthrough(node, path)
         else:
@@ -345,6 +354,12 @@ class _Builder:
             return  # indexing a shape or a Python sequence
         if fn in REFUSED_FUNCTIONS:
             raise self.refused(REFUSED_FUNCTIONS[fn])
+        if fn is F.interpolate:
+            mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
+            if mode != "nearest":
+                raise self.refused(_RESIZE_WHY.format(mode=mode))
+            self.passthrough(node, where)
+            return
         if fn in FUNCTIONAL_ACTIVATIONS:
             name, positional = FUNCTIONAL_ACTIVATIONS[fn]
             params = dict(zip(positional, node.args[1:]))
