@@ -159,7 +159,12 @@ class _Converter:
             raise UnsupportedError(f"{node.name!r} reads {a.name!r}, which is neither a quantized tensor nor "
                                    "computed from one's shape")
 
-        value = dm.evaluate(node, value_of, module)
+        try:
+            value = dm.evaluate(node, value_of, module)
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            what = getattr(node.target, "__name__", node.target)
+            raise UnsupportedError(f"{node.name!r}: cannot follow which codes {what} moves ({exc}); only reshapes, "
+                                   "channel selections/permutations and nearest upsampling are supported") from exc
         self.moved[node] = value
         exits = any(u.op not in ("call_method", "call_function") and not (
             u.op == "call_module" and isinstance(self.modules.get(u.target), MOVING_MODULES))

@@ -80,7 +80,8 @@ _LAYERNORM_WHY = (
     "LayerNormalization in float between DequantizeLinear and QuantizeLinear with its own summation order — "
     "none of which edgeact reproduces code for code (0 LSB); keep the layer in float outside the quantized part, "
     "or use BatchNorm, which folds into the conv exactly")
-_ATTENTION_WHY = ("attention: a product of two activations followed by a softmax — " + _SOFTMAX_WHY.split(": ", 1)[1])
+_ATTENTION_WHY = ("attention (matmul of two activations): the product of two int8 activations, followed by a "
+                  "softmax in attention — " + _SOFTMAX_WHY.split(": ", 1)[1])
 _RESIZE_WHY = (
     "{mode} interpolation: it computes weighted averages of neighbours, and LiteRT's int8 resize kernels and "
     "onnxruntime's Resize each round them their own way, which edgeact does not model yet, so it cannot promise "
