@@ -87,12 +87,12 @@ def measure(name: str, rounds: int, samples: int, workdir: Path) -> dict:
         row["prepare"] = _short(exc)
         return row
     one = x[:1]
-    for fmt, semantics, write in (("onnx", "onnxruntime", to_onnx), ("tflite", "tflite", to_tflite)):
+    for fmt, backend, write in (("onnx", "onnxruntime", to_onnx), ("tflite", "litert", to_tflite)):
         path = workdir / f"{name.replace('/', '_')}.{fmt}"
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                c = edgeact.convert(p, semantics=semantics)
+                c = edgeact.convert(p, backend=backend)
                 write(c, path=path)
             report = verify(path, c, x)
             row[fmt] = "yes"

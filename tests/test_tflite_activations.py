@@ -1,5 +1,5 @@
 """Every activation exported to TFLite, run by LiteRT on all 256 int8 input codes × 200 random
-(scale, zero point) pairs: the codes equal `int8_table(..., semantics="tflite")` — with the XNNPACK
+(scale, zero point) pairs: the codes equal `int8_table(..., backend="tflite")` — with the XNNPACK
 delegate (LiteRT's default), with the optimized builtin kernels alone, and with the reference kernels.
 
 Batched: one model per activation holds 200 independent int8 branches (`activation_batch_model`),
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from edgeact import QuantParams, int8_table
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact.activations import bind, names
 from edgeact.errors import ModelFileError, UnsupportedError
-from edgeact.export.tflite_activation import activation_batch_model, activation_model
+from edgeact.export.litert.lowering import activation_batch_model, activation_model
 from edgeact.pwl import PiecewiseLinear, fit_pwl
-from edgeact.semantics import tflite as T
+from edgeact.export.litert import arithmetic as T
 
 PAIRS = 200
 CODES = np.arange(-128, 128, dtype=np.int8)
@@ -78,7 +78,7 @@ def test_exported_activation_equals_tflite_semantics(label, act, fixed, mode):
     if mode == "reference" and any(p.op == "ELU" and p.kind == "native" for p in plans):
         pytest.skip("LiteRT's reference op set (BUILTIN_REF) has no ELU kernel")
     got, ops = run_batch(activation_batch_model(act, pairs), len(pairs), mode)
-    expected = np.stack([int8_table(act, i, o, semantics="tflite") for i, o in pairs])
+    expected = np.stack([int8_table(act, i, o, backend="tflite") for i, o in pairs])
     bad = np.argwhere(got != expected)
     assert bad.size == 0, (
         f"{label} [{mode}]: {len(bad)} codes differ, first at pair {pairs[bad[0][0]]} code "
@@ -154,7 +154,7 @@ def test_xnnpack_tables_differ_from_builtin_and_auto_stays_exact(name, op, raw, 
     np.testing.assert_array_equal(run_batch(forced, len(pairs), "builtin")[0], builtin)
     assert {T.plan_activation(act, i, o).kind for i, o in pairs} == {"table"}
     auto = activation_batch_model(act, pairs)
-    expected = np.stack([int8_table(act, i, o, semantics="tflite") for i, o in pairs])
+    expected = np.stack([int8_table(act, i, o, backend="tflite") for i, o in pairs])
     for mode in ("xnnpack", "builtin"):
         np.testing.assert_array_equal(run_batch(auto, len(pairs), mode)[0], expected)
 
@@ -176,7 +176,7 @@ def test_hard_swish_is_tflites_fixed_point_not_rounded_ideal():
     reproduced, not rounded away — and never more than one step."""
     pairs = native_pairs(bind("hard_swish"), None, 17)
     native = np.stack([T.hard_swish_table(i, o) for i, o in pairs])
-    ideal = np.stack([int8_table("hard_swish", i, o, semantics="ideal") for i, o in pairs])
+    ideal = np.stack([int8_table("hard_swish", i, o, backend="ideal") for i, o in pairs])
     assert np.abs(native - ideal).max() == 1
     assert (native != ideal).any(axis=1).sum() >= 10
     got, _ = run_batch(activation_batch_model("hard_swish", pairs, lowering="native"), len(pairs), "builtin")
@@ -190,7 +190,7 @@ def test_per_channel_prelu(mode):
     pairs = random_pairs(n=60, seed=11)
     assert {T.plan_activation(act, i, o).op for i, o in pairs} == {"PRELU"}
     got, _ = run_batch(activation_batch_model(act, pairs, shape=(1, 256, 3)), len(pairs), mode, shape=(1, 256, 3))
-    expected = np.stack([int8_table(act, i, o, semantics="tflite").T for i, o in pairs])  # (pairs, 256, 3)
+    expected = np.stack([int8_table(act, i, o, backend="tflite").T for i, o in pairs])  # (pairs, 256, 3)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -203,7 +203,7 @@ def test_float_io_model_quantizes_and_dequantizes_at_the_edges(mode):
     model = activation_model("hard_mish", in_qp, out_qp, io="float", shape=(1, 256))
     x = ((CODES.astype(np.float32) - 3) * np.float32(0.05)).reshape(1, 256)  # exactly the dequantized codes
     y = rt.run(rt.load(model, mode), [x])[0].reshape(-1)
-    table = int8_table("hard_mish", in_qp, out_qp, semantics="tflite")
+    table = int8_table("hard_mish", in_qp, out_qp, backend="tflite")
     s, z = np.float32(out_qp.scale), out_qp.zero_point
     if mode == "builtin":
         expected = table.astype(np.float32) * s + np.float32(-z) * s
@@ -220,7 +220,7 @@ def test_models_are_deterministic():
 
 def test_uint8_is_refused_with_the_fix():
     with pytest.raises(UnsupportedError, match="dtype='int8'"):
-        int8_table("relu", QuantParams(0.1, 128, "uint8"), QuantParams(0.1, 128, "uint8"), semantics="tflite")
+        int8_table("relu", QuantParams(0.1, 128, "uint8"), QuantParams(0.1, 128, "uint8"), backend="tflite")
 
 
 # ---- files LiteRT refuses ---------------------------------------------------------------------------

@@ -58,8 +58,8 @@ def through_both_runtimes(model, shape, tmp_path, activations=None):
     reports = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.fx / onnx deprecation chatter
-        for semantics, write, ext in (("onnxruntime", to_onnx, "onnx"), ("tflite", to_tflite, "tflite")):
-            c = edgeact.convert(p, semantics=semantics)
+        for backend, write, ext in (("onnxruntime", to_onnx, "onnx"), ("litert", to_tflite, "tflite")):
+            c = edgeact.convert(p, backend=backend)
             path = tmp_path / f"model.{ext}"
             write(c, path=path)
             reports[ext] = verify(path, c, x)
@@ -242,7 +242,7 @@ def test_channel_shuffle_chunk_and_slices_move_codes_exactly(tmp_path):
     torch.manual_seed(0)
     m = ShuffleChunkSlice().eval()
     p, _ = through_both_runtimes(m, (3, 8, 8), tmp_path)
-    c = edgeact.convert(p, semantics="tflite")
+    c = edgeact.convert(p, backend="litert")
     with torch.no_grad():
         y, _, q, s = c(_samples((3, 8, 8), 4, 5))
     _, _, q_ref, s_ref = ShuffleChunkSlice.moves(y)
@@ -267,7 +267,7 @@ def test_zero_padding_is_exact_in_both_runtimes(tmp_path):
     torch.manual_seed(0)
     m = Padded().eval()
     p, _ = through_both_runtimes(m, (3, 9, 9), tmp_path)
-    c = edgeact.convert(p, semantics="tflite")
+    c = edgeact.convert(p, backend="litert")
     pads = [mod for mod in c.modules() if type(mod).__name__ == "QuantizedZeroPad2d"]
     assert len(pads) == 2
 
@@ -292,7 +292,7 @@ class UpsampleHead(nn.Module):
 def test_nearest_upsampling_is_exact_in_both_runtimes_and_bilinear_is_refused(tmp_path):
     torch.manual_seed(0)
     p, _ = through_both_runtimes(UpsampleHead().eval(), (3, 8, 8), tmp_path)
-    c = edgeact.convert(p, semantics="tflite")
+    c = edgeact.convert(p, backend="litert")
     ups = [m for m in c.modules() if type(m).__name__ == "QuantizedUpsampleNearest"]
     assert [m.factors for m in ups] == [(4, 4)]  # the two consecutive ×2 upsamplings move codes as one ×4
     with pytest.raises(UnsupportedError, match="bilinear interpolation.*0 LSB.*nearest"):
@@ -324,17 +324,17 @@ class Grouped(nn.Module):
         return self.conv(x)
 
 
-@pytest.mark.parametrize("mode, semantics", [("xnnpack", "tflite"), ("builtin", "tflite-builtin"),
-                                             ("reference", "tflite-reference")])
-def test_grouped_conv_is_exact_in_every_litert_kernel_set(mode, semantics, tmp_path):
+@pytest.mark.parametrize("mode, backend", [("xnnpack", "litert"), ("builtin", "litert:builtin"),
+                                           ("reference", "litert:reference")])
+def test_grouped_conv_is_exact_in_every_litert_kernel_set(mode, backend, tmp_path):
     """LiteRT's CONV_2D takes groups from the filter's input channels; the builtin set runs it with the reference
-    kernel's scalar requantization, which 'tflite-builtin' reproduces for grouped convs."""
-    from edgeact.export.tflite_verify import verify_tflite
+    kernel's scalar requantization, which 'litert:builtin' reproduces for grouped convs."""
+    from edgeact.export import verify_tflite
 
     torch.manual_seed(0)
     p = edgeact.prepare(Grouped().eval())
     edgeact.calibrate(p, _samples((4, 8, 8), 16, 0), progress=False)
-    c = edgeact.convert(p, semantics=semantics)
+    c = edgeact.convert(p, backend=backend)
     to_tflite(c, path=tmp_path / "g.tflite")
     report = verify_tflite(tmp_path / "g.tflite", c, _samples((4, 8, 8), 32, 1), mode=mode)
     assert report.ok and report.codes_compared > 0, str(report)
@@ -357,8 +357,8 @@ def test_zoo_model_on_qemu_aarch64_equals_the_converted_model(name, aarch64_root
     edgeact.calibrate(p, _samples(spec.input_shape, CALIBRATION, 0), progress=False)
     x = _samples(spec.input_shape, 2, 1)
     arm = get_target("qemu-aarch64")
-    for semantics, write, ext in (("onnxruntime-aarch64", to_onnx, "onnx"), ("tflite-aarch64", to_tflite, "tflite")):
-        c = edgeact.convert(p, semantics=semantics)
+    for backend, write, ext in (("onnxruntime:aarch64", to_onnx, "onnx"), ("litert:aarch64", to_tflite, "tflite")):
+        c = edgeact.convert(p, backend=backend)
         path = tmp_path / f"model.{ext}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -10,8 +10,8 @@ from edgeact.quantized.modules import QuantizedModule
 class QuantizedChannelGather(QuantizedModule):
     """y[:, i] = q[:, indices[i]]; output parameters equal the input's (pure data movement, exact everywhere)."""
 
-    def __init__(self, in_qp, semantics, indices: list[int]):
-        super().__init__([in_qp], in_qp, semantics)
+    def __init__(self, in_qp, backend, indices: list[int]):
+        super().__init__([in_qp], in_qp, backend)
         self.register_buffer("indices", torch.tensor(indices, dtype=torch.int64))
 
     def forward(self, q):
@@ -24,8 +24,8 @@ class QuantizedChannelGather(QuantizedModule):
 class QuantizedUpsampleNearest(QuantizedModule):
     """Each code repeated `factors` = (fh, fw) times along H and W; output parameters equal the input's."""
 
-    def __init__(self, in_qp, semantics, factors: tuple[int, int]):
-        super().__init__([in_qp], in_qp, semantics)
+    def __init__(self, in_qp, backend, factors: tuple[int, int]):
+        super().__init__([in_qp], in_qp, backend)
         self.factors = (int(factors[0]), int(factors[1]))
 
     def forward(self, q):

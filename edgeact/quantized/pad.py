@@ -10,8 +10,8 @@ from edgeact.quantized.modules import QuantizedModule
 class QuantizedZeroPad2d(QuantizedModule):
     """`padding` = (left, right, top, bottom), as nn.ZeroPad2d; output parameters equal the input's."""
 
-    def __init__(self, in_qp, semantics, padding: tuple[int, int, int, int]):
-        super().__init__([in_qp], in_qp, semantics)
+    def __init__(self, in_qp, backend, padding: tuple[int, int, int, int]):
+        super().__init__([in_qp], in_qp, backend)
         self.padding = tuple(int(p) for p in padding)
 
     def forward(self, q):

@@ -47,7 +47,7 @@ from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics.base import Semantics
+from edgeact.arithmetic import Arithmetic
 
 # ---- the C library's float32 math (what LiteRT's LUTPopulate calls) ---------------------------
 
@@ -406,7 +406,7 @@ def _torch_f32(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
-class TFLiteSemantics(Semantics):
+class TFLiteArithmetic(Arithmetic):
     """Integer arithmetic of the TFLite int8 graph edgeact exports, as LiteRT 2.x runs it by default.
 
     Activations: the native kernel's arithmetic where edgeact emits the native kernel, else the ideal
@@ -431,7 +431,8 @@ class TFLiteSemantics(Semantics):
         return q.clamp(qp.qmin, qp.qmax).long()
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d",
+                               depth: int | None = None) -> torch.Tensor:
         scales = conv_requantization_scales(in_qp, w_qp, out_qp)
         shape = [1] * acc.dim()
         shape[channel_axis] = -1
@@ -471,4 +472,4 @@ class TFLiteSemantics(Semantics):
         return super().activation_table(act, in_qp, out_qp)
 
 
-SEMANTICS = TFLiteSemantics()
+ARITHMETIC = TFLiteArithmetic()

@@ -15,13 +15,13 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgeact.activations import bind
 from edgeact.errors import ExportError, UnsupportedError
-from edgeact.export.tflite_builder import ModelBuilder, TensorRef
+from edgeact.export.litert.builder import ModelBuilder, TensorRef
 from edgeact.qparams import QuantParams
-from edgeact.semantics import get_semantics
-from edgeact.semantics.tflite import (
+from edgeact.backend import ActivationPlan, get_backend
+from edgeact.export.litert.arithmetic import (
     ActivationLowering, NativeKernel, native_kernel, native_table, prelu_alpha_qparams,
 )
-from edgeact.semantics.tflite_aarch64 import plan_activation_for
+from edgeact.export.litert.arithmetic_aarch64 import arm_native_table, plan_activation_for
 
 
 def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantParams, name: str) -> TensorRef:
@@ -48,6 +48,33 @@ def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantPar
     return y
 
 
+def plan_activation(backend, act, in_qp: QuantParams, out_qp: QuantParams,
+                    requested: str | None = None) -> ActivationPlan:
+    """The lowering of `act` for a LiteRT backend, and the codes it computes (decided at convert).
+
+    requested None: the backend's arithmetic table, lowered natively where a kernel computes exactly
+    it and is the faster choice on the backend's CPU (`plan_activation_for`), else as the GATHER table;
+    'native': the kernel and its codes (also where XNNPACK may differ: benchmarks); 'table'.
+    """
+    if requested not in (None, "native", "table"):
+        raise UnsupportedError(f"lowering must be None, 'native' or 'table', got {requested!r}")
+    if requested == "native":
+        kernel = native_kernel(act, in_qp, out_qp, include_inexact=True)
+        if kernel is None:
+            raise UnsupportedError(f"{act.name}: no native int8 TFLite kernel at these parameters; use lowering='table'")
+        table = arm_native_table(kernel, in_qp, out_qp) if backend.prefer == "arm" else native_table(kernel, in_qp, out_qp)
+        return ActivationPlan("native", table, kernel.op)
+    table = np.asarray(backend.arithmetic.activation_table(act, in_qp, out_qp), dtype=np.int64)
+    if requested == "table":
+        return ActivationPlan("table", table)
+    plan = plan_activation_for(act, in_qp, out_qp, backend.prefer)
+    if plan.kind == "none" and np.array_equal(table, in_qp.codes()):
+        return ActivationPlan("none", table)
+    if plan.kind == "native" and np.array_equal(table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):
+        return ActivationPlan("native", table, plan.op)
+    return ActivationPlan("table", table)
+
+
 def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams, out_qp: QuantParams,
                    name: str, *, lowering: str = "auto", table: np.ndarray | None = None,
                    prefer: str = "x86", **params) -> tuple[TensorRef, str]:
@@ -61,7 +88,9 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
     cheapest exact lowering 'auto' picks ('x86' or 'arm': `tflite_aarch64.plan_activation_for`).
     """
     act = bind(activation, **params)
-    if lowering == "auto":
+    if lowering == "none":
+        plan = ActivationLowering("none")
+    elif lowering == "auto":
         plan = plan_activation_for(act, in_qp, out_qp, prefer)
     elif lowering == "table":
         plan = ActivationLowering("table")
@@ -71,7 +100,7 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
             raise UnsupportedError(f"{act.name}: no native int8 TFLite kernel at these parameters; use lowering='table'")
         plan = ActivationLowering("native", kernel.op, kernel.options)
     else:
-        raise UnsupportedError(f"lowering must be 'auto', 'native' or 'table', got {lowering!r}")
+        raise UnsupportedError(f"lowering must be 'auto', 'native', 'table' or 'none', got {lowering!r}")
     if table is not None:
         table = np.asarray(table, dtype=np.int64)
         if plan.kind == "none" and not np.array_equal(table, in_qp.codes()):
@@ -83,7 +112,7 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
         return x, "none"
     if plan.kind == "table":
         if table is None:
-            table = get_semantics("tflite").activation_table(act, in_qp, out_qp)
+            table = get_backend("litert").arithmetic.activation_table(act, in_qp, out_qp)
         return add_table(b, x, table, out_qp, name), "table"
     y = b.tensor(name, x.shape, "int8", out_qp)
     op = plan.op

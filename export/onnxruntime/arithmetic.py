@@ -32,7 +32,7 @@ import torch
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics.base import Semantics
+from edgeact.arithmetic import Arithmetic
 
 F32 = np.float32
 
@@ -218,7 +218,7 @@ def default_lowering(act: BoundActivation) -> str:
     return "table"
 
 
-class OnnxRuntimeSemantics(Semantics):
+class OnnxRuntimeArithmetic(Arithmetic):
     """ONNX Runtime (CPU EP) arithmetic for the graphs `edgeact.export.to_onnx` writes.
 
     Model ops, as ORT runs edgeact's QDQ graph (uint8 tensors inside, see export/onnx_model.py):
@@ -254,7 +254,8 @@ class OnnxRuntimeSemantics(Semantics):
         return self._quantize_f32(x.float() / torch.tensor(F32(qp.scale)), qp)
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d",
+                               depth: int | None = None) -> torch.Tensor:
         scale = (F32(in_qp.scale) * w_qp.scale_array().astype(F32)).astype(F32) / F32(out_qp.scale)
         return self._requantize_int32(acc, scale.astype(F32), out_qp, channel_axis)
 
@@ -293,7 +294,7 @@ class OnnxRuntimeSemantics(Semantics):
             s = s.reshape(shape)
         else:
             s = s.reshape(())
-        return OnnxRuntimeSemantics._quantize_f32(acc.float() * s, out_qp)
+        return OnnxRuntimeArithmetic._quantize_f32(acc.float() * s, out_qp)
 
 
 def average_weight_scale(count: int) -> np.float32:
@@ -301,4 +302,4 @@ def average_weight_scale(count: int) -> np.float32:
     return F32(1.0 / count)
 
 
-SEMANTICS = OnnxRuntimeSemantics()
+ARITHMETIC = OnnxRuntimeArithmetic()
