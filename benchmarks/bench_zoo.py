@@ -32,7 +32,7 @@ import onnxruntime as ort
 import torch
 
 import edgeact
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact.errors import EdgeActError
 from edgeact.export import to_onnx, to_tflite, verify
 from edgeact.models import zoo
