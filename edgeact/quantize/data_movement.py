@@ -47,8 +47,8 @@ def root_of(node: fx.Node, is_quantized) -> fx.Node:
 
 
 def classify(name: str, result: torch.Tensor, src_shape) -> tuple[str, object]:
-    """('reshape', None), ('gather', channel indices) or ('resize_nearest', (fh, fw)) for index tensor `result` taken from a source of
-    `src_shape`; an UnsupportedError naming `name` otherwise."""
+    """('reshape', None), ('gather', channel indices) or ('resize_nearest', (fh, fw)) for index tensor
+    `result` taken from a source of `src_shape`; an UnsupportedError naming `name` otherwise."""
     src = tuple(int(d) for d in src_shape)
     if (not isinstance(result, torch.Tensor) or result.dtype != torch.float64 or result.shape[0] != 1
             or not torch.equal(result, result.round())):
