@@ -21,7 +21,6 @@ from edgeact.export import to_onnx, to_tflite, verify
 from edgeact.models import zoo
 from edgeact.nn import QuantAct
 from edgeact.nn.activations import from_torch
-from edgeact.quantized import modules as Q
 
 SAMPLES = 4
 CALIBRATION = 8
@@ -44,7 +43,7 @@ def _samples(shape, n, seed):
     return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _assert_exact(report, converted):
+def _assert_exact(report):
     """0 codes differ at the output and at every intermediate tensor the file keeps (a conv's output fused
     with its ReLU, for instance, exists only as the activation's)."""
     assert any(t.tensor.startswith("output") for t in report.tensors) and len(report.tensors) > 1, str(report)
@@ -63,7 +62,7 @@ def through_both_runtimes(model, shape, tmp_path, activations=None):
             path = tmp_path / f"model.{ext}"
             write(c, path=path)
             reports[ext] = verify(path, c, x)
-            _assert_exact(reports[ext], c)
+            _assert_exact(reports[ext])
     return p, reports
 
 
