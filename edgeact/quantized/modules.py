@@ -105,7 +105,7 @@ class QuantizedConv2d(_WeightedOp):
 
     @property
     def op_kind(self) -> str:
-        return "depthwise_conv2d" if self.depthwise else "conv2d"
+        return "depthwise_conv2d" if self.depthwise else "grouped_conv2d" if self.groups > 1 else "conv2d"
 
     def accumulate(self, x):
         return F.conv2d(x, self.weight_codes.double(), self.bias_codes.double(), self.stride, self.padding,

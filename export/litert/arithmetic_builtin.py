@@ -155,7 +155,8 @@ def _narrowed_in_vector(raw: np.ndarray, out_qp: QuantParams) -> np.ndarray:
 
 
 # edgeact's op kinds (what edgeact.quantized passes to the hooks) → the TFLite kernel they run as.
-OP_KINDS = {"conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D", "linear": "FULLY_CONNECTED",
+OP_KINDS = {"conv2d": "CONV_2D", "grouped_conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D",
+            "linear": "FULLY_CONNECTED",
             "mean": "MEAN", "avg_pool2d": "AVERAGE_POOL_2D"}
 
 
@@ -225,11 +226,14 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
                                out_qp: QuantParams, channel_axis: int = 1, *, op: str | None = None,
                                depth: int | None = None) -> torch.Tensor:
         """`op`: 'CONV_2D', 'DEPTHWISE_CONV_2D' or 'FULLY_CONNECTED'; default: the calling module's."""
+        grouped = op == "grouped_conv2d"  # LiteRT runs a grouped CONV_2D with its reference kernel (measured)
         op = _weighted_op(acc, op)
         a = _codes(acc)
         per_tensor_fc = op == "FULLY_CONNECTED" and np.size(w_qp.scale_array()) == 1
         m, shift = conv_multipliers(in_qp, w_qp, out_qp, per_tensor_fc=per_tensor_fc)
         m, shift = _channel_shape(m, a.ndim, channel_axis), _channel_shape(shift, a.ndim, channel_axis)
+        if grouped:
+            return _finish(fp.multiply_by_quantized_multiplier(a, m, shift), out_qp.zero_point, out_qp)
         return _finish(self._requantize(a, op, m, shift, in_qp, w_qp, out_qp, channel_axis), out_qp.zero_point, out_qp)
 
     def _requantize(self, a, op, m, shift, in_qp, w_qp, out_qp, channel_axis) -> np.ndarray:

@@ -34,6 +34,8 @@ from edgeact.fileio import atomic_write
 from edgeact.fixedpoint import round_half_away
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
+from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.backend import get_backend
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
@@ -260,14 +262,11 @@ def _conv(ex, node, m: Q.QuantizedConv2d):
         opts = schema.DepthwiseConv2DOptionsT()
         opts.depthMultiplier = 1
         op = "DEPTHWISE_CONV_2D"
-    elif m.groups == 1:
+    else:  # grouped too: filters hold in/groups channels, and CONV_2D infers the groups from that
         wt = ex.b.constant(f"{name}/weight", weights.transpose(0, 2, 3, 1), "int8", m.weight_qparams,
                              quantized_dimension=0)
         opts = schema.Conv2DOptionsT()
         op = "CONV_2D"
-    else:
-        raise UnsupportedError(f"{name!r}: grouped convolution (groups={m.groups}, not depthwise) has no int8 "
-                               "TFLite kernel; use groups=1 or a depthwise conv (groups = channels)")
     opts.padding, opts.strideH, opts.strideW = padding, sh, sw
     opts.dilationHFactor, opts.dilationWFactor = dh, dw
     opts.fusedActivationFunction = fused
@@ -447,6 +446,52 @@ def _reshape(ex, node, m: Q.QuantizedReshape):
     else:
         t = ex._reshape(x, dst, qp, f"{node.name}/nchw")
         ex.put(node, ex._transpose(t, NCHW_TO_NHWC, qp, node.name), qp, "nhwc")
+
+
+# Ops that only move codes (edgeact.quantize.data_movement): no arithmetic, exact in every kernel set.
+
+@TFLITE_OPS.register(QuantizedChannelGather)
+def _channel_gather(exporter, node, m: QuantizedChannelGather) -> None:
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    rank = len(exporter.shape(node))
+    if isinstance(layout, tuple):
+        raise UnsupportedError(f"{node.name!r}: channel selection of a flattened NHWC tensor")
+    indices = exporter.b.constant(f"{node.name}/indices", m.indices.numpy().astype(np.int32), "int32")
+    opts = schema.GatherOptionsT()
+    opts.axis = NHWC_AXIS[1] if layout == "nhwc" else 1
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("GATHER", [x, indices], [y], opts, version=1)
+    exporter.put(node, y, qp, layout if rank == 4 else "plain")
+
+
+@TFLITE_OPS.register(QuantizedZeroPad2d)
+def _zero_pad(exporter, node, m) -> None:
+    """TFLite's int8 PAD fills with the tensor's zero point."""
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{node.name!r}: zero padding of a tensor that is not (N, C, H, W)")
+    left, right, top, bottom = m.padding
+    pads = exporter.b.constant(f"{node.name}/paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]],
+                                                                  np.int32), "int32")
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("PAD", [x, pads], [y], schema.PadOptionsT(), version=2)
+    exporter.put(node, y, qp, "nhwc")
+
+
+@TFLITE_OPS.register(QuantizedUpsampleNearest)
+def _upsample_nearest(exporter, node, m) -> None:
+    """RESIZE_NEAREST_NEIGHBOR without align_corners / half-pixel centres: source index floor(i·in/out)."""
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{node.name!r}: upsampling of a tensor that is not (N, C, H, W)")
+    _, _, h2, w2 = exporter.shape(node)
+    size = exporter.b.constant(f"{node.name}/size", np.array([h2, w2], np.int32), "int32")
+    opts = schema.ResizeNearestNeighborOptionsT()
+    opts.alignCorners, opts.halfPixelCenters = False, False
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("RESIZE_NEAREST_NEIGHBOR", [x, size], [y], opts, version=2)
+    exporter.put(node, y, qp, "nhwc")
+
 
 
 def tensor_map(exporter: _Exporter) -> dict:

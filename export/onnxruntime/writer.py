@@ -37,6 +37,8 @@ from edgeact.errors import ExportError, UnsupportedError
 from edgeact.handlers import Handlers
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
+from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.export.onnxruntime.arithmetic import average_weight_scale
 from edgeact.export.onnxruntime.lowering import lower_activation
 from edgeact.export.onnxruntime.graph import GraphBuilder, check, save_atomic
@@ -304,6 +306,37 @@ def _maxpool(ex, node, m: Q.QuantizedMaxPool2d):
     y = ex.g.node("MaxPool", [name], node.name, kernel_shape=list(k), strides=list(s),
                     pads=[p[0], p[1], p[0], p[1]], dilations=list(d), ceil_mode=int(m.ceil_mode))
     ex.codes[node] = (y, qp)
+
+
+# Ops that only move codes (edgeact.quantize.data_movement): no arithmetic, exact on every CPU.
+
+@ONNX_OPS.register(QuantizedChannelGather)
+def _channel_gather(exporter, node, m: QuantizedChannelGather) -> None:
+    name, qp = exporter.codes[node.args[0]]
+    indices = exporter.g.constant(m.indices.numpy().astype(np.int64), f"{node.name}_indices")
+    exporter.codes[node] = (exporter.g.node("Gather", [name, indices], node.name, axis=1), qp)
+
+
+@ONNX_OPS.register(QuantizedZeroPad2d)
+def _zero_pad(exporter, node, m) -> None:
+    name, qp = exporter.codes[node.args[0]]
+    left, right, top, bottom = m.padding
+    pads = exporter.g.constant(np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), f"{node.name}_pads")
+    q = inner(qp)
+    value = exporter.g.constant(np.asarray(q.zero_point, q.np_dtype), f"{node.name}_value")
+    exporter.codes[node] = (exporter.g.node("Pad", [name, pads, value], node.name, mode="constant"), qp)
+
+
+@ONNX_OPS.register(QuantizedUpsampleNearest)
+def _upsample_nearest(exporter, node, m) -> None:
+    """Resize 'nearest' with 'asymmetric' coordinates and 'floor' rounding: source index floor(i/f), PyTorch's."""
+    name, qp = exporter.codes[node.args[0]]
+    fh, fw = m.factors
+    scales = exporter.g.constant(np.array([1, 1, fh, fw], np.float32), f"{node.name}_scales")
+    y = exporter.g.node("Resize", [name, "", scales], node.name, mode="nearest",
+                        coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    exporter.codes[node] = (y, qp)
+
 
 
 def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = "float",
