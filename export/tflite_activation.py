@@ -22,6 +22,7 @@ from edgeact.semantics.tflite import (
     ActivationLowering, NativeKernel, native_kernel, native_table, prelu_alpha_qparams,
 )
 from edgeact.semantics.tflite_aarch64 import plan_activation_for
+from edgeact.semantics.tflite_lowering import Chain, chain_codes, constant_qparams
 
 
 def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantParams, name: str) -> TensorRef:
@@ -48,11 +49,44 @@ def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantPar
     return y
 
 
+def _chain_matches(chain: Chain, table: np.ndarray, in_qp: QuantParams) -> bool:
+    """Whether `table` is what `chain` computes on LiteRT's x86 or ARM XNNPACK (models converted with
+    'tflite' / 'tflite-builtin' / 'tflite-reference', or with 'tflite-aarch64')."""
+    if table.ndim != 1:
+        return False
+    return any(np.array_equal(table, chain_codes(chain, in_qp, get_semantics(s))) for s in ("tflite", "tflite-aarch64"))
+
+
+def add_chain(b: ModelBuilder, x: TensorRef, chain: Chain, in_qp: QuantParams, name: str) -> TensorRef:
+    """Append `chain`'s ops (edgeact.semantics.tflite_lowering): each step reads the previous result and
+    the input `x` or a one-element constant; intermediates are named name/k_op, the result `name`."""
+    cur = x
+    last = len(chain.steps) - 1
+    for k, step in enumerate(chain.steps):
+        y = b.tensor(name if k == last else f"{name}/{k}_{step.op.lower()}", x.shape, "int8", step.out_qp)
+        if step.op in ("ADD", "MUL"):
+            if isinstance(step.operand, str):
+                other = x
+            else:
+                c_qp, code = constant_qparams(float(step.operand))
+                other = b.constant(f"{name}/{k}_constant", np.array([code], dtype=np.int8), "int8", c_qp)
+            opts = schema.AddOptionsT() if step.op == "ADD" else schema.MulOptionsT()
+            b.op(step.op, [cur, other], [y], opts)
+        elif step.op == "LEAKY_RELU":
+            opts = schema.LeakyReluOptionsT()
+            opts.alpha = float(np.float32(step.options["alpha"]))
+            b.op(step.op, [cur], [y], opts)
+        else:
+            b.op(step.op, [cur], [y])
+        cur = y
+    return cur
+
+
 def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams, out_qp: QuantParams,
                    name: str, *, lowering: str = "auto", table: np.ndarray | None = None,
                    prefer: str = "x86", **params) -> tuple[TensorRef, str]:
     """Append `activation` (int8 `x` with `in_qp`); returns its int8 output tensor (`out_qp`) and how
-    it was lowered ('LOGISTIC', …, 'table' or 'none').
+    it was lowered ('LOGISTIC', …, 'chain LOGISTIC → MUL', 'table' or 'none').
 
     `lowering`: 'auto' (edgeact's choice, exact under every LiteRT configuration), or 'native' /
     'table' to force one (benchmarks compare them; 'native' may be inexact under XNNPACK).
@@ -76,11 +110,16 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
         table = np.asarray(table, dtype=np.int64)
         if plan.kind == "none" and not np.array_equal(table, in_qp.codes()):
             plan = ActivationLowering("table")
+        if plan.kind == "chain" and not _chain_matches(plan.options["chain"], table, in_qp):
+            plan = ActivationLowering("table", reason="the model's table is not what the chain computes")
         if plan.kind == "native" and not np.array_equal(
                 table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):
             plan = ActivationLowering("table", reason="the model's table is not what the native kernel computes")
     if plan.kind == "none":
         return x, "none"
+    if plan.kind == "chain":
+        chain = plan.options["chain"]
+        return add_chain(b, x, chain, in_qp, name), "chain " + " → ".join(chain.ops)
     if plan.kind == "table":
         if table is None:
             table = get_semantics("tflite").activation_table(act, in_qp, out_qp)

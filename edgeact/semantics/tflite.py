@@ -278,7 +278,7 @@ class NativeKernel:
 class ActivationLowering:
     """How one int8 activation becomes TFLite ops: a native kernel, the exact GATHER table, or nothing."""
 
-    kind: str  # "native" | "table" | "none" (identity with equal input and output parameters)
+    kind: str  # "native" | "chain" (int8 ops inside XNNPACK) | "table" | "none" (identity, equal parameters)
     op: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
@@ -355,6 +355,11 @@ def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     """
     if act.name == "identity" and _same(in_qp, out_qp):
         return ActivationLowering("none", reason="identity with equal parameters is a no-op")
+    from edgeact.semantics.tflite_lowering import search  # chains of int8 ops XNNPACK runs (issue 11)
+
+    chain = search(act, in_qp, out_qp)
+    if chain is not None:
+        return ActivationLowering("chain", chain.chain.name, {"chain": chain.chain}, reason=chain.reason)
     kernel = native_kernel(act, in_qp, out_qp)
     if kernel is None:
         return ActivationLowering("table", reason=f"{act.name}: no int8 TFLite kernel computes it at these parameters")
@@ -456,6 +461,14 @@ class TFLiteSemantics(Semantics):
         acc = window_sum.long() - count * in_qp.zero_point
         return self._finish(acc.float() * _torch_f32(mean_scale(in_qp, out_qp, count)), out_qp)
 
+    # A chain's ADD and MUL run in XNNPACK in every configuration edgeact emits chains for; kernel sets
+    # without the delegate ('tflite-builtin', 'tflite-reference') inherit these, 'tflite-aarch64' overrides.
+    def chain_add(self, *args) -> torch.Tensor:
+        return TFLiteSemantics.add(self, *args)
+
+    def chain_mul(self, *args) -> torch.Tensor:
+        return TFLiteSemantics.mul(self, *args)
+
     # requantize (concatenation of differently quantized inputs): the ideal formula of the base class,
     # exported as a GATHER table.
 
@@ -466,6 +479,10 @@ class TFLiteSemantics(Semantics):
                     f"TFLite semantics are full int8: the activation {role} is {qp.dtype} — "
                     "quantize activations with dtype='int8' for TFLite")
         plan = plan_activation(act, in_qp, out_qp)
+        if plan.kind == "chain":
+            from edgeact.semantics.tflite_lowering import chain_codes
+
+            return chain_codes(plan.options["chain"], in_qp, self)
         if plan.kind == "native":
             return native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)
         return super().activation_table(act, in_qp, out_qp)
