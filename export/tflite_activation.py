@@ -50,11 +50,11 @@ def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantPar
 
 
 def _chain_matches(chain: Chain, table: np.ndarray, in_qp: QuantParams) -> bool:
-    """Whether `table` is what `chain` computes on LiteRT's x86 or ARM XNNPACK (models converted with
-    'tflite' / 'tflite-builtin' / 'tflite-reference', or with 'tflite-aarch64')."""
+    """Whether `table` is what `chain` computes in one of LiteRT's kernel sets (the semantics the model was
+    converted with)."""
     if table.ndim != 1:
         return False
-    return any(np.array_equal(table, chain_codes(chain, in_qp, get_semantics(s))) for s in ("tflite", "tflite-aarch64"))
+    return any(np.array_equal(table, chain_codes(chain, in_qp, get_semantics(s))) for s in ("tflite", "tflite-aarch64", "tflite-builtin", "tflite-reference"))
 
 
 def add_chain(b: ModelBuilder, x: TensorRef, chain: Chain, in_qp: QuantParams, name: str) -> TensorRef:

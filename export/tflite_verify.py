@@ -26,7 +26,11 @@ from edgeact import runtime_litert as rt
 from edgeact.errors import ModelFileError, UnsupportedError
 from edgeact.export.tflite_builder import _AlignedBufferT
 from edgeact.export.tflite_model import METADATA_KEY
-from edgeact.quantized.modules import QuantizedModule
+import torch
+
+from edgeact.quantized.modules import QuantizedActivation, QuantizedModule
+from edgeact.semantics import get_semantics
+from edgeact.semantics import tflite as T
 from edgeact.semantics.tflite_builtin import KERNEL_SETS
 
 
@@ -137,9 +141,9 @@ def register_runner() -> None:
 def with_semantics(model, semantics: str):
     """A copy of a converted model whose modules compute with another TFLite kernel set's semantics.
 
-    The TFLite semantics differ only in the model ops' arithmetic, not in the activation tables
-    frozen at conversion, so a model converted with 'tflite' and re-targeted equals one converted with
-    `semantics` directly — and the exported file is the same for all three.
+    The TFLite semantics differ only in the model ops' arithmetic — including the ops of an activation
+    chain, whose table is recomputed — so a model converted with 'tflite' and re-targeted equals one
+    converted with `semantics` directly, and the exported file is the same for all three.
     """
     family = set(KERNEL_SETS.values())
     current = getattr(model, "edgeact_semantics", None)
@@ -149,9 +153,13 @@ def with_semantics(model, semantics: str):
     if current == semantics:
         return model
     retargeted = copy.deepcopy(model)
+    sem = get_semantics(semantics)
     for m in retargeted.modules():
         if isinstance(m, QuantizedModule):
             m.semantics = semantics
+        if isinstance(m, QuantizedActivation) and m.table.dim() == 1 and T.plan_activation(
+                m.bound, m.in_qparams[0], m.out_qparams).kind == "chain":  # a chain rounds per kernel set
+            m.table = torch.from_numpy(sem.activation_table(m.bound, m.in_qparams[0], m.out_qparams))
     retargeted.edgeact_semantics = semantics
     retargeted.edgeact_example = getattr(model, "edgeact_example", None)
     return retargeted

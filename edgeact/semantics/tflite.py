@@ -461,13 +461,22 @@ class TFLiteSemantics(Semantics):
         acc = window_sum.long() - count * in_qp.zero_point
         return self._finish(acc.float() * _torch_f32(mean_scale(in_qp, out_qp, count)), out_qp)
 
-    # A chain's ADD and MUL run in XNNPACK in every configuration edgeact emits chains for; kernel sets
-    # without the delegate ('tflite-builtin', 'tflite-reference') inherit these, 'tflite-aarch64' overrides.
+    # The ops of an activation chain (edgeact/semantics/tflite_lowering.py) on 256 codes, as XNNPACK
+    # runs them; 'tflite-builtin' / 'tflite-reference' override with LiteRT's own kernels (whose ADD and
+    # MUL also round otherwise), 'tflite-aarch64' with the NEON MUL.
     def chain_add(self, *args) -> torch.Tensor:
-        return TFLiteSemantics.add(self, *args)
+        return self.add(*args)
 
     def chain_mul(self, *args) -> torch.Tensor:
-        return TFLiteSemantics.mul(self, *args)
+        return self.mul(*args)
+
+    def chain_lut(self, op: str, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        return xnnpack_lut_int8(op, in_qp, out_qp)
+
+    def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
+        from edgeact.semantics.tflite_lowering import xnnpack_leaky_relu
+
+        return xnnpack_leaky_relu(q, in_qp, out_qp, alpha)
 
     # requantize (concatenation of differently quantized inputs): the ideal formula of the base class,
     # exported as a GATHER table.

@@ -132,9 +132,6 @@ class TFLiteAarch64Semantics(T.TFLiteSemantics):
         out = _sat(_sat(acc, 16) + out_qp.zero_point, 16)  # VQMOVN, VQADD
         return out.clamp(out_qp.qmin, out_qp.qmax)
 
-    def chain_mul(self, *args) -> torch.Tensor:
-        return self.mul(*args)
-
     def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
         table = super().activation_table(act, in_qp, out_qp)  # validates the parameters
         if T.plan_activation(act, in_qp, out_qp).kind == "chain":  # computed with this semantics' MUL

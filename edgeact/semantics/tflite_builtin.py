@@ -303,6 +303,18 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
         return _finish(y, bias, out_qp)
 
 
+    # activation chains: LiteRT's own LUT and LEAKY_RELU kernels (ADD and MUL: this class's)
+    def chain_lut(self, op: str, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        from edgeact.semantics.tflite import native_table, NativeKernel
+
+        return native_table(NativeKernel(op), in_qp, out_qp)
+
+    def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
+        from edgeact.semantics.tflite import leaky_relu_table
+
+        return torch.from_numpy(leaky_relu_table(in_qp, out_qp, alpha))[q.long() + 128]
+
+
 class TFLiteReferenceSemantics(TFLiteBuiltinSemantics):
     """LiteRT's reference kernels (BUILTIN_REF): every op scalar; see the module doc."""
 

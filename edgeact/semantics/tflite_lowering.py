@@ -44,8 +44,16 @@ from edgeact.qparams import QuantParams
 # A chain's table may differ from the ideal (float64, round-half-even) table by at most this many
 # output steps at any input code.
 TOLERANCE_LSB = 1
-GATE_QP = QuantParams(1.0 / 255.0, -128)  # [0, 1] exactly: int8 saturation is the clamp
-LOGISTIC_QP = QuantParams(1.0 / 256.0, -128)
+
+
+def _qp(scale: float, zero_point: int) -> QuantParams:
+    """Intermediate parameters as the file stores them (float32 scale), so every kernel set's arithmetic
+    sees the same numbers as edgeact's."""
+    return QuantParams(float(np.float32(scale)), int(zero_point))
+
+
+GATE_QP = _qp(1.0 / 255.0, -128)  # [0, 1] exactly: int8 saturation is the clamp
+LOGISTIC_QP = _qp(1.0 / 256.0, -128)
 # Ops the XNNPACK delegate of ai-edge-litert 2.3 takes as int8 (measured: delegated_ops).
 DELEGATED = frozenset({"ADD", "MUL", "LOGISTIC", "TANH", "ELU", "LEAKY_RELU", "QUANTIZE", "DEQUANTIZE",
                        "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "MEAN"})
@@ -73,9 +81,17 @@ class Chain:
 
 
 def constant_qparams(c: float) -> tuple[QuantParams, int]:
-    """A one-element int8 constant holding c exactly as its scale: code ±127, scale |c|/127 (float32)."""
+    """A one-element int8 constant for c: code·2^-e exactly where c is such a number (0.5, 1, …: then a
+    chain's tie, e.g. x = 0 in a gate, is a true tie that every kernel set rounds alike), else code ±127
+    with scale |c|/127 in float32."""
     if c == 0:
         return QuantParams(1.0, 0), 0
+    for e in range(-7, 40):
+        code = c * 2.0 ** e
+        if abs(code) > 127:
+            break
+        if 64 <= abs(code) and code == int(code):
+            return QuantParams(2.0 ** -e, 0), int(code)
     return QuantParams(float(np.float32(abs(c) / 127.0)), 0), 127 if c > 0 else -127
 
 
@@ -96,13 +112,15 @@ def xnnpack_leaky_relu_multipliers(in_qp: QuantParams, out_qp: QuantParams, alph
 
 def xnnpack_leaky_relu(q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
     """y = ((x − z_in)·m + 256·z_out + 128) >> 8, m the multiplier of x's sign (scalar-andxor kernel)."""
-    mults = xnnpack_leaky_relu_multipliers(in_qp, out_qp, alpha)
-    if mults is None:
-        raise UnsupportedError("XNNPACK does not take LEAKY_RELU at these scales")
+    mults = xnnpack_leaky_relu_multipliers(in_qp, out_qp, alpha) or _refuse("LEAKY_RELU")
     x = q.long() - in_qp.zero_point
     m = torch.where(x >= 0, torch.tensor(mults[0]), torch.tensor(mults[1]))
     y = torch.div(x * m + (out_qp.zero_point << 8) + 128, 256, rounding_mode="floor")
     return y.clamp(out_qp.qmin, out_qp.qmax)
+
+
+def _refuse(op: str):
+    raise UnsupportedError(f"XNNPACK does not take {op} at these scales")
 
 
 def mul_in_range(qa: QuantParams, qb: QuantParams, out: QuantParams) -> bool:
@@ -114,8 +132,8 @@ def mul_in_range(qa: QuantParams, qb: QuantParams, out: QuantParams) -> bool:
 
 def chain_codes(chain: Chain, in_qp: QuantParams, sem) -> np.ndarray:
     """The output code of `chain` for every input code −128..127, in `sem`'s arithmetic
-    (sem.chain_add / sem.chain_mul; LOGISTIC/TANH/ELU as XNNPACK's tables). UnsupportedError where an op
-    refuses its scales."""
+    (its chain_add / chain_mul / chain_lut / chain_leaky_relu: XNNPACK's, or a kernel set's own).
+    UnsupportedError where XNNPACK refuses an op's scales (it would run outside the delegate)."""
     from edgeact.semantics import tflite as T
 
     x = torch.arange(-128, 128)
@@ -135,10 +153,11 @@ def chain_codes(chain: Chain, in_qp: QuantParams, sem) -> np.ndarray:
                     raise UnsupportedError("XNNPACK's MUL does not take these scales")
                 cur = sem.chain_mul(cur, cur_qp, other, other_qp, step.out_qp)
         elif step.op in T.XNNPACK_LUT_OPS:
-            lut = torch.from_numpy(T.xnnpack_lut_int8(step.op, cur_qp, step.out_qp))
+            lut = torch.from_numpy(sem.chain_lut(step.op, cur_qp, step.out_qp))
             cur = lut[cur.long() + 128]
         elif step.op == "LEAKY_RELU":
-            cur = xnnpack_leaky_relu(cur, cur_qp, step.out_qp, step.options["alpha"])
+            xnnpack_leaky_relu_multipliers(cur_qp, step.out_qp, step.options["alpha"]) or _refuse("LEAKY_RELU")
+            cur = sem.chain_leaky_relu(cur, cur_qp, step.out_qp, step.options["alpha"])
         else:
             raise AssertionError(f"no arithmetic for chain op {step.op}")
         cur_qp = step.out_qp
@@ -148,7 +167,7 @@ def chain_codes(chain: Chain, in_qp: QuantParams, sem) -> np.ndarray:
 # ---- the candidates ------------------------------------------------------------------------------
 
 def _gate_chain(name: str, a: float, b: float, in_qp: QuantParams, out_qp: QuantParams, times_x: bool) -> list[Chain]:
-    u_qp = QuantParams(in_qp.scale * a, in_qp.zero_point)
+    u_qp = _qp(in_qp.scale * a, in_qp.zero_point)
     first = Step("MUL", a, u_qp)
     if times_x:
         return [Chain(name, (first, Step("ADD", b, GATE_QP), Step("MUL", "x", out_qp)))]
@@ -179,8 +198,8 @@ def chain_candidates(act: BoundActivation, in_qp: QuantParams, out_qp: QuantPara
         lo, hi = _range(in_qp)
         hi = max(hi, 1e-6)
         e_lo, l_lo = max(lo, -1.0), max(lo, -1.0) * SELU_ALPHA
-        e_qp = QuantParams(float((hi - e_lo) / 255.0), int(round(-128 - e_lo / ((hi - e_lo) / 255.0))))
-        l_qp = QuantParams(float((hi - l_lo) / 255.0), int(round(-128 - l_lo / ((hi - l_lo) / 255.0))))
+        e_qp = _qp((hi - e_lo) / 255.0, round(-128 - e_lo / ((hi - e_lo) / 255.0)))
+        l_qp = _qp((hi - l_lo) / 255.0, round(-128 - l_lo / ((hi - l_lo) / 255.0)))
         return [Chain("elu>leaky_relu*scale", (Step("ELU", None, e_qp),
                                                Step("LEAKY_RELU", None, l_qp, {"alpha": SELU_ALPHA}),
                                                Step("MUL", SELU_SCALE, out_qp)))]
