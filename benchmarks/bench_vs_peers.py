@@ -11,15 +11,16 @@ images, becomes:
     edgeact table   the same with every activation as a GATHER table (edgeact before issue 11)
   onnxruntime (CPU EP, 1 intra-op thread, all graph optimizations)
     float           torch.onnx.export of the float model
-    qs U8/S8 ±rr    onnxruntime.quantization.quantize_static, QDQ, uint8 or int8 activations, with and
-                    without reduce_range (peer)
+    qs U8/S8 ±rr    onnxruntime.quantization.quantize_static after quant_pre_process, QDQ, int8
+                    weights, uint8 or int8 activations, with and without reduce_range (peer)
     edgeact         edgeact's ONNX file (convert(semantics='onnxruntime') → to_onnx)
 
 Times are medians over interleaved rounds (every file once per round, so a busy neighbour slows all
 alike); the ratio is edgeact over the fastest peer int8 file of the same runtime. "partitions" counts
 the XNNPACK-delegated subgraphs and "outside" the ops LiteRT runs without XNNPACK. top-1 is accuracy on
 the digits test set, for every file (the exact files equal their converted model code for code; the
-accuracy shows what the int8 arithmetic costs against float).
+accuracy shows what the int8 arithmetic costs against float). ai-edge-quantizer's file takes and
+returns int8 codes, so its time has no QUANTIZE/DEQUANTIZE, which edgeact's float-in/out files include.
 
 The peer ai-edge-quantizer is not a project dependency: it runs in its own environment, made once by
     python -m venv /work/peers-venv && /work/peers-venv/bin/pip install ai-edge-quantizer==0.10.0
@@ -87,6 +88,7 @@ def tflite_files(act: str, d: Path, peers_python: str | None) -> dict[str, bytes
 def onnx_files(act: str, d: Path) -> dict[str, bytes | str]:
     import torch
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     import edgeact
     from edgeact import models
@@ -100,8 +102,10 @@ def onnx_files(act: str, d: Path) -> dict[str, bytes | str]:
     files: dict[str, bytes | str] = {"edgeact": to_onnx(conv, data.x_test[:1]).SerializeToString()}
     fpath = d / f"{act}_float.onnx"
     torch.onnx.export(net, (data.x_test[:1],), str(fpath), dynamo=False, opset_version=17,
-                      input_names=["x"], output_names=["y"])
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
     files["float"] = fpath.read_bytes()
+    pre = d / f"{act}_float_pre.onnx"  # the pre-processing onnxruntime's quantization guide asks for
+    quant_pre_process(str(fpath), str(pre))
     calib = _calibration(data).numpy()
 
     class Reader(CalibrationDataReader):
@@ -115,7 +119,7 @@ def onnx_files(act: str, d: Path) -> dict[str, bytes | str]:
     for label, qtype, rr in (("qs U8", QuantType.QUInt8, False), ("qs U8 rr", QuantType.QUInt8, True),
                              ("qs S8", QuantType.QInt8, False), ("qs S8 rr", QuantType.QInt8, True)):
         out = d / f"{act}_{label.replace(' ', '_')}.onnx"
-        quantize_static(str(fpath), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=qtype,
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=qtype,
                         weight_type=QuantType.QInt8, reduce_range=rr)
         files[label] = out.read_bytes()
     return files
@@ -163,6 +167,9 @@ def measure(act: str, rounds: int, peers_python: str | None, d: Path) -> dict:
         inp = interp.get_input_details()[0]
         out = interp.get_output_details()[0]
         nhwc = x_nchw.transpose(0, 2, 3, 1)
+        if inp["dtype"] != np.float32:  # ai-edge-quantizer's file takes int8 codes: quantize outside it
+            scale, zp = inp["quantization"]
+            nhwc = np.clip(np.round(nhwc / scale) + zp, -128, 127)
 
         def one(interp=interp, inp=inp, x=nhwc[:1]):
             interp.set_tensor(inp["index"], x.astype(inp["dtype"]))

@@ -184,9 +184,13 @@ def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", semantics: str 
     saved = V.RUNNERS["tflite"]
     V.RUNNERS["tflite"] = (functools.partial(run_tflite, mode=mode), tflite_metadata)
     try:
-        return V.verify(path, model, inputs, **kwargs)
+        report = V.verify(path, model, inputs, **kwargs)
     finally:
         V.RUNNERS["tflite"] = saved
+    report.lowerings = _edgeact_metadata(_unpack(_read(path), str(path))).get("lowerings")
+    parts = rt.partitions(rt.load(_read(path), mode))
+    report.partitions = {"delegated": parts.delegated, "outside": list(parts.outside)}
+    return report
 
 
 __all__ = ["run_tflite", "tflite_metadata", "verify_tflite", "register_runner", "with_semantics"]
