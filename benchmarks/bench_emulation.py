@@ -62,7 +62,7 @@ class Entry:
 
 def _out_qp(name):
     from edgeact import QuantParams
-    from edgeact.semantics.tflite import LOGISTIC_OUTPUT, TANH_OUTPUT
+    from edgeact.export.litert.arithmetic import LOGISTIC_OUTPUT, TANH_OUTPUT
 
     return {"sigmoid": LOGISTIC_OUTPUT, "tanh": TANH_OUTPUT}.get(name, QuantParams(S_IN, 0))
 
@@ -72,10 +72,10 @@ def activation_entries(names, d: Path) -> list[Entry]:
     from edgeact import QuantParams
     from edgeact.activations import bind
     from edgeact.export import export_activation
-    from edgeact.export.onnx_activation import choose_lowering, has_native_op
-    from edgeact.export.tflite_activation import activation_model
-    from edgeact.semantics import tflite as T
-    from edgeact.semantics.onnxruntime import native_kernel
+    from edgeact.export.onnxruntime.lowering import choose_lowering, has_native_op
+    from edgeact.export.litert.lowering import activation_model
+    from edgeact.export.litert import arithmetic as T
+    from edgeact.export.onnxruntime.arithmetic import native_kernel
 
     in_qp = QuantParams(S_IN, 0)
     out = []
@@ -158,7 +158,7 @@ def model_entries(model_names, acts, d: Path) -> list[Entry]:
             prepared = edgeact.prepare(float_model)
             edgeact.calibrate(prepared, data.calibration_batches(), progress=False)
             for label, runtime, semantics in VARIANTS:
-                conv = edgeact.convert(prepared, semantics=semantics)
+                conv = edgeact.convert(prepared, backend=semantics)
                 p = d / f"{model_name}_{act}_{semantics}{'.onnx' if runtime == 'onnxruntime' else '.tflite'}"
                 if runtime == "onnxruntime":  # the lowering of each activation, from the file's doc string
                     lowered = to_onnx(conv, example, p).graph.doc_string.split("activations: ")[1].split(", ")

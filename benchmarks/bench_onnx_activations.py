@@ -25,9 +25,9 @@ import onnxruntime as ort
 
 from edgeact import QuantParams, int8_table
 from edgeact.activations import bind, names
-from edgeact.export.onnx_activation import NATIVE_OPS, choose_lowering, has_native_op, lower_activation
-from edgeact.export.onnx_graph import ELEM_TYPE, GraphBuilder
-from edgeact.semantics.onnxruntime import default_lowering, native_kernel
+from edgeact.export.onnxruntime.lowering import NATIVE_OPS, choose_lowering, has_native_op, lower_activation
+from edgeact.export.onnxruntime.graph import ELEM_TYPE, GraphBuilder
+from edgeact.export.onnxruntime.arithmetic import default_lowering, native_kernel
 
 SHAPE = (1, 16, 112, 112)
 IN_QP = QuantParams(8.0 / 255, -1)  # about [-4.2, 4.3]
@@ -70,7 +70,7 @@ def int8_model(act, out_qp, lowering):
 
 
 def gather_model(act, out_qp):
-    table = int8_table(act, IN_QP, out_qp, semantics="onnxruntime").astype(np.int8)
+    table = int8_table(act, IN_QP, out_qp, backend="onnxruntime").astype(np.int8)
     g = GraphBuilder("gather")
     x = g.add_input("x", "int8", SHAPE)
     i = g.node("Add", [g.node("Cast", [x], to=ELEM_TYPE["int32"]), g.constant(np.int32(128), "offset")])

@@ -14,7 +14,7 @@ XNNPACK) returns exactly edgeact's table for its kernel. "auto" is what edgeact 
 (`plan_activation`): the native op where it is exact everywhere and faster, else the table.
 
 A second table checks whole models: the small CNN of the ONNX issue (conv → bn → act → depthwise conv
-→ act + residual → mean → linear) with every activation, converted with semantics="tflite", exported
+→ act + residual → mean → linear) with every activation, converted with backend="tflite", exported
 with to_tflite and verified on 100 random inputs at every tensor in LiteRT's three kernel sets — each
 against the matching semantics ('tflite', 'tflite-builtin', 'tflite-reference'), and the two
 no-delegate kernel sets also against 'tflite' (what XNNPACK's arithmetic gets wrong there).
@@ -34,15 +34,15 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeact import QuantParams
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact.activations import bind, names
 from edgeact.errors import UnsupportedError
-from edgeact.export.tflite_activation import activation_model
-from edgeact.export.tflite_builder import ModelBuilder
+from edgeact.export.litert.lowering import activation_model
+from edgeact.export.litert.builder import ModelBuilder
 from edgeact.fileio import atomic_write
 from edgeact.functional import SELU_ALPHA, SELU_SCALE
 from edgeact.pwl import fit_pwl
-from edgeact.semantics import tflite as T
+from edgeact.export.litert import arithmetic as T
 
 SHAPE = (1, 112, 112, 16)
 IN_QP = QuantParams(8.0 / 255, -1)  # about [-4.2, 4.3]
@@ -193,8 +193,8 @@ def model_parity() -> list[tuple[str, dict]]:
     from torch import nn
 
     import edgeact
-    from edgeact.export.tflite_model import to_tflite
-    from edgeact.export.tflite_verify import verify_tflite
+    from edgeact.export.litert.writer import to_tflite
+    from edgeact.export.litert.run import verify_tflite
 
     class SmallCNN(nn.Module):
         def __init__(self):
@@ -215,7 +215,7 @@ def model_parity() -> list[tuple[str, dict]]:
             torch.manual_seed(0)
             p = edgeact.prepare(SmallCNN().eval(), activations={"relu": name})
             edgeact.calibrate(p, torch.randn(64, 3, 8, 8) * 1.5, progress=False)
-            c = edgeact.convert(p, semantics="tflite")
+            c = edgeact.convert(p, backend="tflite")
             path = Path(tmp) / f"{name}.tflite"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -225,7 +225,7 @@ def model_parity() -> list[tuple[str, dict]]:
                 for against in (None, "tflite") if mode != "xnnpack" else (None,):
                     key = mode if against is None else f"{mode}/{against}"
                     try:
-                        r = verify_tflite(path, c, x, mode=mode, semantics=against)
+                        r = verify_tflite(path, c, x, mode=mode, backend=against)
                         result[key] = (r.codes_compared, r.mismatches, r.max_lsb)
                     except Exception as exc:  # noqa: BLE001 — BUILTIN_REF has no ELU: reported, not fatal
                         result[key] = str(exc).split(":")[0]
@@ -238,11 +238,11 @@ def render_parity(rows) -> list[str]:
     lines = [
         "## Whole models: the converted model vs LiteRT, code for code",
         "",
-        "The small CNN of the ONNX issue with every activation, `convert(semantics=\"tflite\")` → `to_tflite` → "
+        "The small CNN of the ONNX issue with every activation, `convert(backend=\"tflite\")` → `to_tflite` → "
         "`verify_tflite` on 100 random inputs, every tensor compared (input codes, each conv, activation, add, "
         "mean, linear, output). One file, three LiteRT kernel sets, each compared with the converted model "
         "computing in the matching semantics (`verify_tflite` re-targets it), and the two kernel sets without "
-        "the delegate also with the XNNPACK arithmetic of semantics=\"tflite\". Codes that differ / codes "
+        "the delegate also with the XNNPACK arithmetic of backend=\"tflite\". Codes that differ / codes "
         "compared (max difference in LSB):",
         "",
         "| activation | XNNPACK (LiteRT default) vs `tflite` | builtin kernels vs `tflite-builtin` | builtin kernels "
@@ -262,13 +262,13 @@ def render_parity(rows) -> list[str]:
     lines += [
         "",
         "With the XNNPACK delegate (LiteRT's default) QUANTIZE, CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, "
-        "MUL, MEAN and DEQUANTIZE requantize in float32 (round-half-even of float(acc)·scale): semantics=\"tflite\". "
+        "MUL, MEAN and DEQUANTIZE requantize in float32 (round-half-even of float(acc)·scale): backend=\"tflite\". "
         "Without it, TFLite's own kernels requantize with fixed-point multipliers, and near ties a few codes come "
-        "out one step away and propagate — reproduced by semantics=\"tflite-builtin\" (the optimized kernels, "
+        "out one step away and propagate — reproduced by backend=\"tflite-builtin\" (the optimized kernels, "
         "whose NEON loops LiteRT runs on x86 too: VQRDMULH and a rounding shift with ties up in whole vector "
         "blocks, gemmlowp's ties-away scalar rounding in the leftover channels or elements and in ADD and MUL, "
         "MEAN with a float zero-point bias, QUANTIZE's tail dividing in double) and "
-        "semantics=\"tflite-reference\" (BUILTIN_REF: gemmlowp double rounding, FULLY_CONNECTED rounding "
+        "backend=\"tflite-reference\" (BUILTIN_REF: gemmlowp double rounding, FULLY_CONNECTED rounding "
         "double(acc)·scale half away, QUANTIZE dividing in float32); see edgeact/semantics/tflite_builtin.py. "
         "Where an ADD or MUL result passes the int16 range (output scales far below the inputs'), the optimized "
         "kernels' vector loops wrap it: reproduced for MUL, refused for ADD. "

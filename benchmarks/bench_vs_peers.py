@@ -7,13 +7,13 @@ images, becomes:
     float           float32 .tflite of the network (benchmarks/float_tflite.py: edgeact's int8 file
                     rewritten to float, the float ops a converter writes per activation)
     ai-edge-quantizer  that float file through ai-edge-quantizer's static int8 recipe (peer)
-    edgeact         edgeact's default int8 file (convert(semantics='tflite') → to_tflite)
+    edgeact         edgeact's default int8 file (convert(backend='litert') → to_tflite)
     edgeact table   the same with every activation as a GATHER table (edgeact before issue 11)
   onnxruntime (CPU EP, 1 intra-op thread, all graph optimizations)
     float           torch.onnx.export of the float model
     qs U8/S8 ±rr    onnxruntime.quantization.quantize_static after quant_pre_process, QDQ, int8
                     weights, uint8 or int8 activations, with and without reduce_range (peer)
-    edgeact         edgeact's ONNX file (convert(semantics='onnxruntime') → to_onnx)
+    edgeact         edgeact's ONNX file (convert(backend='onnxruntime') → to_onnx)
 
 Times are medians over interleaved rounds (every file once per round, so a busy neighbour slows all
 alike); the ratio is edgeact over the fastest peer int8 file of the same runtime. "partitions" counts
@@ -67,10 +67,11 @@ def tflite_files(act: str, d: Path, peers_python: str | None) -> dict[str, bytes
     net = models.load("mnv3s", act, train_if_missing=False, progress=False).eval()
     prepared = edgeact.prepare(net)
     edgeact.calibrate(prepared, data.calibration_batches(), progress=False)
-    conv = edgeact.convert(prepared, semantics="tflite")
+    conv = edgeact.convert(prepared, backend="litert")
     example = data.x_test[:1]
-    files: dict[str, bytes | str] = {"edgeact": to_tflite(conv, example),
-                                     "edgeact table": to_tflite(conv, example, lowering="table")}
+    files: dict[str, bytes | str] = {
+        "edgeact": to_tflite(conv, example),
+        "edgeact table": to_tflite(edgeact.convert(prepared, backend="litert", lowering="table"), example)}
     acts = {n: m.bound for n, m in conv.named_modules() if isinstance(m, QuantizedActivation)}
     files["float"] = float_tflite(files["edgeact"], acts)
     if peers_python is None:
@@ -98,7 +99,7 @@ def onnx_files(act: str, d: Path) -> dict[str, bytes | str]:
     net = models.load("mnv3s", act, train_if_missing=False, progress=False).eval()
     prepared = edgeact.prepare(net)
     edgeact.calibrate(prepared, data.calibration_batches(), progress=False)
-    conv = edgeact.convert(prepared, semantics="onnxruntime")
+    conv = edgeact.convert(prepared, backend="onnxruntime")
     files: dict[str, bytes | str] = {"edgeact": to_onnx(conv, data.x_test[:1]).SerializeToString()}
     fpath = d / f"{act}_float.onnx"
     torch.onnx.export(net, (data.x_test[:1],), str(fpath), dynamo=False, opset_version=17,
@@ -127,7 +128,7 @@ def onnx_files(act: str, d: Path) -> dict[str, bytes | str]:
 
 def litert_info(interp) -> tuple[int, int]:
     """(XNNPACK partitions, ops LiteRT runs outside XNNPACK) of a loaded interpreter."""
-    from edgeact.runtime_litert import partitions
+    from edgeact.export.litert.interpreter import partitions
 
     p = partitions(interp)
     return p.delegated, len(p.outside)
@@ -150,7 +151,7 @@ def measure(act: str, rounds: int, peers_python: str | None, d: Path) -> dict:
     import onnxruntime as ort
 
     from edgeact import models
-    from edgeact import runtime_litert as rt
+    from edgeact.export.litert import interpreter as rt
 
     data = models.digits_for("mnv3s")
     x_nchw = data.x_test.numpy().astype(np.float32)

@@ -5,6 +5,7 @@ fake-quantized int8 operator in PyTorch, export to ONNX / TFLite, and measure on
 """
 from edgeact import activations, functional, numpy_functional
 from edgeact.activations import get as get_activation
+from edgeact.backend import Backend, backends, get_backend
 from edgeact.errors import EdgeActError, QuantizationError, UnsupportedError
 from edgeact.fake_quant import FakeQuantize, fake_quantize
 from edgeact.qparams import QuantParams
@@ -14,6 +15,6 @@ from edgeact.tables import int8_table
 __version__ = "0.1.0"
 
 __all__ = [
-    "activations", "functional", "numpy_functional", "get_activation", "QuantParams", "FakeQuantize",
+    "activations", "Backend", "backends", "get_backend", "functional", "numpy_functional", "get_activation", "QuantParams", "FakeQuantize",
     "fake_quantize", "int8_table", "prepare", "calibrate", "start_qat", "freeze", "convert", "QConfig", "EdgeActError", "QuantizationError", "UnsupportedError",
 ]

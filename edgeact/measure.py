@@ -269,7 +269,7 @@ def xnnpack_partitions(model) -> dict | None:
     split on every CPU: XNNPACK decides by op and type, on the host), None for other formats."""
     if Path(model).suffix.lower() != ".tflite":
         return None
-    from edgeact import runtime_litert as rt
+    from edgeact.export.litert import interpreter as rt
 
     parts = rt.partitions(rt.load(model))
     return {"delegated": parts.delegated, "outside": list(parts.outside)}
@@ -321,7 +321,7 @@ VERSION_WHY = ("The target runs a different runtime build/version than the host 
                "kernels may differ; compare against the same version where one exists.")
 DIFF_WHY = ("Same runtime version, different kernels: the ARM build runs NEON code paths whose rounding at "
             "exact .5 ties or whose fixed-point requantization differs from the x86 (SSE/AVX) paths — in LiteRT the "
-            "NEON HARD_SWISH and XNNPACK's fixed-point MUL (convert with semantics='tflite-aarch64' for ARM's codes; "
+            "NEON HARD_SWISH and XNNPACK's fixed-point MUL (convert with backend='litert:aarch64' for ARM's codes; "
             "benchmarks/RESULTS-arm.md lists every known case). A 1-LSB difference at a tie is this, anything "
             "larger is a bug to report.")
 

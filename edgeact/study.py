@@ -23,7 +23,9 @@ from edgeact.fileio import atomic_write
 from edgeact.markdown import markdown_table
 
 DEFAULT_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "hard_swish", "swish", "mish", "hard_mish", "selu")
-BACKEND_SEMANTICS = {"onnxruntime": "onnxruntime", "litert": "tflite"}
+# The study's runtime columns → the backend each file is converted for, per CPU family (prefer).
+STUDY_BACKENDS = {("onnxruntime", "x86"): "onnxruntime", ("onnxruntime", "arm"): "onnxruntime:aarch64",
+                  ("litert", "x86"): "litert", ("litert", "arm"): "litert:aarch64"}
 BACKEND_SUFFIX = {"onnxruntime": ".onnx", "litert": ".tflite"}
 
 
@@ -141,8 +143,8 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
     if prefer is None:
         prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
     for b in backends:
-        if b not in BACKEND_SEMANTICS:
-            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SEMANTICS)}")
+        if b not in BACKEND_SUFFIX:
+            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SUFFIX)}")
     data = models.digits_for(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -173,7 +175,7 @@ def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, ru
                prefer) -> StudyRow:
     import edgeact
     from edgeact import models
-    from edgeact.export import to_onnx, to_tflite
+    from edgeact.backend import get_backend
     from edgeact.export.verify import run_exported
     from edgeact.measure import bench
     from edgeact.quantize import QAT_QCONFIG
@@ -200,13 +202,9 @@ def _study_one(model_name, act, data, targets, backends, qat_epochs, out_dir, ru
 
     row = StudyRow(act, float_acc, ptq_acc, qat_acc)
     for backend in backends:
-        converted = edgeact.convert(qat, semantics=BACKEND_SEMANTICS[backend])
+        converted = edgeact.convert(qat, backend=STUDY_BACKENDS[backend, prefer])
         path = out_dir / f"{canonical_model_name(model_name)}_{act}{BACKEND_SUFFIX[backend]}"
-        example = x_test[:1]
-        if backend == "onnxruntime":
-            to_onnx(converted, example, path, prefer=prefer)
-        else:
-            to_tflite(converted, example, path, prefer=prefer)
+        get_backend(converted.edgeact_backend).write(converted, path, x_test[:1])
         with torch.no_grad():
             expected = converted(x_test).numpy()
         got = np.asarray(run_exported(path, x_test.numpy())[0])

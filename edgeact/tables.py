@@ -1,7 +1,7 @@
 """int8 activation tables: the 256 output codes for the 256 input codes.
 
 For a per-tensor int8 (or uint8) input and output, any elementwise activation is such a table;
-which table depends on the runtime's integer arithmetic (`semantics`), so the same function gives
+which table depends on the runtime's integer arithmetic (its backend), so the same function gives
 'ideal', 'onnxruntime' and 'tflite' tables that may differ by a step at a few codes.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 from edgeact.activations import bind
 from edgeact.errors import QuantizationError, UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics import get_semantics
+from edgeact.backend import get_backend
 
 
 def _check_qparams(qp: QuantParams, role: str) -> None:
@@ -24,22 +24,23 @@ def _check_qparams(qp: QuantParams, role: str) -> None:
         raise UnsupportedError(f"activation tables are for int8/uint8 tensors; {role} is {qp.dtype}")
 
 
-def int8_table(activation, in_qp: QuantParams, out_qp: QuantParams, semantics="ideal", **params) -> np.ndarray:
+def int8_table(activation, in_qp: QuantParams, out_qp: QuantParams, backend="ideal", **params) -> np.ndarray:
     """Output codes (np.int64) for input codes qmin..qmax of `in_qp`, in that order.
 
     `activation`: a registry name ('hard_swish'), an ActivationDef, a BoundActivation or a PWL fit.
-    `semantics`: 'ideal' (float64, round half to even), or a runtime ('onnxruntime', 'tflite').
+    `backend`: 'ideal' (float64, round half to even), or a backend ('onnxruntime', 'litert', …) whose
+    arithmetic — with its default lowering of the activation — the table follows.
     Shape (256,), or (channels, 256) when a parameter is per channel (PReLU's slope).
     """
     _check_qparams(in_qp, "input")
     _check_qparams(out_qp, "output")
     act = bind(activation, **params)
-    table = get_semantics(semantics).activation_table(act, in_qp, out_qp)
+    table = get_backend(backend).plan_activation(act, in_qp, out_qp).table
     table = np.asarray(table, dtype=np.int64)
     if table.shape[-1] != in_qp.qmax - in_qp.qmin + 1:
-        raise AssertionError(f"semantics {semantics!r} returned a table of shape {table.shape}")
+        raise AssertionError(f"backend {backend!r} returned a table of shape {table.shape}")
     if table.min() < out_qp.qmin or table.max() > out_qp.qmax:
-        raise AssertionError(f"semantics {semantics!r} returned codes outside {out_qp.dtype}")
+        raise AssertionError(f"backend {backend!r} returned codes outside {out_qp.dtype}")
     return table
 
 

@@ -1,14 +1,16 @@
 """Exporters: the converted integer model as files that the runtimes run code for code.
 
-`edgeact.export` is the `export/` folder of the repository (mapped in pyproject.toml).
+One package per runtime (`onnxruntime`, `litert`): its backends' arithmetic, activation lowering,
+file writer and runner. `edgeact.export` is the `export/` folder of the repository (mapped in
+pyproject.toml).
 """
 # ONNX (QDQ int8, onnxruntime)
-from edgeact.export.onnx_activation import export_activation
-from edgeact.export.onnx_model import to_onnx
+from edgeact.export.onnxruntime.lowering import export_activation
+from edgeact.export.onnxruntime.writer import to_onnx
 
 # TFLite (full int8, LiteRT)
-from edgeact.export.tflite_model import to_tflite
-from edgeact.export.tflite_verify import register_runner as _register_tflite_runner, verify_tflite
+from edgeact.export.litert.writer import to_tflite
+from edgeact.export.litert.run import register_runner as _register_tflite_runner, verify_tflite
 
 # Parity of an exported file (.onnx, .tflite) with the converted model
 from edgeact.export.verify import ParityReport, verify

@@ -12,7 +12,7 @@ import torch
 import torch.fx as fx
 
 from edgeact.errors import ModelFileError
-from edgeact.export.onnx_graph import save_atomic
+from edgeact.export.onnxruntime.graph import save_atomic
 from edgeact.quantized import modules as Q
 
 

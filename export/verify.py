@@ -106,7 +106,7 @@ class ParityReport:
 def _onnx_metadata(path: Path) -> dict:
     model = _load_onnx(path)
     props = {p.key: p.value for p in model.metadata_props}
-    from edgeact.export.onnx_model import TENSOR_MAP_KEY
+    from edgeact.export.onnxruntime.writer import TENSOR_MAP_KEY
 
     return json.loads(props.get(TENSOR_MAP_KEY, "{}"))
 
@@ -126,7 +126,7 @@ def _run_onnx(path: Path, feeds: list[np.ndarray], taps: list[tuple[str, str]]):
     exposing them cannot change what ORT fuses in the file that is compared at the outputs)."""
     import onnx
 
-    from edgeact.export.onnx_graph import ELEM_TYPE
+    from edgeact.export.onnxruntime.graph import ELEM_TYPE
 
     model = _load_onnx(path)
     outputs = _onnx_session_run(path, model, feeds)

@@ -3,7 +3,7 @@
 Every ARM figure here comes from the runtime's own ARM build run under QEMU (the targets' roots:
 ai-edge-litert 2.3 and onnxruntime 1.32 on aarch64, tflite-runtime 2.14 on armv7), every x86 figure
 from the same runtime on this host; the expected codes from edgeact's models of the kernels
-(`edgeact.semantics.tflite_aarch64`, `edgeact.semantics.onnxruntime`), which are written from the
+(`edgeact.export.litert.arithmetic_aarch64`, `edgeact.export.onnxruntime.arithmetic`), which are written from the
 kernels' source, not from these runs.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ from edgeact import QuantParams
 from edgeact.activations import bind
 from edgeact.errors import UnsupportedError
 from edgeact.export import to_onnx, to_tflite
-from edgeact.export.tflite_activation import activation_batch_model
-from edgeact.semantics import get_semantics
-from edgeact.semantics import tflite as T
-from edgeact.semantics.tflite_aarch64 import hard_swish_table_neon, plan_activation_for
+from edgeact.export.litert.lowering import activation_batch_model
+from edgeact.backend import get_backend
+from edgeact.export.litert import arithmetic as T
+from edgeact.export.litert.arithmetic_aarch64 import hard_swish_table_neon, plan_activation_for
 from edgeact.targets import get_target
 from edgeact.targets.host import HostTarget
 
@@ -104,7 +104,7 @@ def test_xnnpack_mul_is_fixed_point_on_aarch64(aarch64_root, tmp_path):
     products on a tie land one step apart: 'tflite' and 'tflite-aarch64' each reproduce their CPU."""
     from ai_edge_litert import schema_py_generated as schema
 
-    from edgeact.export.tflite_builder import ModelBuilder
+    from edgeact.export.litert.builder import ModelBuilder
 
     rng = np.random.default_rng(0)
     b, ins, outs, cases, feeds = ModelBuilder("mul"), [], [], [], []
@@ -127,7 +127,7 @@ def test_xnnpack_mul_is_fixed_point_on_aarch64(aarch64_root, tmp_path):
     path.write_bytes(b.finish(ins, outs))
 
     def expected(semantics):
-        sem = get_semantics(semantics)
+        sem = get_backend(semantics).arithmetic
         return [sem.mul(torch.from_numpy(feeds[2 * k].astype(np.int64)), qa,
                         torch.from_numpy(feeds[2 * k + 1].astype(np.int64)), qb, qo).numpy()
                 for k, (qa, qb, qo) in enumerate(cases)]
@@ -153,7 +153,7 @@ def test_prefer_arm_emits_hard_swish_only_where_arm_and_x86_agree(aarch64_root, 
     assert {T.plan_activation(HARD_SWISH, i, o).kind for i, o in pairs} == {"table"}  # the x86 choice
     path = tmp_path / "prefer_arm.tflite"
     path.write_bytes(activation_batch_model(HARD_SWISH, pairs, shape=SHAPE, prefer="arm"))
-    expected = np.stack([T.hard_swish_table(i, o) if s else get_semantics("tflite").activation_table(HARD_SWISH, i, o)
+    expected = np.stack([T.hard_swish_table(i, o) if s else get_backend("tflite").arithmetic.activation_table(HARD_SWISH, i, o)
                          for (i, o), s in zip(pairs, same)])
     np.testing.assert_array_equal(run_codes("host", path, len(pairs)), expected)
     np.testing.assert_array_equal(run_codes("qemu-aarch64", path, len(pairs)), expected)
@@ -162,7 +162,7 @@ def test_prefer_arm_emits_hard_swish_only_where_arm_and_x86_agree(aarch64_root, 
 def test_bad_preference_is_named():
     with pytest.raises(UnsupportedError, match="prefer must be"):
         plan_activation_for(HARD_SWISH, TIE, TIE, "riscv")
-    from edgeact.export.onnx_activation import choose_lowering
+    from edgeact.export.onnxruntime.lowering import choose_lowering
 
     with pytest.raises(UnsupportedError, match="prefer must be"):
         choose_lowering(bind("swish"), TIE, TIE, None, prefer="riscv")
@@ -171,13 +171,13 @@ def test_bad_preference_is_named():
 def test_onnx_prefer_arm_goes_native_only_for_the_tables_its_kernel_computes():
     """A model converted with 'onnxruntime' carries swish's ideal table, which ORT's float ops do not
     compute everywhere: prefer='arm' keeps the table then; with 'onnxruntime-aarch64''s table it is native."""
-    from edgeact.export.onnx_activation import choose_lowering
-    from edgeact.semantics.onnxruntime import SEMANTICS as ORT
+    from edgeact.export.onnxruntime.lowering import choose_lowering
+    from edgeact.export.onnxruntime.arithmetic import ARITHMETIC as ORT
 
     near_tie = (QuantParams(0.010231898166239262, 80), QuantParams(0.002169219311326742, 114))  # 1 in 4,000
     swish, pairs = bind("swish"), native_pairs(20, seed=9) + [near_tie]
     ideal = [ORT.activation_table(swish, i, o) for i, o in pairs]
-    native = [get_semantics("onnxruntime-aarch64").activation_table(swish, i, o) for i, o in pairs]
+    native = [get_backend("onnxruntime-aarch64").arithmetic.activation_table(swish, i, o) for i, o in pairs]
     assert not np.array_equal(ideal[-1], native[-1])
     for (i, o), t_ideal, t_native in zip(pairs, ideal, native):
         assert choose_lowering(swish, i, o, t_native, prefer="arm") == "native"
@@ -244,7 +244,7 @@ def _ops(path) -> set[str]:
 @pytest.mark.parametrize("act,semantics,fmt,op", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
 def test_mnv3s_on_aarch64_and_host(aarch64_root, mnv3s, tmp_path, act, semantics, fmt, op):
     prepared, x = mnv3s
-    converted = edgeact.convert(prepared[act], semantics=semantics)
+    converted = edgeact.convert(prepared[act], backend=semantics)
     path = tmp_path / f"mnv3s.{fmt}"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a semantics the exporter does not expect would warn
@@ -294,7 +294,7 @@ def test_ort_fuses_a_conv_with_int8_activations_on_arm_only(aarch64_root, tmp_pa
     QDQ fusion allows int8 activations only on ARM (QDQIsInt8Allowed): x86 keeps DQ → float Conv → Q,
     aarch64 runs an integer QLinearConv. edgeact's exporter keeps uint8 inside, which both fuse."""
     import fixtures_models as F
-    from edgeact.semantics.onnxruntime import SEMANTICS as ORT
+    from edgeact.export.onnxruntime.arithmetic import ARITHMETIC as ORT
     from edgeact.targets.qemu import qemu_env, qemu_python_cmd
 
     path = F.conv_qdq_onnx(tmp_path / "conv_qdq.onnx")

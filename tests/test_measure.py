@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fixtures_models as F
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact import measure, report
 from edgeact.cli import main
 from edgeact.errors import ModelFileError

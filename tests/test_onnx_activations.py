@@ -1,5 +1,5 @@
 """Every activation exported to ONNX, run by onnxruntime on all 256 input codes × 200 random
-(scale, zero point) pairs for input and output: the codes equal `int8_table(..., semantics="onnxruntime")`.
+(scale, zero point) pairs for input and output: the codes equal `int8_table(..., backend="onnxruntime")`.
 
 Batched: one model per (activation, dtype) holds 200 independent DQ → op → Q branches (or table
 lookups) that all read the same 256-code input, so each case costs one onnxruntime session.
@@ -16,9 +16,9 @@ from edgeact import QuantParams, int8_table
 from edgeact.activations import bind, names
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.export import export_activation
-from edgeact.export.onnx_activation import lower_activation
-from edgeact.export.onnx_graph import GraphBuilder, check
-from edgeact.semantics.onnxruntime import SEMANTICS as ORT_SEMANTICS, default_lowering
+from edgeact.export.onnxruntime.lowering import lower_activation
+from edgeact.export.onnxruntime.graph import GraphBuilder, check
+from edgeact.export.onnxruntime.arithmetic import ARITHMETIC as ORT_SEMANTICS, default_lowering
 
 try:  # PWL stand-ins come from edgeact.pwl (its own module; skipped, visibly, where it is missing)
     from edgeact.pwl import PiecewiseLinear, fit_pwl
@@ -102,7 +102,7 @@ def test_default_lowering_equals_onnxruntime_semantics(label, act, dtype):
         assert "table" in used
     else:
         assert used == {default_lowering(act)}
-    expected = np.stack([int8_table(act, i, o, semantics="onnxruntime") for i, o in pairs])
+    expected = np.stack([int8_table(act, i, o, backend="onnxruntime") for i, o in pairs])
     bad = np.argwhere(got != expected)
     assert bad.size == 0, (
         f"{label} {dtype}: {len(bad)} codes differ, first at pair {bad[0][0]} {pairs[bad[0][0]]} code index "
@@ -119,7 +119,7 @@ NON_DEFAULT_NATIVE = [("hard_mish", bind("hard_mish")), ("swish", bind("swish"))
 def test_forced_table_lowering_reproduces_the_ideal_table(label, act, dtype):
     """The table path carries any table: here the ideal (float64) one instead of ORT's own codes."""
     pairs = random_pairs(dtype, n=60, seed=7)
-    tables = [int8_table(act, i, o, semantics="ideal") for i, o in pairs]
+    tables = [int8_table(act, i, o, backend="ideal") for i, o in pairs]
     got, used = run_branches(act, pairs, lowering="table", tables=tables)
     assert used == {"table"}
     np.testing.assert_array_equal(got, np.stack(tables))
@@ -140,7 +140,7 @@ def test_forced_native_lowering_matches_its_semantics(label, act, dtype):
 def test_per_channel_prelu(dtype, lowering):
     act = bind("prelu", weight=np.array([0.25, -0.5, 0.013]))
     pairs = random_pairs(dtype, seed=11)
-    table = ORT_SEMANTICS.native_table if lowering == "native" else lambda *a: int8_table(*a, semantics="onnxruntime")
+    table = ORT_SEMANTICS.native_table if lowering == "native" else lambda *a: int8_table(*a, backend="onnxruntime")
     expected = np.stack([table(act, i, o) for i, o in pairs])
     got, used = run_branches(act, pairs, lowering=lowering, channels=CHANNELS, tables=list(expected))
     assert used == {lowering or "table"}
@@ -189,12 +189,12 @@ def test_bad_requests_are_named():
     with pytest.raises(UnsupportedError, match="channels on axis 1"):
         export_activation("prelu", in_qp, out_qp, weight=np.array([0.1, 0.2]), shape=(1, 256))
     # A model table that the native op would not reproduce is refused on a forced native lowering …
-    from edgeact.export.onnx_activation import choose_lowering
+    from edgeact.export.onnxruntime.lowering import choose_lowering
 
     tie_in, tie_out = QuantParams(0.02769, 18), QuantParams(0.01269, 0)  # two float32 ties move a code
     ideal = int8_table("tanh", tie_in, tie_out)
     assert np.count_nonzero(ideal != ORT_SEMANTICS.native_table(bind("tanh"), tie_in, tie_out)) == 2
-    with pytest.raises(ExportError, match="semantics='onnxruntime'"):
+    with pytest.raises(ExportError, match="backend='onnxruntime'"):
         choose_lowering(bind("tanh"), tie_in, tie_out, ideal, "native")
     # … and lowered as a table automatically.
     assert choose_lowering(bind("tanh"), tie_in, tie_out, ideal, None) == "table"

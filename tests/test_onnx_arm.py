@@ -14,9 +14,9 @@ from torch import nn
 from edgeact import QuantParams
 from edgeact.activations import bind
 from edgeact.export import to_onnx
-from edgeact.export.onnx_activation import lower_activation
-from edgeact.export.onnx_graph import GraphBuilder, save_atomic
-from edgeact.semantics.onnxruntime import SEMANTICS, default_lowering, dequantize_f32, fma32, quantize_f32
+from edgeact.export.onnxruntime.lowering import lower_activation
+from edgeact.export.onnxruntime.graph import GraphBuilder, save_atomic
+from edgeact.export.onnxruntime.arithmetic import ARITHMETIC, default_lowering, dequantize_f32, fma32, quantize_f32
 from edgeact.targets import get_target
 from test_onnx_activations import random_pairs
 from test_onnx_model import OpsNet, SmallCNN, _converted, _float_model
@@ -42,7 +42,7 @@ def test_every_native_activation_on_aarch64(aarch64_root, tmp_path):
             y, used = lower_activation(g, x, act, in_qp, out_qp, rank=2, lowering="native")
             assert used == "native"
             g.add_output(y, f"y{a_i}_{k}", "int8", [1, 256])
-            expected.append(SEMANTICS.activation_table(act, in_qp, out_qp))
+            expected.append(ARITHMETIC.activation_table(act, in_qp, out_qp))
     path = tmp_path / "acts.onnx"
     save_atomic(g.model().SerializeToString(), path)
     got = np.stack([o.reshape(-1) for o in _run_arm(path, {"x": np.arange(-128, 128, dtype=np.int8)[None]})])
@@ -65,7 +65,7 @@ def test_the_hardsigmoid_op_itself_fuses_multiply_add_on_aarch64(aarch64_root, t
     arm = _run_arm(path, {"x": np.arange(-128, 128, dtype=np.int8)[None]})[0].reshape(-1).astype(np.int64)
     x32 = dequantize_f32(TIE.codes(), TIE)
     fused = quantize_f32(np.clip(fma32(x32, F32(1 / 6), F32(0.5)), F32(0), F32(1)), TIE)
-    ours = SEMANTICS.activation_table(bind("hard_sigmoid"), TIE, TIE)
+    ours = ARITHMETIC.activation_table(bind("hard_sigmoid"), TIE, TIE)
     np.testing.assert_array_equal(arm, fused)
     assert ours[109] == -22 and arm[109] == -21 and np.count_nonzero(ours != arm) == 1
 

@@ -1,4 +1,4 @@
-"""Whole models: edgeact.convert(..., semantics="onnxruntime") → to_onnx → onnxruntime, compared code for
+"""Whole models: edgeact.convert(..., backend="onnxruntime") → to_onnx → onnxruntime, compared code for
 code with the converted PyTorch model by verify() on 100 random inputs — every intermediate tensor too."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch.fx as fx
 from torch import nn
 
 import edgeact
+from edgeact.quantize.convert import with_tables
 from edgeact.activations import names
 from edgeact.cli import main as cli
 from edgeact.errors import ExportError, ModelFileError, QuantizationError, UnsupportedError
@@ -72,7 +73,7 @@ def _converted(float_model, dtype, n=128, seed=1, activations=None, size=12):
     p = edgeact.prepare(float_model, activations=activations, qconfig=edgeact.QConfig(activation_dtype=dtype))
     gen = torch.Generator().manual_seed(seed)
     edgeact.calibrate(p, torch.randn(n, 3, size, size, generator=gen), progress=False)
-    return edgeact.convert(p, semantics=ORT)
+    return edgeact.convert(p, backend=ORT)
 
 
 def _inputs(seed=2, size=12):
@@ -153,7 +154,7 @@ class _Leaves(fx.Tracer):  # noqa: D101
 def _hand_built(root: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     """A converted-style GraphModule made of edgeact.quantized modules."""
     gm = fx.GraphModule(root, _Leaves().trace(root))
-    gm.edgeact_semantics, gm.edgeact_example = ORT, example
+    gm.edgeact_backend, gm.edgeact_example = ORT, example
     return gm
 
 
@@ -266,9 +267,9 @@ def test_int8_io_takes_and_gives_codes():
 
 
 def test_forced_table_lowering_is_exact_and_uses_gather_elements(tmp_path):
-    converted = _converted(_float_model(SmallCNN, nn.Tanh), "int8")
+    converted = with_tables(_converted(_float_model(SmallCNN, nn.Tanh), "int8"))
     path = tmp_path / "t.onnx"
-    model = to_onnx(converted, path=path, lowering="table")
+    model = to_onnx(converted, path=path)
     assert [n.op_type for n in model.graph.node].count("GatherElements") == 2
     assert "Tanh" not in [n.op_type for n in model.graph.node]
     assert verify(path, converted, _inputs()).ok
@@ -352,7 +353,7 @@ def test_zero_width_calibration_range_is_refused():
     p = edgeact.prepare(m)
     with pytest.raises(QuantizationError, match="zero-width|zero scale"):
         edgeact.calibrate(p, torch.zeros(16, 3, 12, 12), progress=False)
-        edgeact.convert(p, semantics=ORT)
+        edgeact.convert(p, backend=ORT)
 
 
 def test_unwritable_paths_leave_nothing(tmp_path):

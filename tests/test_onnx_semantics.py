@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edgeact.semantics.onnxruntime import fma32, mlas_logistic, mlas_tanh, quantize_f32
+from edgeact.export.onnxruntime.arithmetic import fma32, mlas_logistic, mlas_tanh, quantize_f32
 from edgeact.qparams import QuantParams
 
 F32 = np.float32

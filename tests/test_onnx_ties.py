@@ -16,9 +16,9 @@ from torch import nn
 from edgeact.export import to_onnx, verify
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
-from edgeact.semantics import get_semantics
+from edgeact.backend import get_backend
 
-ORT, IDEAL = get_semantics("onnxruntime"), get_semantics("ideal")
+ORT, IDEAL = get_backend("onnxruntime").arithmetic, get_backend("ideal").arithmetic
 F32 = np.float32
 
 
@@ -29,7 +29,7 @@ class _Leaves(fx.Tracer):
 
 def _export_and_verify(root: nn.Module, inputs: tuple[torch.Tensor, ...], tmp_path):
     gm = fx.GraphModule(root, _Leaves().trace(root))
-    gm.edgeact_semantics = "onnxruntime"
+    gm.edgeact_backend = "onnxruntime"
     path = tmp_path / "tie.onnx"
     to_onnx(gm, inputs, path)
     report = verify(path, gm, inputs)

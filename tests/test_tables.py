@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from edgeact import activations as A
 from edgeact.errors import QuantizationError, UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics import Semantics, get_semantics
+from edgeact.arithmetic import Arithmetic
+from edgeact.backend import get_backend
 from edgeact.tables import int8_table, lookup, lookup_torch
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,21 +242,21 @@ def test_non_qparams_are_refused():
 
 def test_unknown_semantics_is_a_clear_error():
     with pytest.raises(UnsupportedError, match=r"unknown integer semantics 'tpu'.*ideal"):
-        int8_table("relu", QuantParams(0.1), QuantParams(0.1), semantics="tpu")
+        int8_table("relu", QuantParams(0.1), QuantParams(0.1), backend="tpu")
 
 
 def test_ideal_semantics_is_the_base_arithmetic_and_a_semantics_object_can_be_passed():
-    ideal = get_semantics("ideal")
-    assert type(ideal) is Semantics and ideal.name == "ideal"
+    ideal = get_backend("ideal").arithmetic
+    assert type(ideal) is Arithmetic and ideal.name == "ideal"
     qp = QuantParams(0.07, -3)
-    np.testing.assert_array_equal(int8_table("mish", qp, qp, semantics=ideal), int8_table("mish", qp, qp))
+    np.testing.assert_array_equal(int8_table("mish", qp, qp, backend=ideal), int8_table("mish", qp, qp))
 
-    class Shifted(Semantics):
+    class Shifted(Arithmetic):
         """A made-up runtime one code above ideal: the seam must carry its table through unchanged."""
         name = "shifted"
 
         def activation_table(self, act, in_qp, out_qp):
             return np.minimum(super().activation_table(act, in_qp, out_qp) + 1, out_qp.qmax)
 
-    np.testing.assert_array_equal(int8_table("mish", qp, qp, semantics=Shifted()),
+    np.testing.assert_array_equal(int8_table("mish", qp, qp, backend=Shifted()),
                                   np.minimum(int8_table("mish", qp, qp) + 1, 127))

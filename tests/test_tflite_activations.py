@@ -1,8 +1,8 @@
 """Every activation exported to TFLite, run by LiteRT on all 256 int8 input codes × 200 random
-(scale, zero point) pairs: the codes equal `int8_table(..., semantics=...)` of the kernel set that ran
-them — 'tflite' with the XNNPACK delegate (LiteRT's default), 'tflite-builtin' with the optimized
-builtin kernels alone, 'tflite-reference' with the reference kernels (they differ only where edgeact
-emits a chain of int8 ops, edgeact/semantics/tflite_lowering.py, whose ops round per kernel set).
+(scale, zero point) pairs: the codes equal `int8_table(..., backend=...)` of the kernel set that ran
+them — 'litert' with the XNNPACK delegate (LiteRT's default), 'litert:builtin' with the optimized
+builtin kernels alone, 'litert:reference' with the reference kernels (they differ only where edgeact
+emits a chain of int8 ops, export/litert/chains.py, whose ops round per kernel set).
 
 Batched: one model per activation holds 200 independent int8 branches (`activation_batch_model`),
 so each (activation, kernel set) costs one interpreter and one invoke.
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from edgeact import QuantParams, int8_table
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact.activations import bind, names
 from edgeact.errors import ModelFileError, UnsupportedError
-from edgeact.export.tflite_activation import activation_batch_model, activation_model
+from edgeact.export.litert.lowering import activation_batch_model, activation_model
 from edgeact.pwl import PiecewiseLinear, fit_pwl
-from edgeact.semantics import tflite as T
-from edgeact.semantics.tflite_builtin import KERNEL_SETS
+from edgeact.export.litert import arithmetic as T
+from edgeact.export.litert.run import KERNEL_SETS
 
 PAIRS = 200
 CODES = np.arange(-128, 128, dtype=np.int8)
@@ -82,11 +82,11 @@ def test_exported_activation_equals_tflite_semantics(label, act, fixed, mode):
                                    p.kind == "chain" and "ELU" in p.options["chain"].ops for p in plans):
         pytest.skip("LiteRT's reference op set (BUILTIN_REF) has no ELU kernel")
     got, ops = run_batch(activation_batch_model(act, pairs), len(pairs), mode)
-    if mode == "builtin":  # 'tflite-builtin' does not reproduce the optimized ADD's vector loop at ties
+    if mode == "builtin":  # 'litert:builtin' does not reproduce the optimized ADD's vector loop at ties
         keep = [k for k, p in enumerate(plans) if not (p.kind == "chain" and "ADD" in p.options["chain"].ops)]
         got, pairs = got[keep], [pairs[k] for k in keep]
-    # a chain's ADD/MUL/LEAKY_RELU/LOGISTIC round per kernel set: the semantics of the set that ran
-    expected = np.stack([int8_table(act, i, o, semantics=KERNEL_SETS[mode]) for i, o in pairs])
+    # a chain's ADD/MUL/LEAKY_RELU/LOGISTIC round per kernel set: the backend of the set that ran
+    expected = np.stack([int8_table(act, i, o, backend=KERNEL_SETS[mode]) for i, o in pairs])
     bad = np.argwhere(got != expected)
     assert bad.size == 0, (
         f"{label} [{mode}]: {len(bad)} codes differ, first at pair {pairs[bad[0][0]]} code "
@@ -163,7 +163,7 @@ def test_xnnpack_tables_differ_from_builtin_and_auto_stays_exact(name, op, raw, 
     np.testing.assert_array_equal(run_batch(forced, len(pairs), "builtin")[0], builtin)
     assert {T.plan_activation(act, i, o).kind for i, o in pairs} == {"table"}
     auto = activation_batch_model(act, pairs)
-    expected = np.stack([int8_table(act, i, o, semantics="tflite") for i, o in pairs])
+    expected = np.stack([int8_table(act, i, o, backend="tflite") for i, o in pairs])
     for mode in ("xnnpack", "builtin"):
         np.testing.assert_array_equal(run_batch(auto, len(pairs), mode)[0], expected)
 
@@ -185,7 +185,7 @@ def test_hard_swish_is_tflites_fixed_point_not_rounded_ideal():
     reproduced, not rounded away — and never more than one step."""
     pairs = native_pairs(bind("hard_swish"), None, 17)
     native = np.stack([T.hard_swish_table(i, o) for i, o in pairs])
-    ideal = np.stack([int8_table("hard_swish", i, o, semantics="ideal") for i, o in pairs])
+    ideal = np.stack([int8_table("hard_swish", i, o, backend="ideal") for i, o in pairs])
     assert np.abs(native - ideal).max() == 1
     assert (native != ideal).any(axis=1).sum() >= 10
     got, _ = run_batch(activation_batch_model("hard_swish", pairs, lowering="native"), len(pairs), "builtin")
@@ -199,7 +199,7 @@ def test_per_channel_prelu(mode):
     pairs = random_pairs(n=60, seed=11)
     assert {T.plan_activation(act, i, o).op for i, o in pairs} == {"PRELU"}
     got, _ = run_batch(activation_batch_model(act, pairs, shape=(1, 256, 3)), len(pairs), mode, shape=(1, 256, 3))
-    expected = np.stack([int8_table(act, i, o, semantics="tflite").T for i, o in pairs])  # (pairs, 256, 3)
+    expected = np.stack([int8_table(act, i, o, backend="tflite").T for i, o in pairs])  # (pairs, 256, 3)
     np.testing.assert_array_equal(got, expected)
 
 
@@ -212,7 +212,7 @@ def test_float_io_model_quantizes_and_dequantizes_at_the_edges(mode):
     model = activation_model("hard_mish", in_qp, out_qp, io="float", shape=(1, 256))
     x = ((CODES.astype(np.float32) - 3) * np.float32(0.05)).reshape(1, 256)  # exactly the dequantized codes
     y = rt.run(rt.load(model, mode), [x])[0].reshape(-1)
-    table = int8_table("hard_mish", in_qp, out_qp, semantics="tflite")
+    table = int8_table("hard_mish", in_qp, out_qp, backend="tflite")
     s, z = np.float32(out_qp.scale), out_qp.zero_point
     if mode == "builtin":
         expected = table.astype(np.float32) * s + np.float32(-z) * s
@@ -229,7 +229,7 @@ def test_models_are_deterministic():
 
 def test_uint8_is_refused_with_the_fix():
     with pytest.raises(UnsupportedError, match="dtype='int8'"):
-        int8_table("relu", QuantParams(0.1, 128, "uint8"), QuantParams(0.1, 128, "uint8"), semantics="tflite")
+        int8_table("relu", QuantParams(0.1, 128, "uint8"), QuantParams(0.1, 128, "uint8"), backend="tflite")
 
 
 # ---- files LiteRT refuses ---------------------------------------------------------------------------

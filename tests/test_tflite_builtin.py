@@ -24,14 +24,14 @@ from torch import nn
 
 import edgeact
 from edgeact import fixedpoint as fp
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact.errors import ModelFileError, UnsupportedError
-from edgeact.export.tflite_builder import ModelBuilder
-from edgeact.export.tflite_model import to_tflite
-from edgeact.export.tflite_verify import verify_tflite, with_semantics
+from edgeact.export.litert.builder import ModelBuilder
+from edgeact.export.litert.writer import to_tflite
+from edgeact.export.litert.run import verify_tflite, with_backend
 from edgeact.qparams import QuantParams
-from edgeact.semantics import get_semantics
-from edgeact.semantics.tflite_builtin import KERNEL_SETS
+from edgeact.backend import get_backend
+from edgeact.export.litert.run import KERNEL_SETS
 from test_tflite_model import CHOICES, INPUTS, EveryOp, SmallCNN, converted, inputs, small_cnn_exported
 
 MODES = ("builtin", "reference")
@@ -166,7 +166,7 @@ def tie_prone(rng, s_in, s_w, exponents=(3, 8)):
 def test_quantize_blocks_and_tail(mode, n):
     """QUANTIZE on inputs at exact ties: the optimized kernel's 8-wide loop rounds x·(1/s) half to even,
     its scalar tail (and the reference kernel) rounds x/s half away from zero."""
-    sem, xnnpack = get_semantics(KERNEL_SETS[mode]), get_semantics("tflite")
+    sem, xnnpack = get_backend(KERNEL_SETS[mode]).arithmetic, get_backend("tflite").arithmetic
     rng = np.random.default_rng(n)
     wrong = 0
     for _ in range(20):
@@ -183,7 +183,7 @@ def test_quantize_blocks_and_tail(mode, n):
 def test_conv_and_depthwise_requantization(mode, depthwise, channels):
     """CONV_2D: the gemm's vector output stage on every channel. DEPTHWISE_CONV_2D: whole blocks of 8
     channels vector (ties up), the rest scalar (ties away); the reference kernels scalar throughout."""
-    sem = get_semantics(KERNEL_SETS[mode])
+    sem = get_backend(KERNEL_SETS[mode]).arithmetic
     rng = np.random.default_rng(channels + 100 * depthwise)
     cin = channels if depthwise else 3
     wrong_split = 0
@@ -213,7 +213,7 @@ def test_conv_and_depthwise_requantization(mode, depthwise, channels):
 def test_fully_connected_requantization(mode, channels):
     """Optimized FULLY_CONNECTED: vector output stage; one output channel is per-tensor, with the
     multiplier float32(s_in·s_w)/s_out. Reference: round-half-away(double(acc)·s_in·s_w/s_out)."""
-    sem, xnnpack = get_semantics(KERNEL_SETS[mode]), get_semantics("tflite")
+    sem, xnnpack = get_backend(KERNEL_SETS[mode]).arithmetic, get_backend("tflite").arithmetic
     rng = np.random.default_rng(channels)
     wrong = 0
     for _ in range(10):
@@ -239,7 +239,7 @@ def test_fully_connected_requantization(mode, channels):
 def test_add_and_mul(mode, op, shape_b):
     """ADD: gemmlowp's general add (inputs << 20, three fixed-point multipliers, ties away from zero);
     MUL: one multiplier f32(s_a·s_b/s_out); elementwise and broadcast."""
-    sem, xnnpack = get_semantics(KERNEL_SETS[mode]), get_semantics("tflite")
+    sem, xnnpack = get_backend(KERNEL_SETS[mode]).arithmetic, get_backend("tflite").arithmetic
     rng = np.random.default_rng(len(op) + shape_b[1])
     shape_a = (3, 5, 5, 7)
     wrong = 0
@@ -268,7 +268,7 @@ def test_mul_past_int16_wraps_in_the_vector_loop(shape_a, shape_b):
     """MUL with an output scale near s_a·s_b: results past the int16 range. The optimized kernel's
     16-wide loop saturates to int16 and adds z_out wrapping (a saturated code can come out at the other
     end of int8); its scalar tail, and the reference kernel, saturate once."""
-    builtin, reference = get_semantics("tflite-builtin"), get_semantics("tflite-reference")
+    builtin, reference = get_backend("tflite-builtin").arithmetic, get_backend("tflite-reference").arithmetic
     rng = np.random.default_rng(shape_b[-1])
     wrapped = 0
     for _ in range(10):
@@ -292,10 +292,10 @@ def test_add_past_int16_is_refused_without_the_delegate():
     qa, qb, out_qp = qp(0.05, 3), qp(0.04, -7), qp(0.05 / 300, 5)
     a, b = np.random.default_rng(0).integers(-128, 128, (2, 3, 4, 4, 8))
     with pytest.raises(UnsupportedError, match="recalibrate"):
-        get_semantics("tflite-builtin").add(nchw(a), qa, nchw(b), qb, out_qp)
+        get_backend("tflite-builtin").arithmetic.add(nchw(a), qa, nchw(b), qb, out_qp)
     got = litert(binary_file("ADD", a.shape, b.shape, qa, qb, out_qp), [a.astype(np.int8), b.astype(np.int8)],
                  "reference")
-    np.testing.assert_array_equal(nhwc(get_semantics("tflite-reference").add(nchw(a), qa, nchw(b), qb, out_qp)), got)
+    np.testing.assert_array_equal(nhwc(get_backend("tflite-reference").arithmetic.add(nchw(a), qa, nchw(b), qb, out_qp)), got)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -304,7 +304,7 @@ def test_mean(mode, keep_dims, channels):
     """MEAN over H, W. Optimized, keep dims: Σq · f32(s_in/(count·s_out)) plus a float bias for the zero
     points, whole blocks of 16 channels vector, the rest scalar. Otherwise (and in the reference
     kernels): QuantizedMeanOrSum, the multiplier divided by the count in fixed point."""
-    sem, xnnpack = get_semantics(KERNEL_SETS[mode]), get_semantics("tflite")
+    sem, xnnpack = get_backend(KERNEL_SETS[mode]).arithmetic, get_backend("tflite").arithmetic
     rng = np.random.default_rng(channels + keep_dims)
     wrong = 0
     for _ in range(10):
@@ -322,7 +322,7 @@ def test_mean(mode, keep_dims, channels):
 
 def test_mean_vector_block_is_16_channels():
     """At 20 channels, channels 16–19 round as the scalar loop does: treating them as vector fails."""
-    import edgeact.semantics.tflite_builtin as B
+    import edgeact.export.litert.arithmetic_builtin as B
 
     rng = np.random.default_rng(7)
     mismatched = 0
@@ -332,7 +332,7 @@ def test_mean_vector_block_is_16_channels():
         x = rng.integers(-128, 128, (30, 4, 4, 20))
         got = litert(mean_file(x.shape, in_qp, out_qp, True), [x.astype(np.int8)], "builtin").reshape(30, 20)
         sums = torch.from_numpy(x.sum((1, 2))).reshape(30, 20, 1, 1)
-        all_vector = B.TFLiteBuiltinSemantics()
+        all_vector = B.TFLiteBuiltinArithmetic()
         saved, B.MEAN_BLOCK = B.MEAN_BLOCK, 1
         try:
             ours = codes(all_vector.average(sums, 16, in_qp, out_qp, op="MEAN")).reshape(30, 20)
@@ -389,12 +389,12 @@ class OddShapes(nn.Module):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_converted_directly_with_kernel_set_semantics(mode, tmp_path):
-    """convert(semantics='tflite-builtin' / 'tflite-reference') → to_tflite (no warning) → LiteRT in that
+    """convert(backend='tflite-builtin' / 'tflite-reference') → to_tflite (no warning) → LiteRT in that
     kernel set: 0 codes differ, where the 'tflite' (XNNPACK) arithmetic differs at some."""
     torch.manual_seed(0)
     p = edgeact.prepare(OddShapes().eval())
     edgeact.calibrate(p, torch.randn(64, 3, 5, 5) * 1.5, progress=False)
-    c = edgeact.convert(p, semantics=KERNEL_SETS[mode])
+    c = edgeact.convert(p, backend=KERNEL_SETS[mode])
     path = tmp_path / "odd.tflite"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -403,7 +403,7 @@ def test_converted_directly_with_kernel_set_semantics(mode, tmp_path):
     report = verify_tflite(path, c, x, mode=mode)
     assert report.ok, str(report)
     assert {t.tensor for t in report.tensors} >= {"dw_q_int", "head_q_int", "avg_q_int"}
-    xnnpack = verify_tflite(path, c, x, mode=mode, semantics="tflite")
+    xnnpack = verify_tflite(path, c, x, mode=mode, backend="tflite")
     assert xnnpack.mismatches > 0, str(xnnpack)
     single = verify_tflite(path, c, x[:1], mode=mode)  # batch 1: 75 input codes, a QUANTIZE tail of 3
     assert single.ok, str(single)
@@ -424,25 +424,25 @@ def test_the_three_semantics_differ_and_files_do_not():
     """One exported file serves all three kernel sets; the converted models differ near ties."""
     c = converted(SmallCNN(), (3, 8, 8), activations={"relu": "hard_swish"})
     x = inputs((3, 8, 8))
-    files = [to_tflite(with_semantics(c, s), torch.zeros(1, 3, 8, 8)) for s in KERNEL_SETS.values()]
+    files = [to_tflite(with_backend(c, s), torch.zeros(1, 3, 8, 8)) for s in KERNEL_SETS.values()]
     assert len({without_metadata(f) for f in files}) == 1  # only the recorded semantics name differs
     with torch.no_grad():
-        out = {s: with_semantics(c, s)(x) for s in KERNEL_SETS.values()}
+        out = {s: with_backend(c, s)(x) for s in KERNEL_SETS.values()}
     assert not torch.equal(out["tflite"], out["tflite-builtin"])
     assert not torch.equal(out["tflite-builtin"], out["tflite-reference"])
 
 
 def test_names_and_errors():
-    assert get_semantics("tflite-builtin").name == "tflite-builtin"
-    assert get_semantics("tflite-reference").name == "tflite-reference"
+    assert get_backend("tflite-builtin").arithmetic.name == "tflite-builtin"
+    assert get_backend("tflite-reference").arithmetic.name == "tflite-reference"
     c = converted(SmallCNN(), (3, 8, 8))
-    assert with_semantics(c, "tflite") is c
+    assert with_backend(c, "tflite") is c
     p = edgeact.prepare(SmallCNN().eval())
     edgeact.calibrate(p, torch.randn(16, 3, 8, 8), progress=False)
-    ideal = edgeact.convert(p, semantics="ideal")
-    with pytest.raises(UnsupportedError, match="convert with semantics='tflite-builtin'"):
-        with_semantics(ideal, "tflite-builtin")
+    ideal = edgeact.convert(p, backend="ideal")
+    with pytest.raises(UnsupportedError, match="convert with backend='tflite-builtin'"):
+        with_backend(ideal, "tflite-builtin")
     with pytest.raises(UnsupportedError, match="unknown LiteRT mode"):
         verify_tflite("unused.tflite", c, inputs((3, 8, 8)), mode="gpu")
     with pytest.raises(ValueError, match="op must be one of"):
-        get_semantics("tflite-builtin").average(torch.zeros(1, 2, 1, 1).long(), 4, qp(0.1), qp(0.1), op="SUM")
+        get_backend("tflite-builtin").arithmetic.average(torch.zeros(1, 2, 1, 1).long(), 4, qp(0.1), qp(0.1), op="SUM")

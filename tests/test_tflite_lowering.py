@@ -1,4 +1,4 @@
-"""Activation chains in LiteRT (edgeact/semantics/tflite_lowering.py): at realistic parameters every
+"""Activation chains in LiteRT (export/litert/chains.py): at realistic parameters every
 study activation with a chain is lowered to int8 ops XNNPACK runs — one partition, nothing outside —
 and LiteRT returns exactly the 'tflite' table for all 256 codes; the table stays within one step of
 the correctly rounded activation (computed here from the float64 NumPy function, independently)."""
@@ -10,12 +10,12 @@ import torch
 
 import edgeact
 from edgeact import QuantParams, int8_table
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact.activations import bind
 from edgeact.export import to_tflite
-from edgeact.export.tflite_activation import activation_batch_model
-from edgeact.export.tflite_verify import verify_tflite
-from edgeact.semantics import tflite as T
+from edgeact.export.litert.lowering import activation_batch_model
+from edgeact.export.litert.run import verify_tflite
+from edgeact.export.litert import arithmetic as T
 from nets import SmallCNN
 
 CODES = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16, 1)
@@ -48,7 +48,7 @@ def test_chain_is_exact_delegated_and_within_one_step(name, params):
     pairs = [pairs[k] for k in chained]
     interp = rt.load(activation_batch_model(act, pairs))
     got = np.stack([o.reshape(-1) for o in rt.run(interp, [CODES] * len(pairs))]).astype(np.int64)
-    expected = np.stack([int8_table(act, i, o, semantics="tflite") for i, o in pairs])
+    expected = np.stack([int8_table(act, i, o, backend="litert") for i, o in pairs])
     np.testing.assert_array_equal(got, expected)
     parts = rt.partitions(interp)
     assert parts.delegated == 1 and parts.outside == ()
@@ -80,7 +80,7 @@ def test_small_cnn_is_one_partition_and_bit_exact(act, tmp_path):
         model.bn.running_var.uniform_(0.5, 2.0)
     p = edgeact.prepare(model, activations={"relu": act})
     edgeact.calibrate(p, torch.randn(64, 3, 8, 8) * 1.5, progress=False)
-    c = edgeact.convert(p, semantics="tflite")
+    c = edgeact.convert(p, backend="litert")
     path = tmp_path / "cnn.tflite"
     to_tflite(c, torch.zeros(1, 3, 8, 8), path)
     report = verify_tflite(path, c, torch.randn(20, 3, 8, 8) * 1.5)
@@ -94,9 +94,9 @@ def test_forced_table_still_exact_and_reported(tmp_path):
     torch.manual_seed(0)
     p = edgeact.prepare(SmallCNN().eval(), activations={"relu": "hard_swish"})
     edgeact.calibrate(p, torch.randn(64, 3, 8, 8), progress=False)
-    c = edgeact.convert(p, semantics="tflite")
+    c = edgeact.convert(p, backend="litert", lowering="table")
     path = tmp_path / "cnn.tflite"
-    to_tflite(c, torch.zeros(1, 3, 8, 8), path, lowering="table")
+    to_tflite(c, torch.zeros(1, 3, 8, 8), path)
     report = verify_tflite(path, c, torch.randn(10, 3, 8, 8))
     assert report.ok, str(report)
     assert report.partitions["outside"].count("GATHER") == 2 and report.partitions["delegated"] >= 2

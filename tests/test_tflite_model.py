@@ -1,7 +1,7 @@
 """Converted models exported to .tflite and run by LiteRT: the int8 codes equal the converted model's
-(semantics="tflite") at every tensor, on 100 random inputs.
+(backend="tflite") at every tensor, on 100 random inputs.
 
-LiteRT's default configuration (the XNNPACK delegate) is what semantics="tflite" reproduces: 0 codes
+LiteRT's default configuration (the XNNPACK delegate) is what backend="tflite" reproduces: 0 codes
 differ. Without the delegate (optimized builtin kernels) and with the reference kernels, the fixed-point
 requantization of CONV_2D / FULLY_CONNECTED / ADD / MUL / MEAN rounds differently at near-ties: the
 'tflite' arithmetic is a few codes off there (bounded below), and semantics 'tflite-builtin' /
@@ -18,11 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import edgeact
-from edgeact import runtime_litert as rt
+from edgeact.backend import get_backend
+from edgeact.export.litert import interpreter as rt
 from edgeact.activations import names
 from edgeact.errors import ExportError, ModelFileError, UnsupportedError
-from edgeact.export.tflite_model import METADATA_KEY, same_padding_matches, to_tflite
-from edgeact.export.tflite_verify import run_tflite, tflite_metadata, verify_tflite
+from edgeact.export.litert.writer import METADATA_KEY, same_padding_matches, to_tflite
+from edgeact.export.litert.run import run_tflite, tflite_metadata, verify_tflite
 from edgeact.pwl import fit_pwl
 import nets
 
@@ -72,7 +73,7 @@ def converted(model, shape, activations=None, seed=0):
     torch.manual_seed(seed)
     p = edgeact.prepare(_random_bn(model.eval()), activations=activations)
     edgeact.calibrate(p, torch.randn(64, *shape) * 1.5, progress=False)
-    return edgeact.convert(p, semantics="tflite")
+    return edgeact.convert(p, backend="tflite")
 
 
 def inputs(shape, seed=1):
@@ -129,10 +130,7 @@ def test_int8_io_model_takes_and_gives_codes():
     x = inputs((3, 8, 8))
     in_qp = next(m for m in c.modules() if type(m).__name__ == "Quantize").out_qparams
     out_qp = next(m for m in c.modules() if type(m).__name__ == "Dequantize").in_qparams[0]
-    codes = edgeact.get_semantics("tflite").quantize(x, in_qp) if hasattr(edgeact, "get_semantics") else None
-    from edgeact.semantics import get_semantics
-
-    codes = get_semantics("tflite").quantize(x, in_qp).numpy().astype(np.int8).transpose(0, 2, 3, 1)
+    codes = get_backend("litert").arithmetic.quantize(x, in_qp).numpy().astype(np.int8).transpose(0, 2, 3, 1)
     got = rt.run(rt.load(data), [codes])[0].astype(np.int64)
     with torch.no_grad():
         expected = np.rint(c(x).numpy() / np.float32(out_qp.scale)).astype(np.int64) + out_qp.zero_point
@@ -157,7 +155,7 @@ def test_relu_fused_into_conv_when_exact(tmp_path):
         m.conv.weight.mul_(0.1)
     p = edgeact.prepare(m)
     edgeact.calibrate(p, torch.rand(64, 3, 8, 8), progress=False)
-    c = edgeact.convert(p, semantics="tflite")
+    c = edgeact.convert(p, backend="tflite")
     act = next(mod for mod in c.modules() if type(mod).__name__ == "QuantizedActivation")
     assert act.in_qparams[0] == act.out_qparams
     path = tmp_path / "fused.tflite"
@@ -170,13 +168,13 @@ def test_relu_fused_into_conv_when_exact(tmp_path):
 
 def test_without_xnnpack_only_near_ties_differ(tmp_path):
     """The fixed-point kernels (no delegate / reference) round some near-ties the other way: against the
-    XNNPACK arithmetic of semantics='tflite', a few codes off by 1–2 LSB per layer, never more (the
+    XNNPACK arithmetic of backend='tflite', a few codes off by 1–2 LSB per layer, never more (the
     matching semantics 'tflite-builtin' / 'tflite-reference' are exact: tests/test_tflite_builtin.py)."""
     c = converted(SmallCNN(), (3, 8, 8), activations={"relu": "hard_swish"})
     path = tmp_path / "cnn.tflite"
     to_tflite(c, torch.zeros(1, 3, 8, 8), path)
     for mode in ("builtin", "reference"):
-        report = verify_tflite(path, c, inputs((3, 8, 8)), mode=mode, semantics="tflite")
+        report = verify_tflite(path, c, inputs((3, 8, 8)), mode=mode, backend="tflite")
         assert 0 < report.mismatches < 0.05 * report.codes_compared, str(report)
         assert report.max_lsb <= 3, str(report)
 
@@ -226,8 +224,8 @@ def test_semantics_mismatch_warns():
     torch.manual_seed(0)
     p = edgeact.prepare(_random_bn(SmallCNN().eval()))
     edgeact.calibrate(p, torch.randn(32, 3, 8, 8), progress=False)
-    c = edgeact.convert(p, semantics="ideal")
-    with pytest.warns(UserWarning, match="semantics='tflite'"):
+    c = edgeact.convert(p, backend="ideal")
+    with pytest.warns(UserWarning, match="backend='tflite'"):
         to_tflite(c, torch.zeros(1, 3, 8, 8))
 
 

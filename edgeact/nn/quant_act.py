@@ -1,7 +1,7 @@
 """QuantAct: an activation between int8 tensors, fake-quantized for calibration and QAT.
 
 fake-quant input → activation (exact or a PWL stand-in) → fake-quant output. The forward value is
-taken from the int8 table of the chosen integer semantics (the gradient from the float function,
+taken from the int8 table of the chosen integer backend (the gradient from the float function,
 straight through), so the fake-quant model computes exactly the codes the converted table computes.
 """
 from __future__ import annotations
@@ -41,13 +41,13 @@ class QuantAct(nn.Module):
     """An activation with int8 (or uint8) input and output.
 
     `activation`: a name ('hard_mish'), an edgeact or torch.nn activation module, or a PWL stand-in
-    (anything with `.to_module()`). `semantics` picks the integer arithmetic the table follows
-    ('ideal', 'onnxruntime', 'tflite'); `convert()` freezes the table.
+    (anything with `.to_module()`). `backend` picks the integer arithmetic the table follows
+    ('ideal', 'onnxruntime', 'litert', …: `edgeact.backend`); `convert()` freezes the table.
     """
 
     def __init__(self, activation="relu", *, dtype: str = "int8", observer: str = "minmax",
                  input_quant: nn.Module | None | str = "own", output_quant: FakeQuantize | None = None,
-                 semantics: str = "ideal", learnable_scale: bool = False, **params):
+                 backend: str = "ideal", learnable_scale: bool = False, **params):
         super().__init__()
         self.act = self._make(activation, params)
         if input_quant == "own":
@@ -55,7 +55,7 @@ class QuantAct(nn.Module):
         self.input_quant = input_quant
         self.output_quant = output_quant or FakeQuantize(observer, dtype=dtype, learnable_scale=learnable_scale,
                                                          name=f"{self.activation_name} output")
-        self.semantics = semantics
+        self.backend = backend
         self.register_buffer("table", None)
         self._frozen: tuple[QuantParams, QuantParams] | None = None
 
@@ -86,8 +86,8 @@ class QuantAct(nn.Module):
     def out_qparams(self) -> QuantParams:
         return self.output_quant.qparams()
 
-    def current_table(self, semantics: str | None = None) -> torch.Tensor:
-        table = int8_table(self.act.bound(), self.in_qparams(), self.out_qparams(), semantics or self.semantics)
+    def current_table(self, backend: str | None = None) -> torch.Tensor:
+        table = int8_table(self.act.bound(), self.in_qparams(), self.out_qparams(), backend or self.backend)
         return torch.from_numpy(table)
 
     # -- forward ------------------------------------------------------------------------------
@@ -110,10 +110,10 @@ class QuantAct(nn.Module):
         """Converted: input codes → output codes through the frozen table."""
         return lookup_torch(self.table, codes, self._frozen[0].qmin)
 
-    def convert(self, semantics: str | None = None) -> "QuantAct":
-        """Freeze the quantization parameters and the table (of `semantics`, default the module's)."""
-        if semantics is not None:
-            self.semantics = semantics
+    def convert(self, backend: str | None = None) -> "QuantAct":
+        """Freeze the quantization parameters and the table (of `backend`, default the module's)."""
+        if backend is not None:
+            self.backend = backend
         in_qp, out_qp = self.in_qparams(), self.out_qparams()
         if self.input_quant is not None and hasattr(self.input_quant, "freeze"):
             self.input_quant.freeze()
@@ -123,4 +123,4 @@ class QuantAct(nn.Module):
         return self
 
     def extra_repr(self) -> str:
-        return f"semantics={self.semantics!r}, converted={self.converted}"
+        return f"backend={self.backend!r}, converted={self.converted}"

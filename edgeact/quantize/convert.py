@@ -1,11 +1,13 @@
 """convert(): freeze a prepared model into an integer model of `edgeact.quantized` modules.
 
 The result is a torch.fx.GraphModule: float in, float out, int64 codes in between, every op
-computing with the chosen runtime's integer semantics. Exporters walk exactly this graph.
+computing with the arithmetic of the backend it was converted for. Exporters walk exactly this graph.
 """
 from __future__ import annotations
 
 import copy
+
+import numpy as np
 
 import torch
 import torch.fx as fx
@@ -20,20 +22,28 @@ from edgeact.quantize.prepared import (
     PreparedAdd, PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
 )
 from edgeact.quantized import modules as Q
-from edgeact.semantics import get_semantics
-from edgeact.tables import int8_table
+from edgeact.backend import Backend, get_backend
+from edgeact.handlers import Handlers
 
 
-def convert(model: fx.GraphModule, semantics: str = "ideal", example_inputs=None) -> fx.GraphModule:
-    """The integer model of a calibrated (or QAT-trained) prepared model.
+def convert(model: fx.GraphModule, backend=None, example_inputs=None, *, lowering=None) -> fx.GraphModule:
+    """The integer model of a calibrated (or QAT-trained) prepared model, for one backend.
 
-    semantics: 'ideal', 'onnxruntime' or 'tflite' — the integer arithmetic to reproduce, so that
-    the converted model equals the deployed one code for code.
+    backend: a name ('onnxruntime', 'litert', 'litert:aarch64', 'onnxruntime:host', …) or a Backend —
+    the runtime, kernel family and CPU whose integer arithmetic the converted model reproduces code
+    for code; default: the backend the model was prepared for (QConfig.backend). Each activation's
+    lowering (native kernel or exact table) is decided here and recorded on its module; the writers
+    write what it says.
+    lowering: None (the backend's exact and fastest choice), 'native', 'table', or a dict
+    {activation name: lowering} for some of them.
     example_inputs: a tensor (or tuple) of the input shape; defaults to the first calibration batch.
     """
-    get_semantics(semantics)  # fail early on an unknown name
     if not quantizers(model):
         raise QuantizationError("convert() needs a model returned by edgeact.prepare() and calibrated")
+    backend = get_backend(backend if backend is not None else getattr(model, "edgeact_backend", "ideal"))
+    if lowering is not None and not isinstance(lowering, (str, dict)):
+        raise UnsupportedError(f"lowering must be None, 'native', 'table' or a dict {{activation: lowering}}, "
+                               f"got {type(lowering).__name__}")
     example = example_inputs if example_inputs is not None else getattr(model, "edgeact_example", None)
     if example is None:
         raise QuantizationError("convert() needs example_inputs (or a model that went through calibrate())")
@@ -44,18 +54,99 @@ def convert(model: fx.GraphModule, semantics: str = "ideal", example_inputs=None
             q.freeze()
     with torch.no_grad():
         ShapeProp(prepared).propagate(*example)
-    converted = _Converter(prepared, semantics).run()
-    converted.edgeact_semantics = semantics
+    converted = _Converter(prepared, backend, lowering).run()
+    converted.edgeact_backend = backend.name
     converted.edgeact_example = example[0]
     return converted
 
 
+def with_tables(model: fx.GraphModule) -> fx.GraphModule:
+    """A copy of a converted model whose activations are all written as their lookup tables: the same
+    codes (each table is what the planned lowering computes), only the file's ops change."""
+    copied = copy.deepcopy(model)
+    for m in copied.modules():
+        if isinstance(m, Q.QuantizedActivation) and m.lowering != "none":
+            m.lowering = "table"
+    copied.edgeact_example = getattr(model, "edgeact_example", None)
+    return copied
+
+
+# One handler per prepared op: (converter, node, prepared module) → the integer module's output parameters,
+# after swapping the node for it (`_Converter.swap`).
+CONVERTERS = Handlers("convert")
+
+
+@CONVERTERS.register(FakeQuantize)
+def _graph_input(cv: "_Converter", node, m):
+    return cv.swap(node, Q.Quantize(m.qparams(), cv.backend.name))
+
+
+@CONVERTERS.register(QuantAct)
+def _activation(cv: "_Converter", node, m):
+    bound, in_qp, out_qp = m.act.bound(), m.in_qparams(), m.out_qparams()
+    plan = cv.backend.plan_activation(bound, in_qp, out_qp, cv.requested_lowering(bound.name))
+    table = torch.from_numpy(np.asarray(plan.table, dtype=np.int64))
+    return cv.swap(node, Q.QuantizedActivation(bound, table, in_qp, out_qp, cv.backend.name, plan.lowering))
+
+
+@CONVERTERS.register(PreparedConv2d)
+def _conv(cv, node, m):
+    return cv.swap(node, Q.QuantizedConv2d(m.conv, m.in_qparams()[0], m.output_quant.qparams(), cv.backend.name))
+
+
+@CONVERTERS.register(PreparedLinear)
+def _linear(cv, node, m):
+    return cv.swap(node, Q.QuantizedLinear(m.linear, m.in_qparams()[0], m.output_quant.qparams(), cv.backend.name))
+
+
+@CONVERTERS.register(PreparedAdd)
+def _add(cv, node, m):
+    return cv.swap(node, Q.QuantizedAdd(m.in_qparams(), m.output_quant.qparams(), cv.backend.name))
+
+
+@CONVERTERS.register(PreparedMul)
+def _mul(cv, node, m):
+    return cv.swap(node, Q.QuantizedMul(m.in_qparams(), m.output_quant.qparams(), cv.backend.name))
+
+
+@CONVERTERS.register(PreparedConcat)
+def _concat(cv, node, m):
+    return cv.swap(node, Q.QuantizedConcat(m.in_qparams(), m.output_quant.qparams(), cv.backend.name, m.dim))
+
+
+@CONVERTERS.register(PreparedMean)
+def _mean(cv, node, m):
+    return cv.swap(node, Q.QuantizedMean(m.in_qparams()[0], m.output_quant.qparams(), cv.backend.name, m.keepdim))
+
+
+@CONVERTERS.register(PreparedAvgPool2d)
+def _avg_pool(cv, node, m):
+    return cv.swap(node, Q.QuantizedAvgPool2d(m.in_qparams()[0], cv.backend.name, m.kernel_size, m.stride,
+                                              m.padding))
+
+
+@CONVERTERS.register(nn.MaxPool2d)
+def _max_pool(cv, node, m):
+    return cv.swap(node, Q.QuantizedMaxPool2d(cv.input_qp(node), cv.backend.name, m.kernel_size,
+                                              m.stride or m.kernel_size, m.padding, m.dilation, m.ceil_mode))
+
+
+@CONVERTERS.register(nn.Dropout, nn.Identity)
+def _no_op(cv, node, m):
+    node.replace_all_uses_with(node.args[0])
+    cv.gm.graph.erase_node(node)
+    return None
+
+
 class _Converter:
-    def __init__(self, gm: fx.GraphModule, semantics: str):
-        self.gm, self.semantics = gm, semantics
+    def __init__(self, gm: fx.GraphModule, backend: Backend, lowering):
+        self.gm, self.backend, self.lowering = gm, backend, lowering
         self.modules = dict(gm.named_modules())
         self.qp: dict[fx.Node, object] = {}
         self.current = "?"  # the node being converted, for error messages
+
+    def requested_lowering(self, activation: str) -> str | None:
+        return self.lowering.get(activation) if isinstance(self.lowering, dict) else self.lowering
 
     def module_of(self, node):
         return self.modules.get(node.target) if node.op == "call_module" else None
@@ -66,7 +157,8 @@ class _Converter:
         except QuantizationError as exc:
             raise QuantizationError(f"{self.current}: {exc}") from None
 
-    def swap(self, node: fx.Node, module: nn.Module, args=None) -> fx.Node:
+    def swap(self, node: fx.Node, module: nn.Module, args=None):
+        """Replace `node` by a call of the integer `module`; returns its output parameters."""
         base = f"{node.target if node.op == 'call_module' else node.name}".replace(".", "_") + "_int"
         name, i = base, 1
         while hasattr(self.gm, name):  # a module called twice becomes two integer modules
@@ -78,10 +170,11 @@ class _Converter:
         new.meta = dict(node.meta)
         node.replace_all_uses_with(new)
         self.gm.graph.erase_node(node)
-        return new
+        self.qp[new] = module.out_qparams
+        return module.out_qparams
 
     def _run(self) -> fx.GraphModule:
-        graph, s = self.gm.graph, self.semantics
+        graph = self.gm.graph
         for node in list(graph.nodes):
             self.current = node.target if node.op == "call_module" else node.name
             m = self.module_of(node)
@@ -90,46 +183,15 @@ class _Converter:
             if node.op == "output":
                 self.outputs(node)
                 continue
-            if isinstance(m, FakeQuantize):  # a graph input's quantizer
-                qp = m.qparams()
-                self.qp[self.swap(node, Q.Quantize(qp, s))] = qp
-            elif isinstance(m, QuantAct):
-                in_qp, out_qp = m.in_qparams(), m.out_qparams()
-                table = torch.from_numpy(int8_table(m.act.bound(), in_qp, out_qp, s))
-                self.qp[self.swap(node, Q.QuantizedActivation(m.act.bound(), table, in_qp, out_qp, s))] = out_qp
-            elif isinstance(m, PreparedConv2d):
-                self.qp[self.swap(node, Q.QuantizedConv2d(m.conv, m.in_qparams()[0], m.output_quant.qparams(), s))] = \
-                    m.output_quant.qparams()
-            elif isinstance(m, PreparedLinear):
-                self.qp[self.swap(node, Q.QuantizedLinear(m.linear, m.in_qparams()[0], m.output_quant.qparams(), s))] = \
-                    m.output_quant.qparams()
-            elif isinstance(m, (PreparedAdd, PreparedMul)):
-                cls = Q.QuantizedAdd if isinstance(m, PreparedAdd) else Q.QuantizedMul
-                out = m.output_quant.qparams()
-                self.qp[self.swap(node, cls(m.in_qparams(), out, s))] = out
-            elif isinstance(m, PreparedConcat):
-                out = m.output_quant.qparams()
-                self.qp[self.swap(node, Q.QuantizedConcat(m.in_qparams(), out, s, m.dim))] = out
-            elif isinstance(m, PreparedMean):
-                out = m.output_quant.qparams()
-                self.qp[self.swap(node, Q.QuantizedMean(m.in_qparams()[0], out, s, m.keepdim))] = out
-            elif isinstance(m, PreparedAvgPool2d):
-                qp = m.in_qparams()[0]
-                self.qp[self.swap(node, Q.QuantizedAvgPool2d(qp, s, m.kernel_size, m.stride, m.padding))] = qp
-            elif isinstance(m, nn.MaxPool2d):
-                qp = self.input_qp(node)
-                self.qp[self.swap(node, Q.QuantizedMaxPool2d(qp, s, m.kernel_size, m.stride or m.kernel_size,
-                                                             m.padding, m.dilation, m.ceil_mode))] = qp
-            elif isinstance(m, (nn.Dropout, nn.Identity)):
-                src = node.args[0]
-                node.replace_all_uses_with(src)
-                graph.erase_node(node)
+            handler = CONVERTERS.lookup(m) if m is not None else None
+            if handler is not None:
+                handler(self, node, m)
             elif node.op == "call_function" and node.target is torch.nn.functional.max_pool2d:
                 raise UnsupportedError(f"functional max_pool2d at {node.name!r}: use nn.MaxPool2d")
-            elif self.is_tensor(node):
+            elif self.is_tensor(node):  # flatten / view / reshape / squeeze on codes
                 qp = self.input_qp(node)
                 shape = tuple(node.meta["tensor_meta"].shape)
-                self.qp[self.swap(node, Q.QuantizedReshape(qp, s, shape), args=(node.args[0],))] = qp
+                self.swap(node, Q.QuantizedReshape(qp, self.backend.name, shape), args=(node.args[0],))
         graph.eliminate_dead_code()
         graph.lint()
         self.gm.recompile()
@@ -155,7 +217,7 @@ class _Converter:
         def dequant(arg):
             if isinstance(arg, fx.Node) and arg in self.qp:
                 name = f"dequantize_{arg.name}"
-                self.gm.add_module(name, Q.Dequantize(self.qp[arg], self.semantics))
+                self.gm.add_module(name, Q.Dequantize(self.qp[arg], self.backend.name))
                 with self.gm.graph.inserting_before(node):
                     return self.gm.graph.call_module(name, (arg,))
             return arg

@@ -174,7 +174,7 @@ class _Builder:
         output_quant = self.preset_output.pop(node, None) or self.fq(f"{path} output",
                                                                      learnable_scale=self.qc.learnable_scale)
         qa = QuantAct(module, input_quant=self.source(node.args[0], path), output_quant=output_quant,
-                      semantics=self.qc.semantics)
+                      backend=self.qc.backend)
         target = self.add_module(f"{path}_q", qa)
         new = self.replace(node, target, (node.args[0],))
         self.owner[new] = qa.output_quant
@@ -338,6 +338,7 @@ def prepare(model: nn.Module, activations: Mapping[str, ActivationChoice] | None
     gm = trace(model, "edgeact.prepare")
     gm = _Builder(gm, activations or {}, qconfig).run()
     gm.edgeact_qconfig = qconfig
+    gm.edgeact_backend = qconfig.backend
     set_mode(gm, observe=True, fake_quant=False)
     return gm
 

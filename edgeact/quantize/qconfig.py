@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from edgeact.errors import QuantizationError
 from edgeact.observers import OBSERVERS
-from edgeact.semantics import KNOWN
+from edgeact.backend import get_backend
 
 
 @dataclass(frozen=True)
@@ -16,8 +16,9 @@ class QConfig:
         symmetric in [-127, 127], as TFLite and ONNX Runtime both accept).
     observer: how activation ranges are chosen ('minmax', 'moving_average' for QAT, 'percentile', 'mse').
     learnable_scale: LSQ scales for activation outputs during QAT.
-    semantics: the integer arithmetic the fake-quant activation tables follow during calibration/QAT
-        ('ideal', 'onnxruntime', 'tflite'); convert() may pick another one for deployment.
+    backend: the runtime the model is prepared for ('ideal', 'onnxruntime', 'litert', 'litert:aarch64', …,
+        `edgeact.backend`): the fake-quant activation tables follow its arithmetic during calibration/QAT,
+        and convert() uses it unless told another.
     fuse_relu: a ReLU/ReLU6 that is the only user of a conv/linear shares its output parameters with
         it, so the conv's requantization already clamps (TFLite fuses it into the op, ORT drops it):
         the activation costs nothing and its range is the post-activation one.
@@ -26,7 +27,7 @@ class QConfig:
     activation_dtype: str = "int8"
     observer: str = "minmax"
     learnable_scale: bool = False
-    semantics: str = "ideal"
+    backend: str = "ideal"
     fuse_relu: bool = True
 
     def __post_init__(self):
@@ -34,8 +35,7 @@ class QConfig:
             raise QuantizationError(f"activation_dtype must be 'int8' or 'uint8', got {self.activation_dtype!r}")
         if self.observer not in OBSERVERS:
             raise QuantizationError(f"unknown observer {self.observer!r}; choose one of {', '.join(OBSERVERS)}")
-        if self.semantics not in KNOWN:
-            raise QuantizationError(f"unknown semantics {self.semantics!r}; choose one of {', '.join(KNOWN)}")
+        get_backend(self.backend)  # an unknown name fails here, with the list of names
 
 
 DEFAULT_QCONFIG = QConfig()

@@ -1,7 +1,7 @@
 """The converted model's modules: integer kernels over int64 code tensors (NCHW).
 
 Each holds its frozen quantization parameters (`in_qparams`, `out_qparams`) and the name of the
-integer semantics it follows; the arithmetic itself lives in `edgeact.semantics`, so the same
+backend it was converted for; the arithmetic itself is the backend's (`edgeact.backend`), so the same
 module computes what ONNX Runtime, LiteRT or the ideal formula would. Exporters walk a converted
 graph and read these attributes; they never re-derive a scale.
 """
@@ -15,54 +15,55 @@ from torch import nn
 from edgeact.activations import BoundActivation
 from edgeact.errors import QuantizationError
 from edgeact.qparams import QuantParams
-from edgeact.semantics import get_semantics
+from edgeact.backend import get_backend
 from edgeact.tables import lookup_torch
 
 
 class QuantizedModule(nn.Module):
-    """Base: frozen parameters + semantics; tensors in and out are integer codes."""
+    """Base: frozen parameters + the backend's name; tensors in and out are integer codes."""
 
-    def __init__(self, in_qparams: list[QuantParams], out_qparams: QuantParams, semantics: str):
+    def __init__(self, in_qparams: list[QuantParams], out_qparams: QuantParams, backend: str):
         super().__init__()
         self.in_qparams = list(in_qparams)
         self.out_qparams = out_qparams
-        self.semantics = semantics
+        self.backend = backend
 
     @property
-    def sem(self):
-        return get_semantics(self.semantics)
+    def arith(self):
+        """The integer arithmetic of the backend this module was converted for."""
+        return get_backend(self.backend).arithmetic
 
     def extra_repr(self) -> str:
         ins = ", ".join(str(q) for q in self.in_qparams)
-        return f"in=[{ins}], out={self.out_qparams}, semantics={self.semantics!r}"
+        return f"in=[{ins}], out={self.out_qparams}, backend={self.backend!r}"
 
 
 class Quantize(QuantizedModule):
     """float → codes at a graph input."""
 
-    def __init__(self, qp: QuantParams, semantics: str):
-        super().__init__([], qp, semantics)
+    def __init__(self, qp: QuantParams, backend: str):
+        super().__init__([], qp, backend)
 
     def forward(self, x):
-        return self.sem.quantize(x, self.out_qparams)
+        return self.arith.quantize(x, self.out_qparams)
 
 
 class Dequantize(QuantizedModule):
     """codes → float32 at a graph output."""
 
-    def __init__(self, qp: QuantParams, semantics: str):
-        super().__init__([qp], qp, semantics)
+    def __init__(self, qp: QuantParams, backend: str):
+        super().__init__([qp], qp, backend)
 
     def forward(self, q):
-        return self.sem.dequantize(q, self.in_qparams[0])
+        return self.arith.dequantize(q, self.in_qparams[0])
 
 
 class _WeightedOp(QuantizedModule):
     """Conv / fully connected: int8 per-channel weights, int32 bias of scale s_in·s_w[c]."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, in_qp: QuantParams, out_qp: QuantParams,
-                 semantics: str):
-        super().__init__([in_qp], out_qp, semantics)
+                 backend: str):
+        super().__init__([in_qp], out_qp, backend)
         amax = weight.detach().double().reshape(weight.shape[0], -1).abs().max(1).values.numpy()
         amax = np.where(amax > 0, amax, 1.0)  # an all-zero channel: any scale, codes all 0
         self.weight_qparams = QuantParams.from_range(-amax, amax, "int8", symmetric=True, axis=0, narrow=True)
@@ -85,13 +86,13 @@ class _WeightedOp(QuantizedModule):
 
     def forward(self, q):
         acc = self.accumulate((q.long() - self.in_qparams[0].zero_point).double())
-        return self.sem.requantize_accumulator(acc.round().long(), self.in_qparams[0], self.weight_qparams,
+        return self.arith.requantize_accumulator(acc.round().long(), self.in_qparams[0], self.weight_qparams,
                                                self.out_qparams, channel_axis=1, op=self.op_kind)
 
 
 class QuantizedConv2d(_WeightedOp):
-    def __init__(self, conv: nn.Conv2d, in_qp, out_qp, semantics):
-        super().__init__(conv.weight, conv.bias, in_qp, out_qp, semantics)
+    def __init__(self, conv: nn.Conv2d, in_qp, out_qp, backend):
+        super().__init__(conv.weight, conv.bias, in_qp, out_qp, backend)
         if isinstance(conv.padding, str):
             raise ValueError("string padding is resolved by prepare")
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
@@ -112,19 +113,24 @@ class QuantizedConv2d(_WeightedOp):
 
 class QuantizedLinear(_WeightedOp):
     op_kind = "linear"
-    def __init__(self, linear: nn.Linear, in_qp, out_qp, semantics):
-        super().__init__(linear.weight, linear.bias, in_qp, out_qp, semantics)
+    def __init__(self, linear: nn.Linear, in_qp, out_qp, backend):
+        super().__init__(linear.weight, linear.bias, in_qp, out_qp, backend)
 
     def accumulate(self, x):
         return F.linear(x, self.weight_codes.double(), self.bias_codes.double())
 
 
 class QuantizedActivation(QuantizedModule):
-    """An activation as its int8 table (one per channel for a per-channel PReLU slope)."""
+    """An activation as its int8 table (one per channel for a per-channel PReLU slope).
 
-    def __init__(self, bound: BoundActivation, table: torch.Tensor, in_qp, out_qp, semantics):
-        super().__init__([in_qp], out_qp, semantics)
+    `lowering`: how the backend runs it, decided at convert ('native', 'table' or 'none'); the table
+    holds exactly the codes that lowering computes.
+    """
+
+    def __init__(self, bound: BoundActivation, table: torch.Tensor, in_qp, out_qp, backend, lowering: str = "table"):
+        super().__init__([in_qp], out_qp, backend)
         self.bound = bound
+        self.lowering = lowering
         self.register_buffer("table", table.long())
 
     @property
@@ -135,49 +141,49 @@ class QuantizedActivation(QuantizedModule):
         return lookup_torch(self.table, q, self.in_qparams[0].qmin, channel_axis=1)
 
     def extra_repr(self) -> str:
-        return f"{self.bound.name}, " + super().extra_repr()
+        return f"{self.bound.name} ({self.lowering}), " + super().extra_repr()
 
 
 class QuantizedAdd(QuantizedModule):
     def forward(self, a, b):
-        return self.sem.add(a, self.in_qparams[0], b, self.in_qparams[1], self.out_qparams)
+        return self.arith.add(a, self.in_qparams[0], b, self.in_qparams[1], self.out_qparams)
 
 
 class QuantizedMul(QuantizedModule):
     def forward(self, a, b):
-        return self.sem.mul(a, self.in_qparams[0], b, self.in_qparams[1], self.out_qparams)
+        return self.arith.mul(a, self.in_qparams[0], b, self.in_qparams[1], self.out_qparams)
 
 
 class QuantizedConcat(QuantizedModule):
     """Inputs requantized to the output's parameters, then concatenated."""
 
-    def __init__(self, in_qps, out_qp, semantics, dim: int):
-        super().__init__(in_qps, out_qp, semantics)
+    def __init__(self, in_qps, out_qp, backend, dim: int):
+        super().__init__(in_qps, out_qp, backend)
         self.dim = dim
 
     def forward(self, *qs):
-        parts = [self.sem.requantize(q, qp, self.out_qparams) for q, qp in zip(qs, self.in_qparams)]
+        parts = [self.arith.requantize(q, qp, self.out_qparams) for q, qp in zip(qs, self.in_qparams)]
         return torch.cat(parts, dim=self.dim)
 
 
 class QuantizedMean(QuantizedModule):
     """Global spatial mean over H, W (AdaptiveAvgPool2d(1) / x.mean((2, 3)))."""
 
-    def __init__(self, in_qp, out_qp, semantics, keepdim: bool = True):
-        super().__init__([in_qp], out_qp, semantics)
+    def __init__(self, in_qp, out_qp, backend, keepdim: bool = True):
+        super().__init__([in_qp], out_qp, backend)
         self.keepdim = keepdim
 
     def forward(self, q):
         count = q.shape[2] * q.shape[3]
         total = q.long().sum(dim=(2, 3), keepdim=self.keepdim)
-        return self.sem.average(total, count, self.in_qparams[0], self.out_qparams, op="mean")
+        return self.arith.average(total, count, self.in_qparams[0], self.out_qparams, op="mean")
 
 
 class QuantizedAvgPool2d(QuantizedModule):
     """Average pooling without padding; output parameters equal the input's."""
 
-    def __init__(self, in_qp, semantics, kernel_size, stride, padding=0):
-        super().__init__([in_qp], in_qp, semantics)
+    def __init__(self, in_qp, backend, kernel_size, stride, padding=0):
+        super().__init__([in_qp], in_qp, backend)
         pad = padding if isinstance(padding, tuple) else (padding, padding)
         if any(pad):
             raise ValueError("padded average pooling is not supported in int8")
@@ -186,14 +192,14 @@ class QuantizedAvgPool2d(QuantizedModule):
     def forward(self, q):
         k = self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size, self.kernel_size)
         total = F.avg_pool2d(q.double(), k, self.stride, divisor_override=1).round().long()
-        return self.sem.average(total, k[0] * k[1], self.in_qparams[0], self.out_qparams, op="avg_pool2d")
+        return self.arith.average(total, k[0] * k[1], self.in_qparams[0], self.out_qparams, op="avg_pool2d")
 
 
 class QuantizedMaxPool2d(QuantizedModule):
     """Max pooling commutes with a monotonic quantization: codes in, codes out, same parameters."""
 
-    def __init__(self, in_qp, semantics, kernel_size, stride, padding=0, dilation=1, ceil_mode=False):
-        super().__init__([in_qp], in_qp, semantics)
+    def __init__(self, in_qp, backend, kernel_size, stride, padding=0, dilation=1, ceil_mode=False):
+        super().__init__([in_qp], in_qp, backend)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
@@ -208,8 +214,8 @@ class QuantizedMaxPool2d(QuantizedModule):
 class QuantizedReshape(QuantizedModule):
     """flatten / view / reshape / squeeze: codes unchanged, `shape` is the traced output shape (batch first)."""
 
-    def __init__(self, in_qp, semantics, shape: tuple[int, ...]):
-        super().__init__([in_qp], in_qp, semantics)
+    def __init__(self, in_qp, backend, shape: tuple[int, ...]):
+        super().__init__([in_qp], in_qp, backend)
         self.shape = tuple(shape)
 
     def forward(self, q):

@@ -13,9 +13,9 @@ def register(subparsers) -> None:
     p.add_argument("model", metavar="MODEL", help="saved converted model (.pt)")
     p.add_argument("--format", choices=["onnx", "tflite"], default="onnx")
     p.add_argument("-o", "--output", metavar="PATH", help="output file (default: MODEL with .onnx / .tflite)")
-    p.add_argument("--lowering", choices=["native", "table"],
-                   help="force every activation to its native op or to a lookup table (default: per activation "
-                   "the exact and fastest)")
+    p.add_argument("--lowering", choices=["table"],
+                   help="write every activation as its exact lookup table (default: the lowering convert chose; "
+                   "to force native ops, convert with edgeact.convert(..., lowering='native'))")
     p.add_argument("--io", choices=["float", "int8"], default="float",
                    help="float in/out like the converted model (default), or the int8 codes")
     p.set_defaults(func=handler)
@@ -25,20 +25,24 @@ def handler(args) -> int:
     from edgeact.export.converted import load_converted
 
     model = load_converted(args.model)
+    if args.lowering == "table":
+        from edgeact.quantize.convert import with_tables
+
+        model = with_tables(model)
     out = Path(args.output) if args.output else Path(args.model).with_suffix(f".{args.format}")
     if args.format == "onnx":
         from edgeact.export import to_onnx
 
-        to_onnx(model, None, out, lowering=args.lowering, io=args.io)
+        to_onnx(model, None, out, io=args.io)
     else:
         to_tflite = _tflite_exporter()
-        to_tflite(model, None, out, lowering=args.lowering, io=args.io)
+        to_tflite(model, None, out, io=args.io)
     print(f"wrote {out}")
     return 0
 
 
 def _tflite_exporter():
-    """The TFLite side: edgeact.export.to_tflite (model, example_inputs, path, lowering=, io=)."""
+    """The TFLite side: edgeact.export.to_tflite (model, example_inputs, path, io=)."""
     from edgeact.errors import UnsupportedError
 
     try:

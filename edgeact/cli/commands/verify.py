@@ -57,7 +57,7 @@ def handler(args) -> int:
         if args.json == "-":
             sys.stdout.write(text + "\n")
         else:
-            from edgeact.export.onnx_graph import save_atomic
+            from edgeact.export.onnxruntime.graph import save_atomic
 
             save_atomic(text.encode(), args.json)
     return 0 if report.ok else 1

@@ -30,18 +30,22 @@ import torch
 import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
+from edgeact.backend import get_backend
 from edgeact.errors import ExportError, UnsupportedError
+from edgeact.handlers import Handlers
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
-from edgeact.semantics.onnxruntime import average_weight_scale
-from edgeact.export.onnx_activation import lower_activation
-from edgeact.export.onnx_graph import GraphBuilder, check, save_atomic
+from edgeact.export.onnxruntime.arithmetic import average_weight_scale
+from edgeact.export.onnxruntime.lowering import lower_activation
+from edgeact.export.onnxruntime.graph import GraphBuilder, check, save_atomic
 
 F32 = np.float32
 IOS = ("float", "int8")
 # Model metadata: converted-graph node name → [ONNX tensor of its codes, model dtype, shift (128: int8 as uint8)],
 # so that verify() can compare every intermediate tensor, not only the outputs.
 TENSOR_MAP_KEY = "edgeact.tensors"
+BACKEND_KEY = "edgeact.backend"  # the backend the file was written for
+LOWERINGS_KEY = "edgeact.lowerings"  # activation node → the lowering convert decided
 
 
 def inner(qp: QuantParams) -> QuantParams:
@@ -51,14 +55,19 @@ def inner(qp: QuantParams) -> QuantParams:
     return qp
 
 
+ONNX_OPS = Handlers("ONNX writer")
+
+
 class _Exporter:
-    def __init__(self, gm: fx.GraphModule, lowering, io: str, require_exact: bool, prefer: str = "x86"):
+    def __init__(self, gm: fx.GraphModule, io: str, require_exact: bool, planned: bool):
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.g = GraphBuilder("edgeact")
         self.codes: dict[fx.Node, tuple[str, QuantParams]] = {}  # node → (onnx name of uint8 codes, model qp)
         self.values: dict[fx.Node, str] = {}  # float tensors (graph inputs, dequantized outputs)
-        self.lowering, self.io, self.require_exact, self.prefer = lowering, io, require_exact, prefer
+        # planned: the model was converted for an onnxruntime backend, so each activation's lowering is
+        # the one convert recorded; otherwise every activation is written as its (exact) table.
+        self.io, self.require_exact, self.planned = io, require_exact, planned
         self.used_lowerings: dict[str, str] = {}
         self.input_shapes: dict[fx.Node, list] = {}
 
@@ -82,11 +91,6 @@ class _Exporter:
             raise ExportError(f"node {node.name!r} has no traced shape: convert the model with edgeact.convert "
                               "(it records shapes), not by hand")
         return tuple(int(d) for d in meta.shape)
-
-    def lowering_for(self, name: str):
-        if isinstance(self.lowering, dict):
-            return self.lowering.get(name)
-        return self.lowering
 
     # ---- walk ----------------------------------------------------------------------------------
     def run(self, example_shapes: list[tuple[int, ...]]):
@@ -117,53 +121,12 @@ class _Exporter:
             self.values[node] = self.g.add_input(node.name, "float32", self.input_shapes[node])
 
     def module(self, node: fx.Node, m):
-        hint = node.name
-        if isinstance(m, Q.Quantize):
-            src = node.args[0]
-            if self.io == "float":
-                self.codes[node] = (self.q(self.values[src], m.out_qparams, hint), m.out_qparams)
-            else:
-                x = self.g.add_input(src.name, m.out_qparams.dtype, self.input_shapes[src])
-                self.codes[node] = (self._to_inner(x, m.out_qparams, hint), m.out_qparams)
-        elif isinstance(m, Q.Dequantize):
-            name, qp = self.codes[node.args[0]]
-            if self.io == "float":
-                self.values[node] = self.g.node("DequantizeLinear", [name, *self.qconst(qp)], hint)
-            else:
-                self.values[node] = self._from_inner(name, qp, hint)
-        elif isinstance(m, Q.QuantizedConv2d):
-            self.conv(node, m)
-        elif isinstance(m, Q.QuantizedLinear):
-            self.linear(node, m)
-        elif isinstance(m, Q.QuantizedActivation):
-            self.activation(node, m)
-        elif isinstance(m, (Q.QuantizedAdd, Q.QuantizedMul)):
-            a, b = node.args
-            op = "Add" if isinstance(m, Q.QuantizedAdd) else "Mul"
-            y = self.g.node(op, [self.dq(a, f"{hint}_a"), self.dq(b, f"{hint}_b")], hint)
-            self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
-        elif isinstance(m, Q.QuantizedConcat):
-            parts = [self.dq(a, f"{hint}_{i}") for i, a in enumerate(node.args)]
-            y = self.g.node("Concat", parts, hint, axis=int(m.dim))
-            self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
-        elif isinstance(m, Q.QuantizedMean):
-            self.pool(node, m, kernel=self.shape(node.args[0])[2:], stride=(1, 1), keepdim=m.keepdim)
-        elif isinstance(m, Q.QuantizedAvgPool2d):
-            k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
-            s = m.stride if isinstance(m.stride, tuple) else (m.stride, m.stride)
-            self.pool(node, m, kernel=k, stride=s, keepdim=True)
-        elif isinstance(m, Q.QuantizedMaxPool2d):
-            self.maxpool(node, m)
-        elif isinstance(m, Q.QuantizedReshape):
-            name, qp = self.codes[node.args[0]]
-            shape = np.array([0, *m.shape[1:]], dtype=np.int64)
-            self.codes[node] = (self.g.node("Reshape", [name, self.g.constant(shape, "shape")], hint), qp)
-        else:
+        handler = ONNX_OPS.lookup(m)
+        if handler is None:
             raise UnsupportedError(
                 f"cannot export node {node.name!r}: module {type(m).__name__} has no ONNX lowering. Supported: "
-                "Quantize, Dequantize, QuantizedConv2d, QuantizedLinear, QuantizedActivation, QuantizedAdd, "
-                "QuantizedMul, QuantizedConcat, QuantizedMean, QuantizedAvgPool2d, QuantizedMaxPool2d, "
-                "QuantizedReshape")
+                + ", ".join(ONNX_OPS.names()))
+        handler(self, node, m)
 
     # ---- ops -----------------------------------------------------------------------------------
     def _weights(self, m, hint):
@@ -181,38 +144,6 @@ class _Exporter:
                          f"{hint}_bias_dq", axis=0)
         return wf, bf
 
-    def conv(self, node, m: Q.QuantizedConv2d):
-        hint = node.name
-        if m.weight_qparams.dtype != "int8":
-            raise UnsupportedError(f"{hint!r}: weights must be int8")
-        wf, bf = self._weights(m, hint)
-        pad = m.padding if isinstance(m.padding, tuple) else (m.padding, m.padding)
-        y = self.g.node("Conv", [self.dq(node.args[0], hint), wf, bf], hint,
-                        kernel_shape=list(m.kernel_size), strides=list(m.stride), dilations=list(m.dilation),
-                        pads=[pad[0], pad[1], pad[0], pad[1]], group=int(m.groups))
-        self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
-
-    def linear(self, node, m: Q.QuantizedLinear):
-        hint = node.name
-        rank = len(self.shape(node.args[0]))
-        if rank != 2:
-            raise UnsupportedError(f"cannot export {hint!r}: Linear on a rank-{rank} tensor (only (batch, features), "
-                                   "which ORT runs as QGemm); flatten the input first")
-        wf, bf = self._weights(m, hint)
-        y = self.g.node("Gemm", [self.dq(node.args[0], hint), wf, bf], hint, transB=1)
-        self.codes[node] = (self.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
-
-    def activation(self, node, m: Q.QuantizedActivation):
-        name, in_qp = self.codes[node.args[0]]
-        out_qp = m.out_qparams
-        table = m.table.numpy().astype(np.int64)
-        shift = 128 if in_qp.dtype == "int8" else 0
-        y, used = lower_activation(self.g, name, m.bound, inner(in_qp), inner(out_qp), table=table + shift,
-                                   lowering=self.lowering_for(m.bound.name), rank=len(self.shape(node)),
-                                   require_exact=self.require_exact, where=node.name, prefer=self.prefer)
-        self.used_lowerings[node.name] = used
-        self.codes[node] = (y, out_qp)
-
     def pool(self, node, m, kernel, stride, keepdim: bool):
         hint = node.name
         shape = self.shape(node.args[0])
@@ -228,16 +159,6 @@ class _Exporter:
             codes = self.g.node("Reshape", [codes, self.g.constant(np.array([0, channels], np.int64), "shape")],
                                 f"{hint}_squeeze")
         self.codes[node] = (codes, m.out_qparams)
-
-    def maxpool(self, node, m: Q.QuantizedMaxPool2d):
-        # On the codes themselves (ORT has uint8 MaxPool): max commutes with a monotonic quantization,
-        # and the output keeps the input's parameters whatever module object the node calls.
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        k, s, p, d = pair(m.kernel_size), pair(m.stride), pair(m.padding), pair(m.dilation)
-        name, qp = self.codes[node.args[0]]
-        y = self.g.node("MaxPool", [name], node.name, kernel_shape=list(k), strides=list(s),
-                        pads=[p[0], p[1], p[0], p[1]], dilations=list(d), ceil_mode=int(m.ceil_mode))
-        self.codes[node] = (y, qp)
 
     def _to_inner(self, x: str, qp: QuantParams, hint: str) -> str:
         if inner(qp) == qp:
@@ -267,16 +188,125 @@ class _Exporter:
                               ["batch", *self.shape(o)[1:]])
 
 
-def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=None, io: str = "float",
-            require_exact: bool = True, prefer: str | None = None):
+
+# ---- one handler per integer op: (exporter, node, module) → the node's codes in the graph ------------
+
+@ONNX_OPS.register(Q.Quantize)
+def _quantize(ex, node, m):
+    src = node.args[0]
+    if ex.io == "float":
+        ex.codes[node] = (ex.q(ex.values[src], m.out_qparams, node.name), m.out_qparams)
+    else:
+        x = ex.g.add_input(src.name, m.out_qparams.dtype, ex.input_shapes[src])
+        ex.codes[node] = (ex._to_inner(x, m.out_qparams, node.name), m.out_qparams)
+
+
+@ONNX_OPS.register(Q.Dequantize)
+def _dequantize(ex, node, m):
+    name, qp = ex.codes[node.args[0]]
+    if ex.io == "float":
+        ex.values[node] = ex.g.node("DequantizeLinear", [name, *ex.qconst(qp)], node.name)
+    else:
+        ex.values[node] = ex._from_inner(name, qp, node.name)
+
+
+@ONNX_OPS.register(Q.QuantizedAdd, Q.QuantizedMul)
+def _binary(ex, node, m):
+    a, b = node.args
+    op = "Add" if isinstance(m, Q.QuantizedAdd) else "Mul"
+    y = ex.g.node(op, [ex.dq(a, f"{node.name}_a"), ex.dq(b, f"{node.name}_b")], node.name)
+    ex.codes[node] = (ex.q(y, m.out_qparams, f"{node.name}_q"), m.out_qparams)
+
+
+@ONNX_OPS.register(Q.QuantizedConcat)
+def _concat(ex, node, m):
+    parts = [ex.dq(a, f"{node.name}_{i}") for i, a in enumerate(node.args)]
+    y = ex.g.node("Concat", parts, node.name, axis=int(m.dim))
+    ex.codes[node] = (ex.q(y, m.out_qparams, f"{node.name}_q"), m.out_qparams)
+
+
+@ONNX_OPS.register(Q.QuantizedMean)
+def _mean(ex, node, m):
+    ex.pool(node, m, kernel=ex.shape(node.args[0])[2:], stride=(1, 1), keepdim=m.keepdim)
+
+
+@ONNX_OPS.register(Q.QuantizedAvgPool2d)
+def _avg_pool(ex, node, m):
+    k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size, m.kernel_size)
+    s = m.stride if isinstance(m.stride, tuple) else (m.stride, m.stride)
+    ex.pool(node, m, kernel=k, stride=s, keepdim=True)
+
+
+@ONNX_OPS.register(Q.QuantizedReshape)
+def _reshape(ex, node, m):
+    name, qp = ex.codes[node.args[0]]
+    shape = np.array([0, *m.shape[1:]], dtype=np.int64)
+    ex.codes[node] = (ex.g.node("Reshape", [name, ex.g.constant(shape, "shape")], node.name), qp)
+
+
+@ONNX_OPS.register(Q.QuantizedConv2d)
+def _conv(ex, node, m: Q.QuantizedConv2d):
+    hint = node.name
+    if m.weight_qparams.dtype != "int8":
+        raise UnsupportedError(f"{hint!r}: weights must be int8")
+    wf, bf = ex._weights(m, hint)
+    pad = m.padding if isinstance(m.padding, tuple) else (m.padding, m.padding)
+    y = ex.g.node("Conv", [ex.dq(node.args[0], hint), wf, bf], hint,
+                    kernel_shape=list(m.kernel_size), strides=list(m.stride), dilations=list(m.dilation),
+                    pads=[pad[0], pad[1], pad[0], pad[1]], group=int(m.groups))
+    ex.codes[node] = (ex.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
+
+
+@ONNX_OPS.register(Q.QuantizedLinear)
+def _linear(ex, node, m: Q.QuantizedLinear):
+    hint = node.name
+    rank = len(ex.shape(node.args[0]))
+    if rank != 2:
+        raise UnsupportedError(f"cannot export {hint!r}: Linear on a rank-{rank} tensor (only (batch, features), "
+                               "which ORT runs as QGemm); flatten the input first")
+    wf, bf = ex._weights(m, hint)
+    y = ex.g.node("Gemm", [ex.dq(node.args[0], hint), wf, bf], hint, transB=1)
+    ex.codes[node] = (ex.q(y, m.out_qparams, f"{hint}_q"), m.out_qparams)
+
+
+@ONNX_OPS.register(Q.QuantizedActivation)
+def _activation(ex, node, m: Q.QuantizedActivation):
+    name, in_qp = ex.codes[node.args[0]]
+    out_qp = m.out_qparams
+    table = m.table.numpy().astype(np.int64)
+    shift = 128 if in_qp.dtype == "int8" else 0
+    lowering = m.lowering if ex.planned else "table"
+    if lowering == "none":
+        lowering = "native"  # identity between equal parameters: DQ → Q, which ORT folds away
+    y, used = lower_activation(ex.g, name, m.bound, inner(in_qp), inner(out_qp), table=table + shift,
+                               lowering=lowering, rank=len(ex.shape(node)),
+                               require_exact=ex.require_exact, where=node.name)
+    ex.used_lowerings[node.name] = used
+    ex.codes[node] = (y, out_qp)
+
+
+@ONNX_OPS.register(Q.QuantizedMaxPool2d)
+def _maxpool(ex, node, m: Q.QuantizedMaxPool2d):
+    # On the codes themselves (ORT has uint8 MaxPool): max commutes with a monotonic quantization,
+    # and the output keeps the input's parameters whatever module object the node calls.
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    k, s, p, d = pair(m.kernel_size), pair(m.stride), pair(m.padding), pair(m.dilation)
+    name, qp = ex.codes[node.args[0]]
+    y = ex.g.node("MaxPool", [name], node.name, kernel_shape=list(k), strides=list(s),
+                    pads=[p[0], p[1], p[0], p[1]], dilations=list(d), ceil_mode=int(m.ceil_mode))
+    ex.codes[node] = (y, qp)
+
+
+def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = "float",
+            require_exact: bool = True):
     """The QDQ int8 ONNX model of a converted model; written atomically to `path` if given.
 
+    Each activation is written as convert() planned it for the model's backend (an onnxruntime one);
+    a model converted for another backend gets every activation as its exact table, and a warning,
+    since its other ops follow another runtime's arithmetic.
     example_inputs: a tensor or tuple of tensors (only their shapes are used; the batch size stays
-    free); default: the example recorded by convert(). lowering: None (per activation the exact and
-    fastest), 'native', 'table', or a dict {activation name: lowering}. io: 'float' (float in, float
-    out, like the converted model) or 'int8' (the model's codes in and out). prefer: the CPU whose
-    cheapest exact lowering to pick ('x86' or 'arm'; default 'arm' for a model converted with
-    semantics='onnxruntime-aarch64', else 'x86').
+    free); default: the example recorded by convert(). io: 'float' (float in, float out, like the
+    converted model) or 'int8' (the model's codes in and out).
     """
     if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
         raise UnsupportedError(
@@ -284,11 +314,11 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=N
             "prepare, calibrate and convert it first")
     if io not in IOS:
         raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
-    semantics = getattr(model, "edgeact_semantics", None)
-    prefer = prefer or ("arm" if semantics == "onnxruntime-aarch64" else "x86")
-    if semantics not in ("onnxruntime", "onnxruntime-aarch64"):
-        warnings.warn(f"the model was converted with semantics={semantics!r}: ONNX Runtime rounds differently at "
-                      "some ties, so its codes may differ; convert with semantics='onnxruntime' for a bit-exact "
+    backend = get_backend(getattr(model, "edgeact_backend", "ideal"))
+    planned = backend.format == "onnx"
+    if not planned:
+        warnings.warn(f"the model was converted for backend {backend.name!r}: ONNX Runtime rounds differently at "
+                      "some ties, so its codes may differ; convert with backend='onnxruntime' for a bit-exact "
                       "export", stacklevel=2)
     if example_inputs is None:
         example_inputs = getattr(model, "edgeact_example", None)
@@ -304,17 +334,18 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, lowering=N
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ExportError(f"the example input(s) of shape {shapes} do not fit the model ({exc}); pass tensors "
                           "shaped like the model's input") from exc
-    exporter = _Exporter(model, lowering, io, require_exact, prefer)
+    exporter = _Exporter(model, io, require_exact, planned)
     g = exporter.run(shapes)
     lowered = ", ".join(f"{k}: {v}" for k, v in exporter.used_lowerings.items()) or "none"
-    onnx_model = g.model(doc=f"edgeact QDQ int8 export (semantics={semantics}); activations: {lowered}")
+    onnx_model = g.model(doc=f"edgeact QDQ int8 export (backend={backend.name}); activations: {lowered}")
     tensors = {n.name: [name, qp.dtype, 128 if inner(qp) != qp else 0] for n, (name, qp) in exporter.codes.items()}
     onnx.helper.set_model_props(onnx_model, {TENSOR_MAP_KEY: json.dumps(tensors, sort_keys=True),
-                                             "edgeact.semantics": str(semantics)})
+                                             BACKEND_KEY: backend.name,
+                                             LOWERINGS_KEY: json.dumps(exporter.used_lowerings, sort_keys=True)})
     check(onnx_model)
     if path is not None:
         save_atomic(onnx_model.SerializeToString(), path)
     return onnx_model
 
 
-__all__ = ["to_onnx", "inner", "TENSOR_MAP_KEY"]
+__all__ = ["to_onnx", "inner", "TENSOR_MAP_KEY", "BACKEND_KEY", "LOWERINGS_KEY"]

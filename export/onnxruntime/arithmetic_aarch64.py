@@ -8,7 +8,7 @@ swish and hard-mish, a few float ops between DQ and Q, measure no faster than th
 on x86, so 'onnxruntime' makes them tables; on ARM the float ops take 1.1× (swish) and 1.4× (hard-mish)
 fewer instructions than the table.
 
-Semantics 'onnxruntime-aarch64' therefore gives these activations the native kernels' codes (the same on
+Arithmetic 'onnxruntime-aarch64' therefore gives these activations the native kernels' codes (the same on
 both CPUs), and `to_onnx` (prefer='arm', the default for a model converted with it) lowers them natively.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from edgeact.activations import BoundActivation
 from edgeact.qparams import QuantParams
-from edgeact.semantics.onnxruntime import OnnxRuntimeSemantics, native_kernel
+from edgeact.export.onnxruntime.arithmetic import OnnxRuntimeArithmetic, native_kernel
 
 # Activations whose reproducible native ops ARM runs faster than the table although x86 does not.
 ARM_NATIVE = frozenset({"swish", "hard_mish"})
@@ -27,7 +27,7 @@ def prefers_native_on_arm(act: BoundActivation) -> bool:
     return act.definition is not None and act.name in ARM_NATIVE and native_kernel(act) is not None
 
 
-class OnnxRuntimeAarch64Semantics(OnnxRuntimeSemantics):
+class OnnxRuntimeAarch64Arithmetic(OnnxRuntimeArithmetic):
     """'onnxruntime' with the native kernels' codes for ARM_NATIVE (see the module docstring)."""
 
     name = "onnxruntime-aarch64"
@@ -38,4 +38,4 @@ class OnnxRuntimeAarch64Semantics(OnnxRuntimeSemantics):
         return super().activation_table(act, in_qp, out_qp)
 
 
-SEMANTICS = OnnxRuntimeAarch64Semantics()
+ARITHMETIC = OnnxRuntimeAarch64Arithmetic()

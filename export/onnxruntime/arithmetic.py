@@ -32,7 +32,7 @@ import torch
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics.base import Semantics
+from edgeact.arithmetic import Arithmetic
 
 F32 = np.float32
 
@@ -218,7 +218,7 @@ def default_lowering(act: BoundActivation) -> str:
     return "table"
 
 
-class OnnxRuntimeSemantics(Semantics):
+class OnnxRuntimeArithmetic(Arithmetic):
     """ONNX Runtime (CPU EP) arithmetic for the graphs `edgeact.export.to_onnx` writes.
 
     Model ops, as ORT runs edgeact's QDQ graph (uint8 tensors inside, see export/onnx_model.py):
@@ -293,7 +293,7 @@ class OnnxRuntimeSemantics(Semantics):
             s = s.reshape(shape)
         else:
             s = s.reshape(())
-        return OnnxRuntimeSemantics._quantize_f32(acc.float() * s, out_qp)
+        return OnnxRuntimeArithmetic._quantize_f32(acc.float() * s, out_qp)
 
 
 def average_weight_scale(count: int) -> np.float32:
@@ -301,4 +301,4 @@ def average_weight_scale(count: int) -> np.float32:
     return F32(1.0 / count)
 
 
-SEMANTICS = OnnxRuntimeSemantics()
+ARITHMETIC = OnnxRuntimeArithmetic()

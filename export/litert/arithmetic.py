@@ -47,7 +47,7 @@ from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics.base import Semantics
+from edgeact.arithmetic import Arithmetic
 
 # ---- the C library's float32 math (what LiteRT's LUTPopulate calls) ---------------------------
 
@@ -355,7 +355,7 @@ def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     """
     if act.name == "identity" and _same(in_qp, out_qp):
         return ActivationLowering("none", reason="identity with equal parameters is a no-op")
-    from edgeact.semantics.tflite_lowering import search  # chains of int8 ops XNNPACK runs (issue 11)
+    from edgeact.export.litert.chains import search  # chains of int8 ops XNNPACK runs (issue 11)
 
     chain = search(act, in_qp, out_qp)
     if chain is not None:
@@ -411,7 +411,7 @@ def _torch_f32(x) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
-class TFLiteSemantics(Semantics):
+class TFLiteArithmetic(Arithmetic):
     """Integer arithmetic of the TFLite int8 graph edgeact exports, as LiteRT 2.x runs it by default.
 
     Activations: the native kernel's arithmetic where edgeact emits the native kernel, else the ideal
@@ -461,7 +461,7 @@ class TFLiteSemantics(Semantics):
         acc = window_sum.long() - count * in_qp.zero_point
         return self._finish(acc.float() * _torch_f32(mean_scale(in_qp, out_qp, count)), out_qp)
 
-    # The ops of an activation chain (edgeact/semantics/tflite_lowering.py) on 256 codes, as XNNPACK
+    # The ops of an activation chain (export/litert/chains.py) on 256 codes, as XNNPACK
     # runs them; 'tflite-builtin' / 'tflite-reference' override with LiteRT's own kernels (whose ADD and
     # MUL also round otherwise), 'tflite-aarch64' with the NEON MUL.
     def chain_add(self, *args) -> torch.Tensor:
@@ -474,7 +474,7 @@ class TFLiteSemantics(Semantics):
         return xnnpack_lut_int8(op, in_qp, out_qp)
 
     def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
-        from edgeact.semantics.tflite_lowering import xnnpack_leaky_relu
+        from edgeact.export.litert.chains import xnnpack_leaky_relu
 
         return xnnpack_leaky_relu(q, in_qp, out_qp, alpha)
 
@@ -489,7 +489,7 @@ class TFLiteSemantics(Semantics):
                     "quantize activations with dtype='int8' for TFLite")
         plan = plan_activation(act, in_qp, out_qp)
         if plan.kind == "chain":
-            from edgeact.semantics.tflite_lowering import chain_codes
+            from edgeact.export.litert.chains import chain_codes
 
             return chain_codes(plan.options["chain"], in_qp, self)
         if plan.kind == "native":
@@ -497,4 +497,4 @@ class TFLiteSemantics(Semantics):
         return super().activation_table(act, in_qp, out_qp)
 
 
-SEMANTICS = TFLiteSemantics()
+ARITHMETIC = TFLiteArithmetic()

@@ -1,6 +1,6 @@
 """LiteRT's own int8 kernels, without the XNNPACK delegate: semantics 'tflite-builtin' and 'tflite-reference'.
 
-`semantics="tflite"` reproduces LiteRT's default configuration, in which the XNNPACK delegate runs the
+`backend="tflite"` reproduces LiteRT's default configuration, in which the XNNPACK delegate runs the
 model ops with float32 requantization. The same .tflite file run with BUILTIN_WITHOUT_DEFAULT_DELEGATES
 ('builtin', LiteRT's optimized kernels) or BUILTIN_REF ('reference') computes the model ops with
 TFLite's fixed-point multipliers instead, and differs at a few codes near rounding ties. These two
@@ -40,7 +40,7 @@ intermediates overflow too: refused ('tflite-builtin' raises, as XNNPACK's ADD d
 Measured limits: LiteRT splits MEAN's channels across threads, so the vector/scalar split above holds
 for one thread (edgeact runs LiteRT with one); BUILTIN_REF has no int8 ELU kernel.
 
-Two ops share one `Semantics` hook with another (a conv and a depthwise conv both call
+Two ops share one `Arithmetic` hook with another (a conv and a depthwise conv both call
 `requantize_accumulator`; MEAN and average pooling both call `average`) but run different kernels
 here, so the hooks take the `op=` kind that the `edgeact.quantized` modules pass.
 """
@@ -52,10 +52,8 @@ import torch
 from edgeact import fixedpoint as fp
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics.tflite import TFLiteSemantics
+from edgeact.export.litert.arithmetic import TFLiteArithmetic
 
-# LiteRT kernel set (edgeact.runtime_litert mode) → the semantics that reproduces it.
-KERNEL_SETS = {"xnnpack": "tflite", "builtin": "tflite-builtin", "reference": "tflite-reference"}
 
 # Elements per NEON block in the optimized kernels: whole blocks take the vector path.
 QUANTIZE_BLOCK = 8  # AffineQuantize<int8>, over the flat tensor
@@ -204,7 +202,7 @@ def _mean_reference(sums: np.ndarray, count: int, in_qp: QuantParams, out_qp: Qu
     return fp.multiply_by_quantized_multiplier(sums - in_qp.zero_point * count, (m << k) // count, e - k)
 
 
-class TFLiteBuiltinSemantics(TFLiteSemantics):
+class TFLiteBuiltinArithmetic(TFLiteArithmetic):
     """LiteRT's optimized builtin kernels (BUILTIN_WITHOUT_DEFAULT_DELEGATES) on x86-64; see the module doc."""
 
     name = "tflite-builtin"
@@ -246,7 +244,7 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
                 f"ADD of scales {qa.scale:.3g} + {qb.scale:.3g} into {out_qp.scale:.3g}: the sum can reach "
                 f"{largest:.0f} output steps, past the int16 range LiteRT's optimized ADD computes in — its "
                 "codes are not reproduced there; recalibrate so that the sum's range is comparable to its "
-                "inputs' (or use semantics='tflite-reference')")
+                "inputs' (or use backend='tflite-reference')")
         (m_a, s_a), (m_b, s_b), (m_o, s_o) = add_multipliers(qa, qb, out_qp)
         x_a = (_codes(a) - qa.zero_point) << 20
         x_b = (_codes(b) - qb.zero_point) << 20
@@ -273,11 +271,11 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
                 op: str | None = None) -> torch.Tensor:
         """`op`: 'MEAN' (keep dims iff `window_sum` is 4-D) or 'AVERAGE_POOL_2D' (exported as a
-        DEPTHWISE_CONV_2D of ones, `edgeact.export.tflite_model.unit_weight_scale`); default: the
+        DEPTHWISE_CONV_2D of ones, `edgeact.export.litert.writer.unit_weight_scale`); default: the
         calling module's."""
         op, sums = _average_op(op), _codes(window_sum)
         if op == "AVERAGE_POOL_2D":
-            from edgeact.export.tflite_model import unit_weight_scale
+            from edgeact.export.litert.writer import unit_weight_scale
 
             w_scale = float(unit_weight_scale(in_qp, out_qp, count))
             w_qp = QuantParams(w_scale, 0, "int8", narrow=True)
@@ -305,17 +303,17 @@ class TFLiteBuiltinSemantics(TFLiteSemantics):
 
     # activation chains: LiteRT's own LUT and LEAKY_RELU kernels (ADD and MUL: this class's)
     def chain_lut(self, op: str, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
-        from edgeact.semantics.tflite import native_table, NativeKernel
+        from edgeact.export.litert.arithmetic import NativeKernel, native_table
 
         return native_table(NativeKernel(op), in_qp, out_qp)
 
     def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
-        from edgeact.semantics.tflite import leaky_relu_table
+        from edgeact.export.litert.arithmetic import leaky_relu_table
 
         return torch.from_numpy(leaky_relu_table(in_qp, out_qp, alpha))[q.long() + 128]
 
 
-class TFLiteReferenceSemantics(TFLiteBuiltinSemantics):
+class TFLiteReferenceArithmetic(TFLiteBuiltinArithmetic):
     """LiteRT's reference kernels (BUILTIN_REF): every op scalar; see the module doc."""
 
     name = "tflite-reference"
@@ -339,10 +337,10 @@ class TFLiteReferenceSemantics(TFLiteBuiltinSemantics):
         return super().average(window_sum, count, in_qp, out_qp, op="AVERAGE_POOL_2D")
 
 
-BUILTIN = TFLiteBuiltinSemantics()
-REFERENCE = TFLiteReferenceSemantics()
-SEMANTICS = BUILTIN
-SEMANTICS_BY_NAME = {BUILTIN.name: BUILTIN, REFERENCE.name: REFERENCE}
+BUILTIN = TFLiteBuiltinArithmetic()
+REFERENCE = TFLiteReferenceArithmetic()
+ARITHMETIC = BUILTIN
+ARITHMETIC_BY_NAME = {BUILTIN.name: BUILTIN, REFERENCE.name: REFERENCE}
 
-__all__ = ["TFLiteBuiltinSemantics", "TFLiteReferenceSemantics", "KERNEL_SETS", "conv_multipliers",
+__all__ = ["TFLiteBuiltinArithmetic", "TFLiteReferenceArithmetic", "conv_multipliers",
            "add_multipliers", "mul_multiplier"]

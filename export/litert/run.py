@@ -8,7 +8,7 @@ them (it writes only graph outputs) with unchanged arithmetic; the outputs compa
 file as it is. `tflite_metadata(path)` reads the tensor map `to_tflite` stores in the file.
 
 One file, three LiteRT kernel sets: `verify_tflite(mode=…)` compares each with the converted model
-computing in the matching semantics ('tflite', 'tflite-builtin', 'tflite-reference'; `with_semantics`).
+computing in the matching backend ('litert', 'litert:builtin', 'litert:reference'; `with_backend`).
 """
 from __future__ import annotations
 
@@ -22,16 +22,17 @@ import flatbuffers
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edgeact import runtime_litert as rt
+from edgeact.export.litert import interpreter as rt
 from edgeact.errors import ModelFileError, UnsupportedError
-from edgeact.export.tflite_builder import _AlignedBufferT
-from edgeact.export.tflite_model import METADATA_KEY
 import torch
 
+from edgeact.export.litert.builder import _AlignedBufferT
+from edgeact.export.litert.writer import METADATA_KEY
 from edgeact.quantized.modules import QuantizedActivation, QuantizedModule
-from edgeact.semantics import get_semantics
-from edgeact.semantics import tflite as T
-from edgeact.semantics.tflite_builtin import KERNEL_SETS
+from edgeact.backend import get_backend
+
+# LiteRT kernel set (interpreter mode) → the backend whose arithmetic it computes.
+KERNEL_SETS = {"xnnpack": "litert", "builtin": "litert:builtin", "reference": "litert:reference"}
 
 
 def _read(path) -> bytes:
@@ -59,6 +60,11 @@ def _edgeact_metadata(model) -> dict:
         if name == METADATA_KEY:
             return json.loads(bytes(np.asarray(model.buffers[entry.buffer].data, dtype=np.uint8)).decode())
     return {}
+
+
+def file_metadata(path) -> dict:
+    """Everything `to_tflite` records in a file: tensor map, layouts, backend, io, activation lowerings."""
+    return _edgeact_metadata(_unpack(_read(path), str(path)))
 
 
 def tflite_metadata(path) -> dict:
@@ -138,47 +144,47 @@ def register_runner() -> None:
     V.RUNNERS["tflite"] = (run_tflite, tflite_metadata)
 
 
-def with_semantics(model, semantics: str):
-    """A copy of a converted model whose modules compute with another TFLite kernel set's semantics.
+def with_backend(model, backend: str):
+    """A copy of a converted model whose modules compute with another LiteRT kernel set's arithmetic.
 
-    The TFLite semantics differ only in the model ops' arithmetic — including the ops of an activation
-    chain, whose table is recomputed — so a model converted with 'tflite' and re-targeted equals one
-    converted with `semantics` directly, and the exported file is the same for all three.
+    The kernel sets differ only in the model ops' arithmetic — including the ops of an activation
+    chain, whose table is recomputed — so a model converted for 'litert' and re-targeted equals one
+    converted for `backend` directly, and the exported file is the same for all three.
     """
     family = set(KERNEL_SETS.values())
-    current = getattr(model, "edgeact_semantics", None)
-    if semantics not in family or current not in family:
-        raise UnsupportedError(f"cannot re-target a model converted with semantics={current!r} to {semantics!r}: "
-                               f"both must be one of {sorted(family)}; convert with semantics={semantics!r}")
-    if current == semantics:
+    target = get_backend(backend).name
+    current = get_backend(getattr(model, "edgeact_backend", "ideal")).name
+    if target not in family or current not in family:
+        raise UnsupportedError(f"cannot re-target a model converted for backend={current!r} to {target!r}: "
+                               f"both must be one of {sorted(family)}; convert with backend={target!r}")
+    if current == target:
         return model
     retargeted = copy.deepcopy(model)
-    sem = get_semantics(semantics)
+    arith = get_backend(target).arithmetic
     for m in retargeted.modules():
         if isinstance(m, QuantizedModule):
-            m.semantics = semantics
-        if isinstance(m, QuantizedActivation) and m.table.dim() == 1 and T.plan_activation(
-                m.bound, m.in_qparams[0], m.out_qparams).kind == "chain":  # a chain rounds per kernel set
-            m.table = torch.from_numpy(sem.activation_table(m.bound, m.in_qparams[0], m.out_qparams))
-    retargeted.edgeact_semantics = semantics
+            m.backend = target
+        if isinstance(m, QuantizedActivation) and getattr(m, "lowering", None) == "chain":  # rounds per kernel set
+            m.table = torch.from_numpy(np.asarray(arith.activation_table(m.bound, m.in_qparams[0], m.out_qparams)))
+    retargeted.edgeact_backend = target
     retargeted.edgeact_example = getattr(model, "edgeact_example", None)
     return retargeted
 
 
-def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", semantics: str | None = None, **kwargs):
+def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", backend: str | None = None, **kwargs):
     """Compare the .tflite at `path` with the converted `model` on `inputs`: a `ParityReport` (see
     edgeact.export.verify). `mode`: LiteRT's kernel set — 'xnnpack' (LiteRT's default), 'builtin'
     (its optimized kernels without the delegate) or 'reference' — each compared with the model
-    computing in the matching semantics ('tflite', 'tflite-builtin', 'tflite-reference'): a model
-    converted with any of the three is re-targeted (`with_semantics`); one converted with another
-    runtime's semantics is compared as it is. `semantics`: compare with this TFLite semantics
-    instead of the matching one (e.g. to count what 'tflite' gets wrong without the delegate)."""
+    computing in the matching backend ('litert', 'litert:builtin', 'litert:reference'): a model
+    converted for any of the three is re-targeted (`with_backend`); one converted for another backend
+    is compared as it is. `backend`: compare with this LiteRT backend instead of the matching one
+    (e.g. to count what 'litert' gets wrong without the delegate)."""
     if mode not in KERNEL_SETS:
         raise UnsupportedError(f"unknown LiteRT mode {mode!r}; choose one of {', '.join(KERNEL_SETS)}")
-    if semantics is not None:
-        model = with_semantics(model, semantics)
-    elif getattr(model, "edgeact_semantics", None) in KERNEL_SETS.values():
-        model = with_semantics(model, KERNEL_SETS[mode])
+    if backend is not None:
+        model = with_backend(model, backend)
+    elif get_backend(getattr(model, "edgeact_backend", "ideal")).name in KERNEL_SETS.values():
+        model = with_backend(model, KERNEL_SETS[mode])
     V = importlib.import_module("edgeact.export.verify")  # the module (the package exports a function of that name)
 
     saved = V.RUNNERS["tflite"]
@@ -193,4 +199,4 @@ def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", semantics: str 
     return report
 
 
-__all__ = ["run_tflite", "tflite_metadata", "verify_tflite", "register_runner", "with_semantics"]
+__all__ = ["run_tflite", "tflite_metadata", "file_metadata", "verify_tflite", "register_runner", "with_backend", "KERNEL_SETS"]

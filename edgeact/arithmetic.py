@@ -8,7 +8,7 @@ from edgeact.activations import BoundActivation
 from edgeact.qparams import QuantParams, round_half_even
 
 
-class Semantics:
+class Arithmetic:
     """Ideal arithmetic: float64 values, round half to even, clamp to the output type.
 
     Subclasses override the methods whose arithmetic differs in their runtime. Every method takes

@@ -134,7 +134,7 @@ def chain_codes(chain: Chain, in_qp: QuantParams, sem) -> np.ndarray:
     """The output code of `chain` for every input code −128..127, in `sem`'s arithmetic
     (its chain_add / chain_mul / chain_lut / chain_leaky_relu: XNNPACK's, or a kernel set's own).
     UnsupportedError where XNNPACK refuses an op's scales (it would run outside the delegate)."""
-    from edgeact.semantics import tflite as T
+    from edgeact.export.litert import arithmetic as T
 
     x = torch.arange(-128, 128)
     cur, cur_qp = x, in_qp
@@ -229,16 +229,16 @@ class Candidate:
 
 
 def ideal_codes(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
-    from edgeact.semantics.base import Semantics
+    from edgeact.arithmetic import Arithmetic
 
-    return Semantics().activation_table(act, in_qp, out_qp)
+    return Arithmetic().activation_table(act, in_qp, out_qp)
 
 
 def candidates(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, sem=None) -> list[Candidate]:
     """Table, and every chain with its codes (in `sem`'s arithmetic, default 'tflite') and eligibility."""
-    from edgeact.semantics import tflite as T
+    from edgeact.export.litert import arithmetic as T
 
-    sem = sem or T.SEMANTICS
+    sem = sem or T.ARITHMETIC
     ideal = ideal_codes(act, in_qp, out_qp)
     out = [Candidate("table", ("BITCAST", "CAST", "GATHER"), ideal, True, "exact table")]
     if act.channels is not None or in_qp.dtype != "int8" or out_qp.dtype != "int8":

@@ -105,7 +105,7 @@ class Partitions:
     """How LiteRT split a model: `delegated` XNNPACK subgraphs, and the ops it runs itself (`outside`).
 
     Each boundary between the two costs a hand-over, so a lowering that leaves ops outside pays twice:
-    its own slower kernel and the split (edgeact/semantics/tflite_lowering.py)."""
+    its own slower kernel and the split (export/litert/chains.py)."""
 
     delegated: int
     outside: tuple[str, ...]

@@ -1,8 +1,8 @@
 """One int8 activation in ONNX: a native op between DequantizeLinear and QuantizeLinear, or an exact table.
 
 Native: DQ → Relu / Clip / LeakyRelu / PRelu / Sigmoid / Tanh / Gelu / … → Q. ONNX Runtime runs these
-in float32 (fusing Sigmoid and LeakyRelu into its QLinear table kernels); `edgeact.semantics.onnxruntime`
-reproduces the codes, so the choice is exact when the model was converted with semantics='onnxruntime'.
+in float32 (fusing Sigmoid and LeakyRelu into its QLinear table kernels); `edgeact.export.onnxruntime.arithmetic`
+reproduces the codes, so the choice is exact when the model was converted with backend='onnxruntime'.
 Hard-sigmoid and hard-swish are written as Mul/Add/Clip(/Mul): the HardSigmoid op's α·x + β is one
 fused multiply-add in ORT's aarch64 build and two roundings on x86-64, the separate ops are the same
 everywhere.
@@ -17,12 +17,13 @@ from __future__ import annotations
 import numpy as np
 
 from edgeact.activations import BoundActivation, bind
+from edgeact.backend import ActivationPlan
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.functional import SELU_ALPHA, SELU_SCALE
 from edgeact.qparams import QuantParams
-from edgeact.semantics.onnxruntime import SEMANTICS as ORT, default_lowering, native_kernel
-from edgeact.semantics.onnxruntime_aarch64 import SEMANTICS as ORT_ARM, prefers_native_on_arm
-from edgeact.export.onnx_graph import ELEM_TYPE, GraphBuilder, check, save_atomic
+from edgeact.export.onnxruntime.arithmetic import ARITHMETIC as ORT, default_lowering, native_kernel
+from edgeact.export.onnxruntime.arithmetic_aarch64 import ARITHMETIC as ORT_ARM, prefers_native_on_arm
+from edgeact.export.onnxruntime.graph import ELEM_TYPE, GraphBuilder, check, save_atomic
 
 LOWERINGS = ("native", "table")
 F32 = np.float32
@@ -155,9 +156,24 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
         if differ and require_exact:
             raise ExportError(
                 f"{act.name!r}{at}: ONNX Runtime's native op computes different codes than the model's table at "
-                f"{differ} of {native.size} inputs (the model was not converted with semantics='onnxruntime') — "
-                "convert with semantics='onnxruntime', or export with lowering='table' (exact)")
+                f"{differ} of {native.size} inputs (the model was not converted with backend='onnxruntime') — "
+                "convert with backend='onnxruntime', or export with lowering='table' (exact)")
     return "native"
+
+
+def plan_activation(backend, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams,
+                    requested: str | None = None) -> ActivationPlan:
+    """The lowering of `act` for an onnxruntime backend, and the codes it computes (decided at convert).
+
+    requested None: the backend's arithmetic table and the exact, cheapest lowering for its CPU;
+    'native': ORT's own op and its codes (refused where ORT's kernel is not reproducible); 'table'.
+    """
+    if requested == "native":
+        table = ORT.native_table(act, in_qp, out_qp)
+    else:
+        table = np.asarray(backend.arithmetic.activation_table(act, in_qp, out_qp), dtype=np.int64)
+    used = choose_lowering(act, in_qp, out_qp, table, requested, prefer=backend.prefer)
+    return ActivationPlan(used, table)
 
 
 def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, *,

@@ -29,7 +29,7 @@ measured: 367 of 61,440 codes at power-of-two scales, 2 of 500 logits of an mnv3
 DEPTHWISE_CONV_2D, FULLY_CONNECTED (per-channel weights: fp32 requantization on both), ADD, MEAN and
 QUANTIZE compute the same codes on both (tests/test_arm_parity.py).
 
-Semantics 'tflite-aarch64' is LiteRT on aarch64: 'tflite' with the NEON hard-swish (wherever TFLite
+Arithmetic 'tflite-aarch64' is LiteRT on aarch64: 'tflite' with the NEON hard-swish (wherever TFLite
 has the kernel) and the rndnu MUL. The exporter, given prefer='arm' (the default for a model
 converted with it), emits HARD_SWISH only where the NEON and reference kernels agree
 (`plan_activation_for`), and the exact GATHER table elsewhere; so such a file gives ARM's codes on
@@ -44,7 +44,7 @@ from edgeact import fixedpoint as fp
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
-from edgeact.semantics import tflite as T
+from edgeact.export.litert import arithmetic as T
 
 # Native kernels ARM runs faster than the GATHER table although x86 runs them slower (T.TABLE_IS_FASTER).
 ARM_NATIVE = frozenset({"HARD_SWISH"})
@@ -117,7 +117,7 @@ def _sat(x: torch.Tensor, bits: int) -> torch.Tensor:
     return x.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
-class TFLiteAarch64Semantics(T.TFLiteSemantics):
+class TFLiteAarch64Arithmetic(T.TFLiteArithmetic):
     """LiteRT on aarch64: 'tflite' with the NEON HARD_SWISH and XNNPACK's rndnu MUL (module docstring)."""
 
     name = "tflite-aarch64"
@@ -142,4 +142,4 @@ class TFLiteAarch64Semantics(T.TFLiteSemantics):
         return table
 
 
-SEMANTICS = TFLiteAarch64Semantics()
+ARITHMETIC = TFLiteAarch64Arithmetic()

@@ -14,15 +14,16 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeact.activations import bind
+from edgeact.arithmetic import Arithmetic
 from edgeact.errors import ExportError, UnsupportedError
-from edgeact.export.tflite_builder import ModelBuilder, TensorRef
+from edgeact.export.litert.builder import ModelBuilder, TensorRef
 from edgeact.qparams import QuantParams
-from edgeact.semantics import get_semantics
-from edgeact.semantics.tflite import (
+from edgeact.backend import ActivationPlan, get_backend
+from edgeact.export.litert.arithmetic import (
     ActivationLowering, NativeKernel, native_kernel, native_table, prelu_alpha_qparams,
 )
-from edgeact.semantics.tflite_aarch64 import plan_activation_for
-from edgeact.semantics.tflite_lowering import Chain, chain_codes, constant_qparams
+from edgeact.export.litert.arithmetic_aarch64 import arm_native_table, plan_activation_for
+from edgeact.export.litert.chains import Chain, chain_codes, constant_qparams
 
 
 def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantParams, name: str) -> TensorRef:
@@ -50,15 +51,16 @@ def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantPar
 
 
 def _chain_matches(chain: Chain, table: np.ndarray, in_qp: QuantParams) -> bool:
-    """Whether `table` is what `chain` computes in one of LiteRT's kernel sets (the semantics the model was
-    converted with)."""
+    """Whether `table` is what `chain` computes in one of LiteRT's kernel sets (the backend the model was
+    converted for)."""
     if table.ndim != 1:
         return False
-    return any(np.array_equal(table, chain_codes(chain, in_qp, get_semantics(s))) for s in ("tflite", "tflite-aarch64", "tflite-builtin", "tflite-reference"))
+    return any(np.array_equal(table, chain_codes(chain, in_qp, get_backend(name).arithmetic))
+               for name in ("litert", "litert:aarch64", "litert:builtin", "litert:reference"))
 
 
 def add_chain(b: ModelBuilder, x: TensorRef, chain: Chain, in_qp: QuantParams, name: str) -> TensorRef:
-    """Append `chain`'s ops (edgeact.semantics.tflite_lowering): each step reads the previous result and
+    """Append `chain`'s ops (edgeact.export.litert.chains): each step reads the previous result and
     the input `x` or a one-element constant; intermediates are named name/k_op, the result `name`."""
     cur = x
     last = len(chain.steps) - 1
@@ -82,6 +84,37 @@ def add_chain(b: ModelBuilder, x: TensorRef, chain: Chain, in_qp: QuantParams, n
     return cur
 
 
+def plan_activation(backend, act, in_qp: QuantParams, out_qp: QuantParams,
+                    requested: str | None = None) -> ActivationPlan:
+    """The lowering of `act` for a LiteRT backend, and the codes it computes (decided at convert).
+
+    requested None: the backend's arithmetic table, lowered natively where a kernel computes exactly
+    it and is the faster choice on the backend's CPU (`plan_activation_for`), else as the GATHER table;
+    'native': the kernel and its codes (also where XNNPACK may differ: benchmarks); 'table'.
+    """
+    if requested not in (None, "native", "table"):
+        raise UnsupportedError(f"lowering must be None, 'native' or 'table', got {requested!r}")
+    if requested == "native":
+        kernel = native_kernel(act, in_qp, out_qp, include_inexact=True)
+        if kernel is None:
+            raise UnsupportedError(f"{act.name}: no native int8 TFLite kernel at these parameters; use lowering='table'")
+        table = arm_native_table(kernel, in_qp, out_qp) if backend.prefer == "arm" else native_table(kernel, in_qp, out_qp)
+        return ActivationPlan("native", table, kernel.op)
+    table = np.asarray(backend.arithmetic.activation_table(act, in_qp, out_qp), dtype=np.int64)
+    if requested == "table":
+        if plan_activation_for(act, in_qp, out_qp, backend.prefer).kind == "chain":
+            table = Arithmetic().activation_table(act, in_qp, out_qp)  # a forced table is the ideal one
+        return ActivationPlan("table", np.asarray(table, dtype=np.int64))
+    plan = plan_activation_for(act, in_qp, out_qp, backend.prefer)
+    if plan.kind == "none" and np.array_equal(table, in_qp.codes()):
+        return ActivationPlan("none", table)
+    if plan.kind == "native" and np.array_equal(table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):
+        return ActivationPlan("native", table, plan.op)
+    if plan.kind == "chain" and np.array_equal(table, chain_codes(plan.options["chain"], in_qp, backend.arithmetic)):
+        return ActivationPlan("chain", table, " → ".join(plan.options["chain"].ops))
+    return ActivationPlan("table", table)
+
+
 def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams, out_qp: QuantParams,
                    name: str, *, lowering: str = "auto", table: np.ndarray | None = None,
                    prefer: str = "x86", **params) -> tuple[TensorRef, str]:
@@ -95,7 +128,9 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
     cheapest exact lowering 'auto' picks ('x86' or 'arm': `tflite_aarch64.plan_activation_for`).
     """
     act = bind(activation, **params)
-    if lowering == "auto":
+    if lowering == "none":
+        plan = ActivationLowering("none")
+    elif lowering in ("auto", "chain"):  # 'chain': decided at convert; the search gives the same chain
         plan = plan_activation_for(act, in_qp, out_qp, prefer)
     elif lowering == "table":
         plan = ActivationLowering("table")
@@ -105,7 +140,7 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
             raise UnsupportedError(f"{act.name}: no native int8 TFLite kernel at these parameters; use lowering='table'")
         plan = ActivationLowering("native", kernel.op, kernel.options)
     else:
-        raise UnsupportedError(f"lowering must be 'auto', 'native' or 'table', got {lowering!r}")
+        raise UnsupportedError(f"lowering must be 'auto', 'native', 'table' or 'none', got {lowering!r}")
     if table is not None:
         table = np.asarray(table, dtype=np.int64)
         if plan.kind == "none" and not np.array_equal(table, in_qp.codes()):
@@ -122,7 +157,7 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
         return add_chain(b, x, chain, in_qp, name), "chain " + " → ".join(chain.ops)
     if plan.kind == "table":
         if table is None:
-            table = get_semantics("tflite").activation_table(act, in_qp, out_qp)
+            table = get_backend("litert").arithmetic.activation_table(act, in_qp, out_qp)
         return add_table(b, x, table, out_qp, name), "table"
     y = b.tensor(name, x.shape, "int8", out_qp)
     op = plan.op
