@@ -26,7 +26,8 @@ The peer ai-edge-quantizer is not a project dependency: it runs in its own envir
     python -m venv /work/peers-venv && /work/peers-venv/bin/pip install ai-edge-quantizer==0.10.0
 and passed as --peers-python (without it, its column says "not run").
 Run: .venv/bin/python benchmarks/bench_vs_peers.py [--acts hard_swish,swish] [--rounds 300]
-     [--peers-python /work/peers-venv/bin/python] [--write]   (--write: benchmarks/RESULTS-peers.md)
+     [--peers-python /work/peers-venv/bin/python] [--qemu-aarch64 [CPU]] [--write]
+     (--write: benchmarks/RESULTS-peers.md; --qemu-aarch64: also LiteRT instruction counts on ARM)
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def time_interleaved(runners: dict, rounds: int) -> dict[str, float]:
     return {k: 1e3 * float(np.median(v)) for k, v in samples.items()}
 
 
-def measure(act: str, rounds: int, peers_python: str | None, d: Path) -> dict:
+def measure(act: str, rounds: int, peers_python: str | None, d: Path, qemu_cpu: str | None = None) -> dict:
     import onnxruntime as ort
 
     from edgeact import models
@@ -185,6 +186,14 @@ def measure(act: str, rounds: int, peers_python: str | None, d: Path) -> dict:
         runners[k] = one
     for k, ms in time_interleaved(runners, rounds).items():
         res["litert"][k]["ms"] = ms
+    if qemu_cpu:  # deterministic cost on ARM: instructions per inference under qemu-aarch64
+        from edgeact import measure as M
+
+        for k, v in tfl.items():
+            if isinstance(v, bytes):
+                path = d / f"{act}_{k.replace(' ', '_')}.tflite"
+                path.write_bytes(v)
+                res["litert"][k]["insns"] = M.bench(path, f"qemu-aarch64:{qemu_cpu}", warmup=1, runs=2).insns["median"]
     onx = onnx_files(act, d)
     runners = {}
     so = ort.SessionOptions()
@@ -218,6 +227,16 @@ def tables(results: list[dict]) -> str:
             cells.append(e["note"] if "note" in e else
                          f"{e['ms']:.3f} · {e['partitions']}/{e['outside']} · {100 * e['top1']:.1f}%")
         lines.append(f"| {r['act']} | " + " | ".join(cells) + f" | {_ratio(r, 'litert')} |")
+    if any("insns" in e for r in results for e in r["litert"].values()):
+        lines += ["", "### LiteRT on qemu-aarch64: instructions per inference (one thread)", "",
+                  "| activation | " + " | ".join(TFLITE_COLS) + " | edgeact / fewest of the peers |",
+                  "|---" * (len(TFLITE_COLS) + 2) + "|"]
+        for r in results:
+            e = r["litert"]
+            peers = [e[p]["insns"] for p in PEERS["litert"] if "insns" in e.get(p, {})]
+            ratio = f"{e['edgeact']['insns'] / min(peers):.2f}×" if peers and "insns" in e["edgeact"] else "—"
+            lines.append(f"| {r['act']} | " + " | ".join(f"{e[c]['insns'] / 1e6:.2f} M" if "insns" in e.get(c, {})
+                                                        else "—" for c in TFLITE_COLS) + f" | {ratio} |")
     lines += ["", "### onnxruntime (CPU EP, 1 thread): ms per inference · top-1", "",
               "| activation | " + " | ".join(ORT_COLS) + " | edgeact / fastest peer |",
               "|---" * (len(ORT_COLS) + 2) + "|"]
@@ -233,12 +252,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=300)
     ap.add_argument("--peers-python", default=None, help="python of the peers' environment (ai-edge-quantizer)")
     ap.add_argument("--write", action="store_true", help="write benchmarks/RESULTS-peers.md")
+    ap.add_argument("--qemu-aarch64", metavar="CPU", nargs="?", const="cortex-a72",
+                    help="also count LiteRT instructions per inference under qemu-aarch64 (edgeact target setup first)")
     args = ap.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for act in args.acts.split(","):
             print(f"[{act}] exporting and timing …", file=sys.stderr, flush=True)
-            results.append(measure(act, args.rounds, args.peers_python, Path(tmp)))
+            results.append(measure(act, args.rounds, args.peers_python, Path(tmp), args.qemu_aarch64))
     text = tables(results)
     print(text)
     if args.write:

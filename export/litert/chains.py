@@ -5,13 +5,18 @@ Why: a GATHER table runs outside XNNPACK (BITCAST/CAST/GATHER are not delegated)
 the delegated graph into another partition and costs ~0.5 ms on a 1×112×112×16 tensor, where XNNPACK's
 int8 LOGISTIC, MUL or ADD take ~0.01–0.02 ms (benchmarks/RESULTS-tflite.md, RESULTS-peers.md).
 
-A chain is exact by construction: the 'tflite' semantics *defines* the activation's 256-entry table as
-what the chain computes — every intermediate requantization reproduced with XNNPACK's arithmetic (ADD:
-21-bit multipliers, MUL: fp32 requantization, or the rndnu NEON kernel for 'tflite-aarch64'; LOGISTIC /
-ELU: XNNPACK's own tables; LEAKY_RELU: its 8-bit multipliers). The converted model looks the codes up
-in that table, so file == converted model holds code for code; what changes is only how far the table
-is from the ideal (float64, correctly rounded) one, and a chain is eligible only if it stays within
-`TOLERANCE_LSB` of it at every input code (accuracy vs float is then measured on whole models).
+A chain is exact by construction: the LiteRT backends' arithmetic *defines* the activation's 256-entry
+table as what the chain computes — every intermediate requantization reproduced with XNNPACK's
+arithmetic (ADD: 21-bit multipliers, MUL: fp32 requantization, or the rndnu NEON kernel for
+'litert:aarch64'; LOGISTIC / ELU: XNNPACK's own tables; LEAKY_RELU: its 8-bit multipliers, measured
+against LiteRT: `xnnpack_leaky_relu`), and with the builtin kernels' for 'litert:builtin' /
+'litert:reference' (the same file run without the delegate). The decision is made once, at convert
+(the backend's `plan_activation` records lowering 'chain'), and is the same for every LiteRT backend,
+so one file serves all of them; the file's metadata and the verify report name each activation's ops.
+The converted model looks the codes up in that table, so file == converted model holds code for code;
+what changes is only how far the table is from the ideal (float64, correctly rounded) one, and a chain
+is eligible only if it stays within `TOLERANCE_LSB` of it at every input code (accuracy vs float is
+then measured on whole models: benchmarks/RESULTS-peers.md).
 
 | activation            | chain (all inside XNNPACK)                                      |
 |-----------------------|-----------------------------------------------------------------|
@@ -25,8 +30,14 @@ is from the ideal (float64, correctly rounded) one, and a chain is eligible only
 mish has no exact chain (tanh∘softplus is no XNNPACK int8 op) and stays a table.
 
 The fastest candidate is chosen by a rule measured once on this kind of host (benchmarks/
-bench_vs_peers.py and bench_tflite_activations.py): every op outside XNNPACK costs more than any
-delegated chain (a table is 25–65× a delegated op and splits the partition), then fewer ops win.
+bench_vs_peers.py and bench_tflite_activations.py) rather than by timing at every convert: every op
+outside XNNPACK costs more than any delegated chain (a table is 25–65× a delegated op and splits the
+partition: mnv3s 0.063 ms with tables, 0.018 ms with chains), then fewer ops win.
+
+Limits: under 'litert:builtin' LiteRT's optimized ADD rounds some ties in its vector loop in a way
+that semantics does not reproduce (measured on plain ADDs too), so a chain with an ADD may be one code
+off there; XNNPACK (LiteRT's default) and the reference kernels are exact. BUILTIN_REF has no int8 ELU,
+so a selu chain does not load there.
 """
 from __future__ import annotations
 
