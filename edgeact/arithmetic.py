@@ -46,10 +46,13 @@ class Arithmetic:
         return (q.long() - qp.zero_point).float() * torch.tensor(qp.scale, dtype=torch.float32)
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d",
+                               depth: int | None = None) -> torch.Tensor:
         """Conv / fully-connected output: acc·(s_in·s_w[c] / s_out) + z_out, rounded, clamped.
 
-        `op` ('conv2d', 'depthwise_conv2d', 'linear') for runtimes that run each with its own kernel.
+        `op` ('conv2d', 'depthwise_conv2d', 'linear') for runtimes that run each with its own kernel;
+        `depth` (the inputs each output sums: C_in/groups·kh·kw, or in_features) for runtimes whose kernel
+        choice depends on the gemm's shape.
         """
         mult = in_qp.scale * w_qp.scale_array() / out_qp.scale
         shape = [1] * acc.dim()

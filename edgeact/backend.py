@@ -55,9 +55,11 @@ class Backend:
     format: str | None = None  # 'onnx' or 'tflite'; None: no file (the ideal arithmetic)
 
     def __init__(self, name: str, *, runtime: str, cpu: str, kernels: str, description: str,
-                 arithmetic: Callable[[], Any]):
+                 arithmetic: Callable[[], Any], default_kernels: bool = True):
         self.name, self.runtime, self.cpu, self.kernels = name, runtime, cpu, kernels
         self.description = description
+        # Whether the runtime runs these kernels unless told otherwise ('RUNTIME:host' picks only such).
+        self.default_kernels = default_kernels
         self._arithmetic = arithmetic
 
     @cached_property
@@ -151,7 +153,8 @@ def get_backend(name: "str | Backend" = "ideal") -> Backend:
     if key.endswith(":host"):
         runtime = key.split(":", 1)[0]
         cpu = host_cpu()
-        candidates = [b for b in _REGISTRY.values() if b.runtime == runtime and b.cpu in (cpu, "any")]
+        candidates = [b for b in _REGISTRY.values()
+                      if b.runtime == runtime and b.default_kernels and b.cpu in (cpu, "any")]
         # The CPU's own variant first, then the portable one.
         candidates.sort(key=lambda b: (b.cpu != cpu, b.name))
         if not candidates:

@@ -318,7 +318,8 @@ class CheckResult:
 
 
 VERSION_WHY = ("The target runs a different runtime build/version than the host ({target} vs {host}), so its "
-               "kernels may differ; compare against the same version where one exists.")
+               "kernels may differ; compare against the same version where one exists (armv7's tflite-runtime "
+               "2.14: convert with backend='tflite-runtime:armv7' for its codes).")
 DIFF_WHY = ("Same runtime version, different kernels: the ARM build runs NEON code paths whose rounding at "
             "exact .5 ties or whose fixed-point requantization differs from the x86 (SSE/AVX) paths — in LiteRT the "
             "NEON HARD_SWISH and XNNPACK's fixed-point MUL (convert with backend='litert:aarch64' for ARM's codes; "

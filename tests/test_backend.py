@@ -134,3 +134,22 @@ def test_ideal_backend_has_no_file_format():
     assert np.array_equal(get_backend("ideal").plan_activation(
         edgeact.activations.bind("relu"), edgeact.QuantParams(0.1, 0), edgeact.QuantParams(0.1, 0)).table,
         np.clip(np.arange(-128, 128), 0, 127))
+
+
+@pytest.mark.parametrize("cpu, name, expected", [
+    ("x86-64", "litert:host", "litert"),
+    ("x86-64", "onnxruntime:host", "onnxruntime"),
+    ("aarch64", "litert:host", "litert:aarch64"),
+    ("aarch64", "onnxruntime:host", "onnxruntime:aarch64"),
+    ("armv7", "tflite-runtime:host", "tflite-runtime:armv7"),
+])
+def test_host_picks_the_default_kernels_of_this_cpu(monkeypatch, cpu, name, expected):
+    monkeypatch.setattr("edgeact.backend.host_cpu", lambda: cpu)
+    assert get_backend(name).name == expected
+
+
+def test_host_never_picks_a_kernel_set_the_runtime_does_not_run_by_default(monkeypatch):
+    """LiteRT has no armv7 build: 'litert:host' there is refused rather than answered with its reference kernels."""
+    monkeypatch.setattr("edgeact.backend.host_cpu", lambda: "armv7")
+    with pytest.raises(UnsupportedError, match="no 'litert' backend runs on this machine's CPU"):
+        get_backend("litert:host")

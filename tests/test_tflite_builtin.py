@@ -425,11 +425,11 @@ def test_the_three_semantics_differ_and_files_do_not():
     c = converted(SmallCNN(), (3, 8, 8), activations={"relu": "hard_swish"})
     x = inputs((3, 8, 8))
     files = [to_tflite(with_backend(c, s), torch.zeros(1, 3, 8, 8)) for s in KERNEL_SETS.values()]
-    assert len({without_metadata(f) for f in files}) == 1  # only the recorded semantics name differs
+    assert len({without_metadata(f) for f in files}) == 1  # only the recorded backend name differs
     with torch.no_grad():
         out = {s: with_backend(c, s)(x) for s in KERNEL_SETS.values()}
-    assert not torch.equal(out["tflite"], out["tflite-builtin"])
-    assert not torch.equal(out["tflite-builtin"], out["tflite-reference"])
+    assert not torch.equal(out["litert"], out["litert:builtin"])
+    assert not torch.equal(out["litert:builtin"], out["litert:reference"])
 
 
 def test_names_and_errors():
@@ -440,7 +440,7 @@ def test_names_and_errors():
     p = edgeact.prepare(SmallCNN().eval())
     edgeact.calibrate(p, torch.randn(16, 3, 8, 8), progress=False)
     ideal = edgeact.convert(p, backend="ideal")
-    with pytest.raises(UnsupportedError, match="convert with backend='tflite-builtin'"):
+    with pytest.raises(UnsupportedError, match="convert with backend='litert:builtin'"):
         with_backend(ideal, "tflite-builtin")
     with pytest.raises(UnsupportedError, match="unknown LiteRT mode"):
         verify_tflite("unused.tflite", c, inputs((3, 8, 8)), mode="gpu")

@@ -220,12 +220,12 @@ def test_bad_models_are_refused_with_the_fix():
         to_tflite(c, torch.zeros(1, 3, 8, 8), io="uint8")
 
 
-def test_semantics_mismatch_warns():
+def test_backend_mismatch_warns():
     torch.manual_seed(0)
     p = edgeact.prepare(_random_bn(SmallCNN().eval()))
     edgeact.calibrate(p, torch.randn(32, 3, 8, 8), progress=False)
     c = edgeact.convert(p, backend="ideal")
-    with pytest.warns(UserWarning, match="backend='tflite'"):
+    with pytest.warns(UserWarning, match="backend='litert'"):
         to_tflite(c, torch.zeros(1, 3, 8, 8))
 
 

@@ -87,7 +87,8 @@ class _WeightedOp(QuantizedModule):
     def forward(self, q):
         acc = self.accumulate((q.long() - self.in_qparams[0].zero_point).double())
         return self.arith.requantize_accumulator(acc.round().long(), self.in_qparams[0], self.weight_qparams,
-                                               self.out_qparams, channel_axis=1, op=self.op_kind)
+                                               self.out_qparams, channel_axis=1, op=self.op_kind,
+                                               depth=self.weight_codes[0].numel())
 
 
 class QuantizedConv2d(_WeightedOp):

@@ -5,6 +5,8 @@ Backends (one file format, several arithmetics — which one a file meets depend
 - 'litert:aarch64': the same on ARM, where the NEON HARD_SWISH and XNNPACK's fixed-point MUL differ
   (`arithmetic_aarch64`); its files choose the lowering ARM runs fastest.
 - 'litert:builtin' / 'litert:reference': the optimized / reference builtin kernels without a delegate.
+- 'tflite-runtime:armv7': tflite-runtime 2.14 on 32-bit ARM, the only runtime armv7 has; its wheel has
+  no XNNPACK, so the builtin kernels run, with ARMv7's roundings (`arithmetic_armv7`).
 """
 from __future__ import annotations
 
@@ -52,8 +54,11 @@ register(LiteRTBackend("litert:aarch64", runtime="litert", cpu="aarch64", kernel
                        description="LiteRT with XNNPACK on aarch64 (NEON HARD_SWISH, fixed-point MUL)",
                        arithmetic=_arithmetic("arithmetic_aarch64")))
 register(LiteRTBackend("litert:builtin", runtime="litert", cpu="x86-64", kernels="builtin",
-                       description="LiteRT's optimized builtin kernels, no delegate",
+                       description="LiteRT's optimized builtin kernels, no delegate", default_kernels=False,
                        arithmetic=_arithmetic("arithmetic_builtin", "tflite-builtin")))
 register(LiteRTBackend("litert:reference", runtime="litert", cpu="any", kernels="reference",
-                       description="LiteRT's reference kernels (BUILTIN_REF)",
+                       description="LiteRT's reference kernels (BUILTIN_REF)", default_kernels=False,
                        arithmetic=_arithmetic("arithmetic_builtin", "tflite-reference")))
+register(LiteRTBackend("tflite-runtime:armv7", runtime="tflite-runtime", cpu="armv7", kernels="builtin",
+                       description="tflite-runtime 2.14 on armv7: the builtin NEON kernels (no XNNPACK in its wheel)",
+                       arithmetic=_arithmetic("arithmetic_armv7")))

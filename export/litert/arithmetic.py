@@ -439,7 +439,8 @@ class TFLiteArithmetic(Arithmetic):
         return q.clamp(qp.qmin, qp.qmax).long()
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d",
+                               depth: int | None = None) -> torch.Tensor:
         scales = conv_requantization_scales(in_qp, w_qp, out_qp)
         shape = [1] * acc.dim()
         shape[channel_axis] = -1

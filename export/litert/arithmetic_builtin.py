@@ -207,6 +207,7 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
 
     name = "tflite-builtin"
     kernel_set = "builtin"
+    add_overflow_alternative = " (or use backend='tflite-reference')"  # where the ADD refusal can point
 
     # ---- QUANTIZE ---------------------------------------------------------------------------------
     def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -220,7 +221,8 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
 
     # ---- CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ---------------------------------------------
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1, *, op: str | None = None) -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str | None = None,
+                               depth: int | None = None) -> torch.Tensor:
         """`op`: 'CONV_2D', 'DEPTHWISE_CONV_2D' or 'FULLY_CONNECTED'; default: the calling module's."""
         op = _weighted_op(acc, op)
         a = _codes(acc)
@@ -244,7 +246,7 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
                 f"ADD of scales {qa.scale:.3g} + {qb.scale:.3g} into {out_qp.scale:.3g}: the sum can reach "
                 f"{largest:.0f} output steps, past the int16 range LiteRT's optimized ADD computes in — its "
                 "codes are not reproduced there; recalibrate so that the sum's range is comparable to its "
-                "inputs' (or use backend='tflite-reference')")
+                f"inputs'{self.add_overflow_alternative}")
         (m_a, s_a), (m_b, s_b), (m_o, s_o) = add_multipliers(qa, qb, out_qp)
         x_a = (_codes(a) - qa.zero_point) << 20
         x_b = (_codes(b) - qb.zero_point) << 20

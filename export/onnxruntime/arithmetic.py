@@ -254,7 +254,8 @@ class OnnxRuntimeArithmetic(Arithmetic):
         return self._quantize_f32(x.float() / torch.tensor(F32(qp.scale)), qp)
 
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
-                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d") -> torch.Tensor:
+                               out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d",
+                               depth: int | None = None) -> torch.Tensor:
         scale = (F32(in_qp.scale) * w_qp.scale_array().astype(F32)).astype(F32) / F32(out_qp.scale)
         return self._requantize_int32(acc, scale.astype(F32), out_qp, channel_axis)
 
