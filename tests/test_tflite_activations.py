@@ -21,6 +21,8 @@ from edgeact.errors import ModelFileError, UnsupportedError
 from edgeact.export.litert.lowering import activation_batch_model, activation_model
 from edgeact.pwl import PiecewiseLinear, fit_pwl
 from edgeact.export.litert import arithmetic as T
+from edgeact.backend import get_backend
+from edgeact.export.litert.chains import chain_codes
 from edgeact.export.litert.run import KERNEL_SETS
 
 PAIRS = 200
@@ -86,7 +88,10 @@ def test_exported_activation_equals_tflite_semantics(label, act, fixed, mode):
         keep = [k for k, p in enumerate(plans) if not (p.kind == "chain" and "ADD" in p.options["chain"].ops)]
         got, pairs = got[keep], [pairs[k] for k in keep]
     # a chain's ADD/MUL/LEAKY_RELU/LOGISTIC round per kernel set: the backend of the set that ran
-    expected = np.stack([int8_table(act, i, o, backend=KERNEL_SETS[mode]) for i, o in pairs])
+    arith = get_backend(KERNEL_SETS[mode]).arithmetic  # (the builtin backends plan no chains themselves)
+    plans = [T.plan_activation(act, i, o) for i, o in pairs]
+    expected = np.stack([chain_codes(p.options["chain"], i, arith) if p.kind == "chain"
+                         else int8_table(act, i, o, backend=KERNEL_SETS[mode]) for p, (i, o) in zip(plans, pairs)])
     bad = np.argwhere(got != expected)
     assert bad.size == 0, (
         f"{label} [{mode}]: {len(bad)} codes differ, first at pair {pairs[bad[0][0]]} code "

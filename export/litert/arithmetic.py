@@ -348,7 +348,8 @@ def native_table(kernel: NativeKernel, in_qp: QuantParams, out_qp: QuantParams) 
 TABLE_IS_FASTER = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "HARD_SWISH", "PRELU"})
 
 
-def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> ActivationLowering:
+def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, *,
+                    chains: bool = True) -> ActivationLowering:
     """The ops edgeact emits for `act`: whichever of native kernel and GATHER table is exact and faster.
 
     Exact means: the same codes with and without the XNNPACK delegate. A native kernel that XNNPACK
@@ -360,7 +361,7 @@ def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
         return ActivationLowering("none", reason="identity with equal parameters is a no-op")
     from edgeact.export.litert.chains import search  # chains of int8 ops XNNPACK runs (issue 11)
 
-    chain = search(act, in_qp, out_qp)
+    chain = search(act, in_qp, out_qp) if chains else None
     if chain is not None:
         return ActivationLowering("chain", chain.chain.name, {"chain": chain.chain}, reason=chain.reason)
     kernel = native_kernel(act, in_qp, out_qp)
@@ -430,6 +431,9 @@ class TFLiteArithmetic(Arithmetic):
     """
 
     name = "tflite"
+    # Whether convert lowers activations to chains of int8 ops (export/litert/chains.py): for kernel sets
+    # with XNNPACK, where they run delegated; the builtin kernels run them as scalar loops, slower than a table.
+    uses_chains = True
 
     # ---- model ops (XNNPACK) ------------------------------------------------------------------
     def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -491,7 +495,7 @@ class TFLiteArithmetic(Arithmetic):
                 raise UnsupportedError(
                     f"TFLite semantics are full int8: the activation {role} is {qp.dtype} — "
                     "quantize activations with dtype='int8' for TFLite")
-        plan = plan_activation(act, in_qp, out_qp)
+        plan = plan_activation(act, in_qp, out_qp, chains=self.uses_chains)
         if plan.kind == "chain":
             from edgeact.export.litert.chains import chain_codes
 

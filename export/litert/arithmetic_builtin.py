@@ -206,6 +206,7 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
     """LiteRT's optimized builtin kernels (BUILTIN_WITHOUT_DEFAULT_DELEGATES) on x86-64; see the module doc."""
 
     name = "tflite-builtin"
+    uses_chains = False  # its ADD/MUL/LEAKY_RELU are scalar loops: the table is faster (a file's chains still run)
     kernel_set = "builtin"
     add_overflow_alternative = " (or use backend='tflite-reference')"  # where the ADD refusal can point
 

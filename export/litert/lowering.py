@@ -101,11 +101,12 @@ def plan_activation(backend, act, in_qp: QuantParams, out_qp: QuantParams,
         table = arm_native_table(kernel, in_qp, out_qp) if backend.prefer == "arm" else native_table(kernel, in_qp, out_qp)
         return ActivationPlan("native", table, kernel.op)
     table = np.asarray(backend.arithmetic.activation_table(act, in_qp, out_qp), dtype=np.int64)
+    chains = backend.arithmetic.uses_chains
     if requested == "table":
-        if plan_activation_for(act, in_qp, out_qp, backend.prefer).kind == "chain":
+        if plan_activation_for(act, in_qp, out_qp, backend.prefer, chains=chains).kind == "chain":
             table = Arithmetic().activation_table(act, in_qp, out_qp)  # a forced table is the ideal one
         return ActivationPlan("table", np.asarray(table, dtype=np.int64))
-    plan = plan_activation_for(act, in_qp, out_qp, backend.prefer)
+    plan = plan_activation_for(act, in_qp, out_qp, backend.prefer, chains=chains)
     if plan.kind == "none" and np.array_equal(table, in_qp.codes()):
         return ActivationPlan("none", table)
     if plan.kind == "native" and np.array_equal(table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):

@@ -30,6 +30,8 @@ from edgeact.export.litert.builder import _AlignedBufferT
 from edgeact.export.litert.writer import METADATA_KEY
 from edgeact.quantized.modules import QuantizedActivation, QuantizedModule
 from edgeact.backend import get_backend
+from edgeact.export.litert import arithmetic as T
+from edgeact.export.litert.chains import chain_codes
 
 # LiteRT kernel set (interpreter mode) → the backend whose arithmetic it computes.
 KERNEL_SETS = {"xnnpack": "litert", "builtin": "litert:builtin", "reference": "litert:reference"}
@@ -165,7 +167,8 @@ def with_backend(model, backend: str):
         if isinstance(m, QuantizedModule):
             m.backend = target
         if isinstance(m, QuantizedActivation) and getattr(m, "lowering", None) == "chain":  # rounds per kernel set
-            m.table = torch.from_numpy(np.asarray(arith.activation_table(m.bound, m.in_qparams[0], m.out_qparams)))
+            chain = T.plan_activation(m.bound, m.in_qparams[0], m.out_qparams).options["chain"]
+            m.table = torch.from_numpy(chain_codes(chain, m.in_qparams[0], arith))
     retargeted.edgeact_backend = target
     retargeted.edgeact_example = getattr(model, "edgeact_example", None)
     return retargeted
