@@ -20,12 +20,11 @@ from pathlib import Path
 
 import flatbuffers
 import numpy as np
+import torch
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeact.export.litert import interpreter as rt
 from edgeact.errors import ModelFileError, UnsupportedError
-import torch
-
 from edgeact.export.litert.builder import _AlignedBufferT
 from edgeact.export.litert.writer import METADATA_KEY
 from edgeact.quantized.modules import QuantizedActivation, QuantizedModule
