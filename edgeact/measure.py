@@ -19,6 +19,8 @@ import numpy as np
 from edgeact.errors import ModelFileError, TargetError
 from edgeact.targets import get_target
 from edgeact.targets.base import RunResult, Target, check_model, normalize_inputs
+from edgeact.targets.compat import announce, compatibility
+from edgeact.targets.cpu import host_family
 
 EMULATION_WARNING = ("emulated time: tens to hundreds of times the host's and noisy run to run (±30%); not an "
                      "ARM latency. Compare instruction counts instead.")
@@ -253,7 +255,9 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
     tgt = _resolve(target)
     data = normalize_inputs(inputs) if inputs is not None else random_inputs(model, seed)
     extra = {"count": count} if tgt.emulated else {}
+    options = announce(model, tgt)  # says so when this CPU's kernels differ from the file's backend
     res = tgt.run(model, data, backend=backend, threads=threads, warmup=warmup, runs=runs, progress=progress,
+                  session_options=options,
                   **extra)
     return BenchResult(
         model=str(model), target=tgt.name, backend=res.backend, runtime=res.runtime, machine=res.machine,
@@ -380,14 +384,15 @@ def check(model, reference, data, target="host", backend: str | None = None, pro
     tgt = _resolve(target)
     host = HostTarget()
     ref = host.run(reference, inputs, progress=progress)
-    res = tgt.run(model, inputs, backend=backend, progress=progress)
+    res = tgt.run(model, inputs, backend=backend, progress=progress, session_options=announce(model, tgt))
     quants = output_quant(model, res)
     deq = dequantize(res.outputs, quants)
     tcodes = codes(res.outputs, quants)
     if len(ref.outputs) != len(deq):
         raise ModelFileError(f"{model} has {len(deq)} outputs, the reference {reference} has "
                              f"{len(ref.outputs)}; pass the float version of the same network.")
-    host_res = res if tgt.name == "host" else host.run(model, inputs, backend=res.backend, progress=progress)
+    host_res = res if tgt.name == "host" else host.run(model, inputs, backend=res.backend, progress=progress,
+                                                       session_options=compatibility(model, host_family()).session_options)
     hcodes = codes(host_res.outputs, quants)
     in_codes = _input_codes(inputs, res.inputs)
     checks = []

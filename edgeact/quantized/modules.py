@@ -85,8 +85,8 @@ class _WeightedOp(QuantizedModule):
         raise NotImplementedError
 
     def forward(self, q):
-        acc = self.accumulate((q.long() - self.in_qparams[0].zero_point).double())
-        return self.arith.requantize_accumulator(acc.round().long(), self.in_qparams[0], self.weight_qparams,
+        acc = self.arith.accumulate(self, q)
+        return self.arith.requantize_accumulator(acc, self.in_qparams[0], self.weight_qparams,
                                                self.out_qparams, channel_axis=1, op=self.op_kind,
                                                depth=self.weight_codes[0].numel())
 

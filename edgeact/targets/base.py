@@ -126,7 +126,9 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def run(self, model, inputs, backend: str | None = None, threads: int = 1, warmup: int = 1,
-            runs: int = 1, progress: bool = False) -> RunResult:
+            runs: int = 1, progress: bool = False, session_options: Mapping[str, str] | None = None) -> RunResult:
+        """`session_options`: onnxruntime session config entries the file's backend needs
+        (edgeact.targets.compat decides them)."""
         ...
 
     def _check_backend(self, model: Path, backend: str | None) -> str:
@@ -153,11 +155,14 @@ class LocalJob:
         self.insns = self.dir / "insns.txt"
 
     def runner_args(self, backend: str, threads: int, warmup: int, runs: int, mark: bool,
-                    model: str | None = None, base: str | None = None) -> list[str]:
+                    model: str | None = None, base: str | None = None,
+                    session_options: Mapping[str, str] | None = None) -> list[str]:
         d = base or str(self.dir)
         args = ["--model", model or str(self.model), "--backend", backend,
                 "--inputs", f"{d}/inputs.npz", "--out", f"{d}/outputs.npz", "--result", f"{d}/result.json",
                 "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs), "--progress"]
+        for key, value in (session_options or {}).items():
+            args += ["--session-option", f"{key}={value}"]
         return args + (["--mark"] if mark else [])
 
     def cleanup(self) -> None:

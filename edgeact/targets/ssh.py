@@ -163,7 +163,8 @@ class SshTarget(Target):
         return TargetStatus(self.name, bool(b), b, f"{info['machine']}, Python {info['python']}",
                             "" if b else "pip install numpy onnxruntime ai-edge-litert on the board")
 
-    def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False) -> RunResult:
+    def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
+            session_options=None) -> RunResult:
         from edgeact.targets.base import backend_for
 
         model = check_model(model)
@@ -180,7 +181,8 @@ class SshTarget(Target):
             shutil.copyfile(RUNNER, job.dir / "runner.py")
             self._scp([str(job.dir / "runner.py"), str(job.dir / f"model{model.suffix.lower()}"),
                        str(job.inputs)], f"{self.dest}:{remote}/")
-            args = job.runner_args(backend, threads, warmup, runs, mark=False, model=rmodel, base=remote)
+            args = job.runner_args(backend, threads, warmup, runs, mark=False, model=rmodel, base=remote,
+                                   session_options=session_options)
             remote_cmd = (f"cd {remote} && PYTHONHASHSEED=0 OMP_NUM_THREADS={threads} "
                           f"{shlex.quote(self.python)} runner.py " + " ".join(shlex.quote(a) for a in args))
             t0 = time.monotonic()

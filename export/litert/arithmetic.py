@@ -407,8 +407,52 @@ def add_parameters(qa: QuantParams, qb: QuantParams, out: QuantParams) -> tuple[
 
 
 def mean_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
-    """XNNPACK qs8 MEAN: s_in / (s_out·count) in float32."""
-    return _f32(_f32(in_qp.scale) / _f32(_f32(out_qp.scale) * _f32(count)))
+    """XNNPACK qs8 MEAN's scale of Σq: f32(s_in/s_out) · f32(1/count), in float32 (src/operators/
+    reduce-nd.c: xnn_init_qs8_reduce_scalar_params, then xnn_update_qs8_reduce_scalar_params)."""
+    return _f32(_f32(_f32(in_qp.scale) / _f32(out_qp.scale)) * _f32(_f32(1.0) / _f32(count)))
+
+
+def mean_parameters(in_qp: QuantParams, out_qp: QuantParams, count: int) -> tuple[np.float32, np.float32]:
+    """XNNPACK qs8 MEAN (reduce-nd.c): the int32 sum of the raw codes Σq goes through the reference
+    int32→qs8 convert with the input zero point folded into a float output zero point,
+    (scale, zero) = (mean_scale, f32(z_out − f32(f32(count·z_in)·scale)))."""
+    scale = mean_scale(in_qp, out_qp, count)
+    return scale, _f32(_f32(out_qp.zero_point) - _f32(_f32(count * in_qp.zero_point) * scale))
+
+
+def mean_codes(sums, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+    """XNNPACK qs8 MEAN of Σq (raw codes, zero point not subtracted): round-to-nearest-even of
+    f32(f32(Σq)·scale) + zero in float32 (reference quantize: nearbyint(x·inv_scale + zero_point)),
+    clamped. Ties are those of this float sum, not of the exact mean: a mean within an ulp of a
+    tie can land on either side, so no exact-rational formula reproduces it."""
+    scale, zero = mean_parameters(in_qp, out_qp, count)
+    y = (torch.as_tensor(sums).long().float() * _torch_f32(scale)) + _torch_f32(zero)
+    return torch.round(y).clamp(out_qp.qmin, out_qp.qmax).long()
+
+
+def average_pool_weight_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
+    """The weight scale of the DEPTHWISE_CONV_2D of ones that average pooling is exported as.
+
+    Its requantization scale f32(f32(s_in·w)/s_out) (`conv_requantization_scales`) should be as close
+    to s_in/(count·s_out) as float32 allows; the arithmetic models the conv at whatever scale this
+    returns, so any choice is exact — this one is the most accurate of the float32 values around
+    1/count, and it always exists (no scale pair can make export fail)."""
+    s_in, s_out = np.float64(_f32(in_qp.scale)), np.float64(_f32(out_qp.scale))
+    ideal = s_in / (count * s_out)
+    w = _f32(1.0 / count)
+    candidates = [w]
+    up = down = w
+    for _ in range(8):
+        up, down = np.nextafter(up, _f32(np.inf)), np.nextafter(down, _f32(0))
+        candidates += [up, down]
+    scales = (_f32(in_qp.scale) * np.array(candidates, np.float32)) / _f32(out_qp.scale)
+    return candidates[int(np.argmin(np.abs(scales.astype(np.float64) - ideal)))]
+
+
+def average_pool_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
+    """XNNPACK's requantization scale of that depthwise conv (fp32 requantization of Σ(q − z_in))."""
+    w = average_pool_weight_scale(in_qp, out_qp, count)
+    return conv_requantization_scales(in_qp, QuantParams((float(w),), (0,), axis=0), out_qp)[0]
 
 
 def _torch_f32(x) -> torch.Tensor:
@@ -464,10 +508,15 @@ class TFLiteArithmetic(Arithmetic):
 
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
                 op: str = "mean") -> torch.Tensor:
-        """MEAN (and average pooling, exported as a depthwise conv that computes the same):
-        round-half-even(float(Σq − count·z_in) · s_in/(s_out·count)) + z_out, in float32."""
-        acc = window_sum.long() - count * in_qp.zero_point
-        return self._finish(acc.float() * _torch_f32(mean_scale(in_qp, out_qp, count)), out_qp)
+        """MEAN: XNNPACK's reduce (`mean_codes`). Average pooling (op 'avg_pool2d' / 'AVERAGE_POOL_2D'),
+        exported as a depthwise conv of ones: round-half-even(f32(Σq − count·z_in) · `average_pool_scale`)
+        + z_out, in float32."""
+        if op in ("avg_pool2d", "AVERAGE_POOL_2D"):
+            acc = window_sum.long() - count * in_qp.zero_point
+            return self._finish(acc.float() * _torch_f32(average_pool_scale(in_qp, out_qp, count)), out_qp)
+        if op not in ("mean", "MEAN"):
+            raise ValueError(f"op must be 'mean' or 'avg_pool2d', got {op!r}")
+        return mean_codes(window_sum, count, in_qp, out_qp)
 
     # The ops of an activation chain (export/litert/chains.py) on 256 codes, as XNNPACK
     # runs them; 'tflite-builtin' / 'tflite-reference' override with LiteRT's own kernels (whose ADD and

@@ -52,6 +52,7 @@ import torch
 from edgeact import fixedpoint as fp
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
+from edgeact.export.litert import arithmetic as T
 from edgeact.export.litert.arithmetic import TFLiteArithmetic
 
 
@@ -274,13 +275,11 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
                 op: str | None = None) -> torch.Tensor:
         """`op`: 'MEAN' (keep dims iff `window_sum` is 4-D) or 'AVERAGE_POOL_2D' (exported as a
-        DEPTHWISE_CONV_2D of ones, `edgeact.export.litert.writer.unit_weight_scale`); default: the
+        DEPTHWISE_CONV_2D of ones at `arithmetic.average_pool_weight_scale`); default: the
         calling module's."""
         op, sums = _average_op(op), _codes(window_sum)
         if op == "AVERAGE_POOL_2D":
-            from edgeact.export.litert.writer import unit_weight_scale
-
-            w_scale = float(unit_weight_scale(in_qp, out_qp, count))
+            w_scale = float(T.average_pool_weight_scale(in_qp, out_qp, count))
             w_qp = QuantParams(w_scale, 0, "int8", narrow=True)
             m, shift = conv_multipliers(in_qp, w_qp, out_qp)
             y = self._requantize(sums - count * in_qp.zero_point, "DEPTHWISE_CONV_2D", m[0], shift[0], in_qp, w_qp,

@@ -10,10 +10,11 @@ time: 4-D tensors are stored NHWC; a flatten feeding a Linear keeps NHWC order a
 weight columns are permuted instead (a TRANSPOSE is written only when something else reads the
 flattened tensor). Graph inputs and outputs of rank 4 are NHWC (`run_tflite` transposes).
 
-Average pooling becomes a DEPTHWISE_CONV_2D with weights 1 whose scale is chosen so that XNNPACK's
-requantization scale equals that of MEAN — the same arithmetic the converted model's `average`
-computes for both. RELU/RELU6 after a conv or linear are fused into it when the fused clamp gives
-exactly the activation's table.
+Average pooling becomes a DEPTHWISE_CONV_2D with weights 1 (XNNPACK runs it; the XNNPACK in LiteRT
+2.3 has no int8 average pooling, so an AVERAGE_POOL_2D would leave the delegate) at the weight scale
+`unit_weight_scale`, whose requantization the converted model's `average(op='avg_pool2d')` computes.
+RELU/RELU6 after a conv or linear are fused into it when the fused clamp gives exactly the
+activation's table.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.backend import get_backend
 from edgeact.handlers import Handlers
-from edgeact.export.litert.arithmetic import conv_requantization_scales, mean_scale
+from edgeact.export.litert.arithmetic import average_pool_weight_scale
 
 IOS = ("float", "int8")
 METADATA_KEY = "edgeact"  # JSON: tensor map node → [tensor name, dtype, 0] and tensor layouts
@@ -57,20 +58,10 @@ def same_padding_matches(size: int, kernel: int, stride: int, dilation: int, pad
 
 
 def unit_weight_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
-    """A weight scale w with float32((s_in·w)/s_out) equal to MEAN's s_in/(s_out·count): a depthwise conv
-    of weights 1 and this scale then requantizes exactly like MEAN (the semantics' `average`)."""
-    target = mean_scale(in_qp, out_qp, count)
-    s_in, s_out = np.float32(in_qp.scale), np.float32(out_qp.scale)
-    w = np.float32(np.float64(target) * np.float64(s_out) / np.float64(s_in))
-    candidates = [w]
-    up = down = w
-    for _ in range(64):
-        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
-        candidates += [up, down]
-    for c in candidates:
-        if conv_requantization_scales(in_qp, QuantParams((float(c),), (0,), axis=0), out_qp)[0] == target:
-            return c
-    raise ExportError(f"no float32 weight scale reproduces the average-pool scale {target!r}; report this model")
+    """The weight scale of the DEPTHWISE_CONV_2D of ones that average pooling becomes; the arithmetic's
+    `average(op='avg_pool2d')` computes that conv's requantization at this scale, so it always exists
+    (`edgeact.export.litert.arithmetic.average_pool_weight_scale`)."""
+    return average_pool_weight_scale(in_qp, out_qp, count)
 
 
 TFLITE_OPS = Handlers("TFLite writer")

@@ -20,6 +20,9 @@ def register(subparsers) -> None:
     p.add_argument("--reference", metavar="FLOAT.pt", help="the float model (torch.save) for the float error")
     p.add_argument("--outputs-only", action="store_true", help="compare only the outputs, not every tensor")
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON ('-' for stdout)")
+    p.add_argument("--target", default="host", help="where to run the file: host (default) or an emulated x86 "
+                   "CPU, qemu-x86_64:haswell / qemu-x86_64:nehalem (this machine's Python under QEMU, so both "
+                   "sides run there). For ARM or a board use `edgeact check --target`.")
     p.set_defaults(func=handler)
 
 
@@ -31,6 +34,13 @@ def handler(args) -> int:
     from edgeact.export import verify
     from edgeact.export.converted import load_converted
 
+    from edgeact.targets.compat import announce
+    from edgeact.targets.registry import get_target
+
+    target = get_target(args.target)
+    announce(args.file, target)  # before comparing: this CPU's kernels vs the file's backend
+    if target.name != "host":
+        return _run_under(target, args)
     model = load_converted(args.model)
     if args.data:
         try:
@@ -61,3 +71,25 @@ def handler(args) -> int:
 
             save_atomic(text.encode(), args.json)
     return 0 if report.ok else 1
+
+
+def _run_under(target, args) -> int:
+    """verify itself (the converted model in PyTorch and the file in its runtime) under an emulated x86 CPU."""
+    import subprocess
+
+    from edgeact.errors import TargetError
+    from edgeact.targets.qemu_x86 import QemuX86Target
+
+    if not isinstance(target, QemuX86Target):
+        raise TargetError(f"verify runs the converted model in PyTorch beside the file, so it needs this machine's "
+                          f"Python: use --target host or qemu-x86_64:haswell/nehalem, not {target.name}. For ARM or a "
+                          "board, `edgeact check MODEL --target ...` compares the file's codes there with the host's.")
+    cmd, env = target.python_command()
+    argv = ["verify", args.file, "--model", args.model, "--samples", str(args.samples), "--seed", str(args.seed)]
+    for flag, value in (("--data", args.data), ("--reference", args.reference), ("--json", args.json)):
+        if value:
+            argv += [flag, value]
+    if args.outputs_only:
+        argv.append("--outputs-only")
+    code = "import sys; from edgeact.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(cmd + ["-c", code] + argv, env=env, stdin=subprocess.DEVNULL).returncode
