@@ -229,6 +229,8 @@ class BenchResult:
     peak_rss_kb: int | None
     rss_note: str
     times_ms: list[float]
+    # .tflite: XNNPACK partitions and the ops LiteRT runs outside them (a split graph costs time)
+    partitions: dict | None = None
 
     @property
     def note(self) -> str:
@@ -260,7 +262,19 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
         cpu=res.cpu, emulated=res.emulated, threads=threads, warmup=warmup, runs=runs,
         size_bytes=model_size(model), latency_ms=latency_stats(res.times_ms), insns=insn_stats(res.insn_counts),
         peak_rss_kb=res.peak_rss_kb, rss_note=res.rss_note, times_ms=list(res.times_ms),
+        partitions=xnnpack_partitions(model),
     )
+
+
+def xnnpack_partitions(model) -> dict | None:
+    """{'delegated': n, 'outside': [op, …]} of a .tflite under LiteRT's default XNNPACK delegate (the same
+    split on every CPU: XNNPACK decides by op and type, on the host), None for other formats."""
+    if Path(model).suffix.lower() != ".tflite":
+        return None
+    from edgeact.export.litert import interpreter as rt
+
+    parts = rt.partitions(rt.load(model))
+    return {"delegated": parts.delegated, "outside": list(parts.outside)}
 
 
 # ---------------------------------------------------------------------------------------------- check

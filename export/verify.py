@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -53,6 +54,8 @@ class ParityReport:
     float_error: dict | None = None  # {"runtime": {...}, "edgeact": {...}} against the float reference
     notice: str | None = None  # this CPU's kernels differ from the file's backend (edgeact.targets.compat)
     session_options: dict = field(default_factory=dict)  # onnxruntime options set for the file's backend
+    lowerings: dict | None = None  # node → how its activation was lowered (from the file's metadata)
+    partitions: dict | None = None  # TFLite: {"delegated": XNNPACK partitions, "outside": ops run outside}
 
     @property
     def codes_compared(self) -> int:
@@ -90,6 +93,13 @@ class ParityReport:
             lines.append(f"  {t.tensor:<{width}}  {t.compared:>10,} codes  {flag}")
         for m in self.first_mismatches:
             lines.append(f"  mismatch at {m.tensor}{list(m.index)}: runtime {m.runtime}, edgeact {m.edgeact}")
+        if self.lowerings:
+            kinds = Counter(str(v) for v in self.lowerings.values())
+            lines.append("  lowerings: " + ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items())))
+        if self.partitions is not None:
+            outside = Counter(self.partitions["outside"])
+            lines.append(f"  XNNPACK: {self.partitions['delegated']} partition(s); outside: "
+                         + (", ".join(f"{k} ×{n}" for k, n in sorted(outside.items())) or "none"))
         if self.float_error:
             for who, e in self.float_error.items():
                 lines.append(f"  vs float reference, {who}: max |Δ| {e['max_abs']:.4g}, mean |Δ| {e['mean_abs']:.4g}, "

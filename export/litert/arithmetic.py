@@ -16,11 +16,14 @@ that lowering computes: the native kernel's arithmetic, reproduced step by step,
 | RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1| MultiplyByQuantizedMultiplier, clamp z+roundf(b/s) | never standalone (table is faster) |
 | HARD_SWISH                            | 16-bit fixed point of reference/hard_swish.h      | never standalone (table is faster) |
 
-Everything else — leaky_relu, identity, swish, mish, hard_mish, selu, softplus, hard_sigmoid, PWL
-stand-ins, sigmoid/tanh with other output parameters — is a table. Measured on ai-edge-litert 2.3:
+swish, hard_swish, hard_mish, hard_sigmoid, leaky_relu and selu become chains of int8 ops that XNNPACK
+runs (export/litert/chains.py: one delegated partition instead of a table outside it) wherever such a
+chain stays within one step of the ideal table; the table's codes are then what the chain computes.
+Everything else — identity, mish, softplus, PWL stand-ins, sigmoid/tanh with other output parameters,
+and the chained activations where no chain qualifies — is a table. Measured on ai-edge-litert 2.3:
 the XNNPACK delegate replaces int8 LOGISTIC, TANH and ELU with tables of its own (`xnnpack_lut_int8`),
 which differ from TFLite's at ~0.1 % of the quantization pairs, and LEAKY_RELU with an 8-bit
-fixed-point multiplier that differs at most pairs (so leaky_relu is always a table); RELU*, PRELU,
+fixed-point multiplier that differs at most pairs (modelled for the chain: `chains.xnnpack_leaky_relu`); RELU*, PRELU,
 HARD_SWISH and GELU stay on the builtin kernels, whose optimized and reference versions agree.
 LOGISTIC's and TANH's outputs are fixed by the TFLite quantization spec; for other output parameters
 edgeact keeps the user's out_qp with the correctly rounded table rather than LOGISTIC + a
@@ -278,7 +281,7 @@ class NativeKernel:
 class ActivationLowering:
     """How one int8 activation becomes TFLite ops: a native kernel, the exact GATHER table, or nothing."""
 
-    kind: str  # "native" | "table" | "none" (identity with equal input and output parameters)
+    kind: str  # "native" | "chain" (int8 ops inside XNNPACK) | "table" | "none" (identity, equal parameters)
     op: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
@@ -345,7 +348,8 @@ def native_table(kernel: NativeKernel, in_qp: QuantParams, out_qp: QuantParams) 
 TABLE_IS_FASTER = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "HARD_SWISH", "PRELU"})
 
 
-def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> ActivationLowering:
+def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, *,
+                    chains: bool = True) -> ActivationLowering:
     """The ops edgeact emits for `act`: whichever of native kernel and GATHER table is exact and faster.
 
     Exact means: the same codes with and without the XNNPACK delegate. A native kernel that XNNPACK
@@ -355,6 +359,11 @@ def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     """
     if act.name == "identity" and _same(in_qp, out_qp):
         return ActivationLowering("none", reason="identity with equal parameters is a no-op")
+    from edgeact.export.litert.chains import search  # chains of int8 ops XNNPACK runs (issue 11)
+
+    chain = search(act, in_qp, out_qp) if chains else None
+    if chain is not None:
+        return ActivationLowering("chain", chain.chain.name, {"chain": chain.chain}, reason=chain.reason)
     kernel = native_kernel(act, in_qp, out_qp)
     if kernel is None:
         return ActivationLowering("table", reason=f"{act.name}: no int8 TFLite kernel computes it at these parameters")
@@ -466,6 +475,9 @@ class TFLiteArithmetic(Arithmetic):
     """
 
     name = "tflite"
+    # Whether convert lowers activations to chains of int8 ops (export/litert/chains.py): for kernel sets
+    # with XNNPACK, where they run delegated; the builtin kernels run them as scalar loops, slower than a table.
+    uses_chains = True
 
     # ---- model ops (XNNPACK) ------------------------------------------------------------------
     def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -506,6 +518,23 @@ class TFLiteArithmetic(Arithmetic):
             raise ValueError(f"op must be 'mean' or 'avg_pool2d', got {op!r}")
         return mean_codes(window_sum, count, in_qp, out_qp)
 
+    # The ops of an activation chain (export/litert/chains.py) on 256 codes, as XNNPACK
+    # runs them; 'tflite-builtin' / 'tflite-reference' override with LiteRT's own kernels (whose ADD and
+    # MUL also round otherwise), 'tflite-aarch64' with the NEON MUL.
+    def chain_add(self, *args) -> torch.Tensor:
+        return self.add(*args)
+
+    def chain_mul(self, *args) -> torch.Tensor:
+        return self.mul(*args)
+
+    def chain_lut(self, op: str, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        return xnnpack_lut_int8(op, in_qp, out_qp)
+
+    def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
+        from edgeact.export.litert.chains import xnnpack_leaky_relu
+
+        return xnnpack_leaky_relu(q, in_qp, out_qp, alpha)
+
     # requantize (concatenation of differently quantized inputs): the ideal formula of the base class,
     # exported as a GATHER table.
 
@@ -515,7 +544,11 @@ class TFLiteArithmetic(Arithmetic):
                 raise UnsupportedError(
                     f"TFLite semantics are full int8: the activation {role} is {qp.dtype} — "
                     "quantize activations with dtype='int8' for TFLite")
-        plan = plan_activation(act, in_qp, out_qp)
+        plan = plan_activation(act, in_qp, out_qp, chains=self.uses_chains)
+        if plan.kind == "chain":
+            from edgeact.export.litert.chains import chain_codes
+
+            return chain_codes(plan.options["chain"], in_qp, self)
         if plan.kind == "native":
             return native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)
         return super().activation_table(act, in_qp, out_qp)

@@ -87,12 +87,12 @@ def arm_native_table(kernel: T.NativeKernel, in_qp: QuantParams, out_qp: QuantPa
 
 
 def plan_activation_for(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams,
-                        prefer: str = "x86") -> T.ActivationLowering:
+                        prefer: str = "x86", *, chains: bool = True) -> T.ActivationLowering:
     """`T.plan_activation`, or for prefer='arm' also the kernels of ARM_NATIVE — where their codes are the
     same on ARM and x86, so that the file stays exact everywhere."""
     if prefer not in PREFERENCES:
         raise UnsupportedError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
-    plan = T.plan_activation(act, in_qp, out_qp)
+    plan = T.plan_activation(act, in_qp, out_qp, chains=chains)
     if prefer == "x86" or plan.kind != "table":
         return plan
     kernel = T.native_kernel(act, in_qp, out_qp)
@@ -174,6 +174,8 @@ class TFLiteAarch64Arithmetic(T.TFLiteArithmetic):
 
     def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
         table = super().activation_table(act, in_qp, out_qp)  # validates the parameters
+        if T.plan_activation(act, in_qp, out_qp, chains=self.uses_chains).kind == "chain":  # computed with this semantics' MUL
+            return table
         kernel = T.native_kernel(act, in_qp, out_qp)
         if kernel is not None and kernel.op in ARM_NATIVE:
             return arm_native_table(kernel, in_qp, out_qp)

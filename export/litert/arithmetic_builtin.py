@@ -208,6 +208,7 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
     """LiteRT's optimized builtin kernels (BUILTIN_WITHOUT_DEFAULT_DELEGATES) on x86-64; see the module doc."""
 
     name = "tflite-builtin"
+    uses_chains = False  # its ADD/MUL/LEAKY_RELU are scalar loops: the table is faster (a file's chains still run)
     kernel_set = "builtin"
     add_overflow_alternative = " (or use backend='tflite-reference')"  # where the ADD refusal can point
 
@@ -304,6 +305,18 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
         scalar = fp.multiply_by_quantized_multiplier(sums, m, shift)
         y = np.where(_vector_channels(sums.shape[1], MEAN_BLOCK, sums.ndim, 1), vector, scalar)
         return _finish(y, bias, out_qp)
+
+
+    # activation chains: LiteRT's own LUT and LEAKY_RELU kernels (ADD and MUL: this class's)
+    def chain_lut(self, op: str, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        from edgeact.export.litert.arithmetic import NativeKernel, native_table
+
+        return native_table(NativeKernel(op), in_qp, out_qp)
+
+    def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
+        from edgeact.export.litert.arithmetic import leaky_relu_table
+
+        return torch.from_numpy(leaky_relu_table(in_qp, out_qp, alpha))[q.long() + 128]
 
 
 class TFLiteReferenceArithmetic(TFLiteBuiltinArithmetic):
