@@ -3,7 +3,10 @@
 Define an activation once (`edgeact.activations`), see it and its PWL stand-in, run it as a
 fake-quantized int8 operator in PyTorch, export to ONNX / TFLite, and measure on host, QEMU and boards.
 """
-from edgeact import activations, functional, numpy_functional
+from edgeact import interrupt as _interrupt
+
+_interrupt.install_for_command_line()  # first: `import torch` below takes seconds, Ctrl-C must end cleanly
+from edgeact import activations, functional, numpy_functional  # noqa: E402
 from edgeact.activations import get as get_activation
 from edgeact.backend import Backend, backends, get_backend
 from edgeact.errors import EdgeActError, QuantizationError, UnsupportedError

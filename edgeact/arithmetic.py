@@ -45,6 +45,13 @@ class Arithmetic:
         """codes → float32, (q − z)·s computed in float32 as DequantizeLinear / DEQUANTIZE do."""
         return (q.long() - qp.zero_point).float() * torch.tensor(qp.scale, dtype=torch.float32)
 
+    def accumulate(self, module, q: torch.Tensor) -> torch.Tensor:
+        """A conv / linear module's int64 accumulator Σ (x_q − z_x)·w_q + bias_q, exact by default.
+
+        A runtime whose kernel loses precision while summing (ORT's AVX2 u8s8 pair saturation) overrides it.
+        """
+        return module.accumulate((q.long() - module.in_qparams[0].zero_point).double()).round().long()
+
     def requantize_accumulator(self, acc: torch.Tensor, in_qp: QuantParams, w_qp: QuantParams,
                                out_qp: QuantParams, channel_axis: int = 1, *, op: str = "conv2d",
                                depth: int | None = None) -> torch.Tensor:

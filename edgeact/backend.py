@@ -31,7 +31,7 @@ RUNTIME_PACKAGES = ("edgeact.export.onnxruntime", "edgeact.export.litert")
 ALIASES = {
     "tflite": "litert", "tflite-builtin": "litert:builtin", "tflite-reference": "litert:reference",
     "tflite-aarch64": "litert:aarch64", "onnxruntime-aarch64": "onnxruntime:aarch64",
-    "tflite-runtime-armv7": "tflite-runtime:armv7",
+    "tflite-runtime-armv7": "tflite-runtime:armv7", "onnxruntime-x86-avx2": "onnxruntime:x86-avx2",
 }
 _REGISTRY: dict[str, "Backend"] = {}
 
@@ -111,13 +111,13 @@ def backends() -> dict[str, Backend]:
 
 
 def host_cpu() -> str:
-    """This machine's CPU family as the backends name it: 'x86-64', 'aarch64' or 'armv7'."""
+    """This machine's CPU family as the backends name it: 'x86-64', 'aarch64', 'armv7' or 'unknown'."""
     machine = platform.machine().lower()
     if machine in ("aarch64", "arm64"):
         return "aarch64"
     if machine.startswith("arm"):
         return "armv7"
-    return "x86-64"
+    return "x86-64" if machine in ("x86_64", "amd64") else "unknown"
 
 
 def x86_kernel_family(flags: set[str] | None = None) -> str:

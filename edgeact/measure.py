@@ -19,6 +19,8 @@ import numpy as np
 from edgeact.errors import ModelFileError, TargetError
 from edgeact.targets import get_target
 from edgeact.targets.base import RunResult, Target, check_model, normalize_inputs
+from edgeact.targets.compat import announce, compatibility
+from edgeact.targets.cpu import host_family
 
 EMULATION_WARNING = ("emulated time: tens to hundreds of times the host's and noisy run to run (±30%); not an "
                      "ARM latency. Compare instruction counts instead.")
@@ -148,8 +150,9 @@ def codes(outputs, quants) -> list[np.ndarray | None]:
     return out
 
 
-def model_inputs(path) -> list[dict]:
-    """name, shape, dtype (and TFLite quantization) of a model's inputs, read on the host."""
+def model_inputs(path, concrete: bool = True) -> list[dict]:
+    """name, shape, dtype (and TFLite quantization) of a model's inputs, read on the host. A symbolic
+    dimension is 1 (`concrete`, for drawing inputs) or -1 (any size, for checking given data)."""
     path = check_model(path)
     if path.suffix.lower() == ".onnx":
         import onnxruntime as ort
@@ -160,7 +163,7 @@ def model_inputs(path) -> list[dict]:
             raise ModelFileError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0][:300]}). "
                                  "Export it again.") from None
         types = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
-        return [{"name": i.name, "shape": [d if isinstance(d, int) else 1 for d in i.shape],
+        return [{"name": i.name, "shape": [d if isinstance(d, int) else (1 if concrete else -1) for d in i.shape],
                  "dtype": types.get(i.type, "float32"), "quant": None} for i in sess.get_inputs()]
     from ai_edge_litert.interpreter import Interpreter
 
@@ -191,17 +194,14 @@ def random_inputs(path, seed: int = 0) -> dict[str, np.ndarray]:
     return out
 
 
-def load_data(data) -> dict[str, np.ndarray]:
-    if isinstance(data, (str, os.PathLike)):
-        p = Path(data)
-        if not p.exists():
-            raise ModelFileError(f"data file {p} not found. Pass a .npz with one array per model input.")
-        try:
-            with np.load(p) as z:
-                return {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise ModelFileError(f"{p} is not a readable .npz ({exc}). Save inputs with numpy.savez.") from None
-    return normalize_inputs(data)
+def load_data(data, model=None) -> dict[str, np.ndarray]:
+    """Inputs from a .npz path or arrays, checked (edgeact.inputdata) against `model`'s inputs if given."""
+    from edgeact.inputdata import is_path, match_inputs, read_arrays
+
+    specs = model_inputs(model, concrete=False) if model is not None else None
+    arrays = read_arrays(data) if is_path(data) else normalize_inputs(data)
+    where = str(data) if is_path(data) else "inputs"
+    return match_inputs(arrays, specs, where)
 
 
 def _resolve(target) -> Target:
@@ -229,6 +229,8 @@ class BenchResult:
     peak_rss_kb: int | None
     rss_note: str
     times_ms: list[float]
+    # .tflite: XNNPACK partitions and the ops LiteRT runs outside them (a split graph costs time)
+    partitions: dict | None = None
 
     @property
     def note(self) -> str:
@@ -249,16 +251,30 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
     if runs < 1 or warmup < 0 or threads < 1:
         raise TargetError("need --runs >= 1, --warmup >= 0 and --threads >= 1.")
     tgt = _resolve(target)
-    data = normalize_inputs(inputs) if inputs is not None else random_inputs(model, seed)
+    data = load_data(inputs, model) if inputs is not None else random_inputs(model, seed)
     extra = {"count": count} if tgt.emulated else {}
+    options = announce(model, tgt)  # says so when this CPU's kernels differ from the file's backend
     res = tgt.run(model, data, backend=backend, threads=threads, warmup=warmup, runs=runs, progress=progress,
+                  session_options=options,
                   **extra)
     return BenchResult(
         model=str(model), target=tgt.name, backend=res.backend, runtime=res.runtime, machine=res.machine,
         cpu=res.cpu, emulated=res.emulated, threads=threads, warmup=warmup, runs=runs,
         size_bytes=model_size(model), latency_ms=latency_stats(res.times_ms), insns=insn_stats(res.insn_counts),
         peak_rss_kb=res.peak_rss_kb, rss_note=res.rss_note, times_ms=list(res.times_ms),
+        partitions=xnnpack_partitions(model),
     )
+
+
+def xnnpack_partitions(model) -> dict | None:
+    """{'delegated': n, 'outside': [op, …]} of a .tflite under LiteRT's default XNNPACK delegate (the same
+    split on every CPU: XNNPACK decides by op and type, on the host), None for other formats."""
+    if Path(model).suffix.lower() != ".tflite":
+        return None
+    from edgeact.export.litert import interpreter as rt
+
+    parts = rt.partitions(rt.load(model))
+    return {"delegated": parts.delegated, "outside": list(parts.outside)}
 
 
 # ---------------------------------------------------------------------------------------------- check
@@ -362,18 +378,24 @@ def check(model, reference, data, target="host", backend: str | None = None, pro
 
     model = check_model(model)
     reference = check_model(reference)
-    inputs = load_data(data)
+    inputs = load_data(data, model)
     tgt = _resolve(target)
     host = HostTarget()
     ref = host.run(reference, inputs, progress=progress)
-    res = tgt.run(model, inputs, backend=backend, progress=progress)
+    res = tgt.run(model, inputs, backend=backend, progress=progress, session_options=announce(model, tgt))
     quants = output_quant(model, res)
     deq = dequantize(res.outputs, quants)
     tcodes = codes(res.outputs, quants)
     if len(ref.outputs) != len(deq):
         raise ModelFileError(f"{model} has {len(deq)} outputs, the reference {reference} has "
                              f"{len(ref.outputs)}; pass the float version of the same network.")
-    host_res = res if tgt.name == "host" else host.run(model, inputs, backend=res.backend, progress=progress)
+    for who, arrays in ((f"the reference {reference}", ref.dequantized()), (f"{model} on {tgt.name}", deq)):
+        bad = sum(int(np.count_nonzero(~np.isfinite(a))) for a in arrays)
+        if bad:
+            raise ModelFileError(f"{who} gives {bad} NaN/Inf output value(s) for these inputs, so no error can be "
+                                 "measured; check that model (its weights) and the data's range")
+    host_res = res if tgt.name == "host" else host.run(model, inputs, backend=res.backend, progress=progress,
+                                                       session_options=compatibility(model, host_family()).session_options)
     hcodes = codes(host_res.outputs, quants)
     in_codes = _input_codes(inputs, res.inputs)
     checks = []

@@ -670,15 +670,51 @@ def fit_pwl(fn, segments: int = 8, x_range: tuple[float, float] | None = None, *
     a, b = (float(x_range[0]), float(x_range[1]))
     if not (math.isfinite(a) and math.isfinite(b) and a < b):
         raise PWLError(f"x_range must be finite with a < b, got {x_range}")
-    probe = f(np.linspace(a, b, 257))
-    if not np.all(np.isfinite(probe)):
-        raise PWLError(f"{label} is NaN or infinite somewhere on [{a:g}, {b:g}]; fit on a range where it is finite")
+    if max_iter is not None and (isinstance(max_iter, bool) or not isinstance(max_iter, (int, np.integer))
+                                 or max_iter < 1):
+        raise PWLError(f"max_iter must be an integer ≥ 1 (or None for the default), got {max_iter!r}")
+    _check_fittable(f, label, a, b)
     iters = int(max_iter) if max_iter is not None else 40 + 4 * int(segments)
     key = _cache_key(fn, params)
     args = (label, int(segments), a, b, int8, tails, iters)
     if key is None:
         return _fit(f, *args)
     return _fit_cached(key, *args)
+
+
+def _probe(f, x: np.ndarray, label: str) -> np.ndarray:
+    """f on the vector x, which must give one finite float per point."""
+    try:
+        with np.errstate(all="ignore"):
+            y = np.asarray(f(x), dtype=np.float64)
+    except (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError) as exc:
+        raise PWLError(f"{label} must be vectorised: called with a NumPy array of {x.size} points it raised "
+                       f"{type(exc).__name__} ({str(exc)[:120]}); wrap it with numpy.vectorize(fn) or write it "
+                       "with NumPy functions") from None
+    if y.shape != x.shape:
+        raise PWLError(f"{label} must be vectorised: for {x.size} points it returned shape {y.shape}; return "
+                       "one value per point (numpy.vectorize(fn) does)")
+    return y
+
+
+def _check_fittable(f, label: str, a: float, b: float) -> None:
+    """f must be finite and continuous on [a, b]: a NaN, an infinity, a jump or a pole between sample
+    points would make a meaningless fit (errors of 1e11 reported as a result). Continuity test: on a
+    continuous function the largest step between neighbouring samples halves when the grid is halved;
+    across a jump it stays, across a pole it grows."""
+    coarse, fine = np.linspace(a, b, 2**13 + 1), np.linspace(a, b, 2**14 + 1)
+    y_coarse, y_fine = _probe(f, coarse, label), _probe(f, fine, label)
+    bad = ~np.isfinite(y_fine)
+    if bad.any():
+        raise PWLError(f"{label} is NaN or infinite at x = {fine[bad][0]:g} in [{a:g}, {b:g}]; fit on a range "
+                       "where it is finite")
+    span = float(y_fine.max() - y_fine.min())
+    j_coarse, j_fine = float(np.abs(np.diff(y_coarse)).max()), float(np.abs(np.diff(y_fine)).max())
+    if j_fine > 0.8 * j_coarse and j_fine > 1e-3 * max(span, 1e-300):
+        at = fine[int(np.abs(np.diff(y_fine)).argmax())]
+        raise PWLError(f"{label} jumps near x = {at:.6g} (a pole or a discontinuity: its steps between samples do "
+                       f"not shrink as they get closer); a continuous PWL cannot follow it — fit on a range that "
+                       "excludes that point")
 
 
 def _cache_key(fn, params):

@@ -26,33 +26,32 @@ def _as_float32_value(s: float) -> float:
         return float(np.float32(s))
 
 
-def _scale_error(s: float) -> str | None:
-    if not math.isfinite(s):
-        return (f"quantization scale is {s}: the observed range contained NaN or Inf — "
-                "check the model's weights and the calibration data for NaN/Inf")
-    if s == 0.0:
-        return ("quantization scale is 0: a zero scale means an empty (zero-width) range — "
-                "calibrate with data that exercises this tensor, or set the range by hand")
-    if s < 0.0:
-        return f"quantization scale must be > 0, got {s}: pass its absolute value"
-    s32 = _as_float32_value(s)
-    if s32 == 0.0 or not math.isfinite(s32):
-        return f"scale {s} is not representable as a float32 > 0; use a scale in [1e-30, 1e30]"
-    return None
+def _numbers(value, what: str, kind):
+    """A scale or zero point as Python numbers: a number stays one, a tensor/array/list becomes a float or
+    a tuple; None, text and booleans are refused (QuantizationError naming `what`)."""
+    try:
+        import torch
 
-
-def _clean_scales(scales) -> list[float]:
-    """The scales rounded to float32 (as Python floats), checked in one vectorised pass — QAT builds
-    per-channel QuantParams at every step, so a per-element Python loop here costs a visible share
-    of a training step. The first bad scale gets the same message as before."""
-    arr = np.array([float(s) for s in scales], dtype=np.float64)
-    with np.errstate(over="ignore"):
-        s32 = arr.astype(np.float32).astype(np.float64)
-    bad = ~(np.isfinite(arr) & (arr > 0.0) & np.isfinite(s32) & (s32 > 0.0))
-    if bad.any():
-        message = _scale_error(float(arr[int(np.argmax(bad))]))
-        raise QuantizationError(message)
-    return s32.tolist()
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise QuantizationError(f"{what} must be numbers, got an array of {value.dtype}")
+        if value.size == 0:
+            raise QuantizationError(f"{what} is empty; give one number (per tensor) or one per channel")
+        flat = value.reshape(-1).tolist()
+        return flat[0] if value.ndim == 0 else tuple(flat)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise QuantizationError(f"{what} is empty; give one number (per tensor) or one per channel")
+        return tuple(_numbers(v, what, kind) for v in value)
+    if isinstance(value, (bool, np.bool_)) or value is None or not isinstance(value, (int, float, np.integer,
+                                                                                       np.floating)):
+        raise QuantizationError(f"{what} must be a number (or one per channel with axis=), not {value!r} "
+                                f"({type(value).__name__})")
+    return value.item() if isinstance(value, (np.integer, np.floating)) else value
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,19 @@ class QuantParams:
     narrow: bool = False
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_RANGES:
+        object.__setattr__(self, "scale", _numbers(self.scale, "scale", float))
+        object.__setattr__(self, "zero_point", _numbers(self.zero_point, "zero_point", None))
+        if self.axis is None:  # per tensor: a one-element list or tensor is that number
+            for name in ("scale", "zero_point"):
+                v = getattr(self, name)
+                if isinstance(v, tuple) and len(v) == 1:
+                    object.__setattr__(self, name, v[0])
+        if self.axis is not None and (isinstance(self.axis, bool) or not isinstance(self.axis, (int, np.integer))):
+            raise QuantizationError(f"axis must be None (per tensor) or the channel dimension (an int), "
+                                    f"not {self.axis!r}")
+        if not isinstance(self.narrow, (bool, np.bool_)):
+            raise QuantizationError(f"narrow must be True or False, not {self.narrow!r}")
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPE_RANGES:
             raise QuantizationError(
                 f"unsupported quantized dtype {self.dtype!r}; use one of {sorted(DTYPE_RANGES)}"
             )
@@ -94,7 +105,25 @@ class QuantParams:
                     )
                 zps_arr = np.broadcast_to(np.asarray(zps).reshape(-1), (len(scales),))
                 zps = tuple(int(z) for z in zps_arr)
-        clean_scales = _clean_scales(scales)
+        clean_scales = []
+        for s in scales:
+            s = float(s)
+            if not math.isfinite(s):
+                raise QuantizationError(
+                    f"quantization scale is {s}: the observed range contained NaN or Inf — "
+                    "check the model's weights and the calibration data for NaN/Inf"
+                )
+            if s == 0.0:
+                raise QuantizationError(
+                    "quantization scale is 0: a zero scale means an empty (zero-width) range — "
+                    "calibrate with data that exercises this tensor, or set the range by hand"
+                )
+            if s < 0.0:
+                raise QuantizationError(f"quantization scale must be > 0, got {s}: pass its absolute value")
+            s32 = _as_float32_value(s)
+            if s32 == 0.0 or not math.isfinite(s32):
+                raise QuantizationError(f"scale {s} is not representable as a float32 > 0; use a scale in [1e-30, 1e30]")
+            clean_scales.append(s32)
         lo, hi = self.qrange_of(self.dtype, self.narrow)
         clean_zps = []
         for z in zps:

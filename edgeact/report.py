@@ -30,7 +30,7 @@ def _target_label(r) -> str:
 
 BENCH_COLUMNS = ["model", "target", "cpu", "backend", "runtime", "threads", "runs", "size_bytes",
                  "median_ms", "p10_ms", "p90_ms", "min_ms", "insns_per_inference", "insns_min", "insns_max",
-                 "peak_rss_kb", "emulated"]
+                 "peak_rss_kb", "emulated", "xnnpack_partitions", "ops_outside_xnnpack"]
 
 
 def bench_rows(results: Sequence[BenchResult]) -> list[dict]:
@@ -45,14 +45,16 @@ def bench_rows(results: Sequence[BenchResult]) -> list[dict]:
             "insns_per_inference": r.insns["median"] if r.insns else None,
             "insns_min": r.insns["min"] if r.insns else None, "insns_max": r.insns["max"] if r.insns else None,
             "peak_rss_kb": None if r.emulated else r.peak_rss_kb, "emulated": r.emulated,
+            "xnnpack_partitions": r.partitions["delegated"] if r.partitions else None,
+            "ops_outside_xnnpack": len(r.partitions["outside"]) if r.partitions else None,
         })
     return rows
 
 
 def bench_markdown(results: Sequence[BenchResult]) -> str:
     head = ("| model | target | backend | size | instructions / inference | median ms | p10 ms | p90 ms | "
-            "min ms | peak memory |")
-    lines = [head, "|" + "---|" * 10]
+            "min ms | peak memory | XNNPACK partitions (ops outside) |")
+    lines = [head, "|" + "---|" * 11]
     emulated = False
     for r in results:
         lat = r.latency_ms
@@ -65,13 +67,21 @@ def bench_markdown(results: Sequence[BenchResult]) -> str:
         lines.append(
             f"| {Path(r.model).name} | {_target_label(r)} | {r.backend} ({r.runtime}) | {r.size_bytes / 1024:.1f} KB"
             f" | {ins} | {_ms(lat['median'])}{star} | {'—' if r.emulated else _ms(lat['p10'])} | "
-            f"{'—' if r.emulated else _ms(lat['p90'])} | {_ms(lat['min'])}{star} | {mem} |"
+            f"{'—' if r.emulated else _ms(lat['p90'])} | {_ms(lat['min'])}{star} | {mem} | {_partitions(r)} |"
         )
     if emulated:
         lines.append("")
         lines.append(f"\\* {EMULATION_WARNING} Instruction counts are per inference, one thread, "
                      "fixed -cpu, and identical run to run.")
     return "\n".join(lines) + "\n"
+
+
+def _partitions(r: BenchResult) -> str:
+    if not r.partitions:
+        return "—"
+    outside = r.partitions["outside"]
+    kinds = ", ".join(f"{op} ×{outside.count(op)}" for op in sorted(set(outside)))
+    return f"{r.partitions['delegated']} ({kinds or 'none'})"
 
 
 def bench_json(results: Sequence[BenchResult]) -> str:

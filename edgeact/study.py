@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from edgeact.activations import canonical_name
 from edgeact.errors import EdgeActError
-from edgeact.fileio import atomic_write
+from edgeact.fileio import atomic_write, ensure_writable_dir
 from edgeact.markdown import markdown_table
 
 DEFAULT_ACTIVATIONS = ("relu", "relu6", "leaky_relu", "hard_swish", "swish", "mish", "hard_mish", "selu")
@@ -177,20 +177,16 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
     from edgeact.models.tasks import canonical_task
 
     out_dir = Path(out_dir)
-    activations = [canonical_name(a) for a in activations]
+    activations, prefer = check_study_args(model, activations, targets, backends, qat_epochs, runs, emulated_runs,
+                                           test_limit, prefer)
     task = canonical_task(task)
     model = canonical_model_name(model)
-    if seeds < 1:
-        raise EdgeActError(f"seeds must be ≥ 1, got {seeds}")
-    if prefer is None:
-        prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
-    for b in backends:
-        if b not in BACKEND_SUFFIX:
-            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SUFFIX)}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise EdgeActError(f"seeds must be a whole number ≥ 1, not {seeds!r}")
     from edgeact.targets import get_target
 
     target_backends = {t: get_target(t).backends() for t in targets}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(out_dir)
     ex = get_executor(executor, address) if isinstance(executor, str) else executor
     try:
         # Every cell is a task; a later cell takes an earlier one's future, so nothing waits for a whole stage.
@@ -204,16 +200,50 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
         futures = list(trained.values()) + list(deployed.values()) + list(timed.values())
         with tqdm(total=len(futures), desc=f"study ({ex.name}, {ex.workers} workers)", disable=not progress) as bar:
             values = dict(zip(keys, ex.gather(futures, progress=bar)))
-    finally:
+    finally:  # also on Ctrl-C: Ray's workers and QEMU runs stop with it; what finished stays in the cache
         if isinstance(executor, str):
             ex.shutdown()
     rows = [_assemble_row(a, seeds, backends, targets, values, out_dir, model) for a in activations]
     result = StudyResult(model, list(targets), list(backends), qat_epochs, rows, prefer, task, seeds)
+    _write_reports(result, out_dir)
+    plot_pareto(result, out_dir / "pareto.png")
+    return result
+
+
+def _write_reports(result: StudyResult, out_dir: Path) -> None:
     atomic_write(out_dir / "study.md", result.markdown())
     atomic_write(out_dir / "study.json", result.to_json())
     atomic_write(out_dir / "study.csv", result.to_csv())
-    plot_pareto(result, out_dir / "pareto.png")
-    return result
+
+
+def check_study_args(model, activations, targets, backends, qat_epochs, runs, emulated_runs, test_limit, prefer):
+    """Every argument of the study, checked before anything is trained or written (it takes minutes):
+    returns the canonical activation names and the CPU family to prefer."""
+    from edgeact.targets import get_target
+
+    canonical_model_name(model)
+    activations = list(dict.fromkeys(canonical_name(a) for a in activations))
+    if not activations:
+        raise EdgeActError("no activation to study; give at least one, e.g. --activations relu,hard_swish")
+    if not targets:
+        raise EdgeActError("no target to time on; give at least one, e.g. --targets host")
+    if not backends:
+        raise EdgeActError("no backend; give onnxruntime and/or litert, e.g. --backends onnxruntime,litert")
+    for b in backends:
+        if b not in BACKEND_SUFFIX:
+            raise EdgeActError(f"unknown backend {b!r}; choose from {', '.join(BACKEND_SUFFIX)}")
+    for t in targets:
+        get_target(t)  # an unknown name or CPU model fails here, not after training
+    for name, value, lo in (("qat_epochs", qat_epochs, 0), ("runs", runs, 1), ("emulated_runs", emulated_runs, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise EdgeActError(f"{name} must be a whole number ≥ {lo}, not {value!r}")
+    if test_limit is not None and (isinstance(test_limit, bool) or not isinstance(test_limit, int) or test_limit < 1):
+        raise EdgeActError(f"test_limit must be a whole number ≥ 1 (or None for every test image), not {test_limit!r}")
+    if prefer is None:
+        prefer = "arm" if any(t.startswith(("qemu-", "ssh://")) for t in targets) else "x86"
+    if prefer not in ("x86", "arm"):
+        raise EdgeActError(f"prefer must be 'x86' or 'arm', not {prefer!r}")
+    return activations, prefer
 
 
 def canonical_model_name(model: str) -> str:

@@ -34,7 +34,10 @@ def int8_table(activation, in_qp: QuantParams, out_qp: QuantParams, backend="ide
     """
     _check_qparams(in_qp, "input")
     _check_qparams(out_qp, "output")
+    _check_activation(activation)
+    _check_params(params)
     act = bind(activation, **params)
+    _check_values(act, in_qp)
     table = get_backend(backend).plan_activation(act, in_qp, out_qp).table
     table = np.asarray(table, dtype=np.int64)
     if table.shape[-1] != in_qp.qmax - in_qp.qmin + 1:
@@ -42,6 +45,48 @@ def int8_table(activation, in_qp: QuantParams, out_qp: QuantParams, backend="ide
     if table.min() < out_qp.qmin or table.max() > out_qp.qmax:
         raise AssertionError(f"backend {backend!r} returned codes outside {out_qp.dtype}")
     return table
+
+
+def _check_activation(activation) -> None:
+    """A name, an ActivationDef, a BoundActivation or a fit with .bind(); a bare function is refused, as
+    nothing would tell a runtime's semantics which kernel it stands for."""
+    from edgeact.activations import ActivationDef, BoundActivation
+
+    if isinstance(activation, (str, ActivationDef, BoundActivation)):
+        return
+    if hasattr(activation, "bind") and callable(activation.bind):
+        return
+    fix = ("give a registry name (edgeact.activations.names()), an ActivationDef, a BoundActivation, or for your "
+           "own function a PWL stand-in: edgeact.pwl.fit_pwl(fn, segments=16, x_range=(a, b))")
+    if callable(activation):
+        raise UnsupportedError(f"int8_table() cannot take a bare function ({getattr(activation, '__name__', activation)!r}): "
+                               f"{fix}")
+    raise UnsupportedError(f"int8_table() needs an activation, not {activation!r} ({type(activation).__name__}): {fix}")
+
+
+def _check_params(params: dict) -> None:
+    for k, v in params.items():
+        if isinstance(v, str):  # a mode such as gelu's approximate='tanh': the definition checks it
+            continue
+        try:
+            arr = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise QuantizationError(f"activation parameter {k}={v!r} is not a number") from None
+        if not np.all(np.isfinite(arr)):
+            raise QuantizationError(f"activation parameter {k}={v!r} is not finite; give a finite number")
+
+
+def _check_values(act, in_qp: QuantParams) -> None:
+    """The float function at every input code must be finite: NaN or Inf has no int8 code."""
+    x = (np.arange(in_qp.qmin, in_qp.qmax + 1, dtype=np.float64) - in_qp.zero_point) * in_qp.scale
+    with np.errstate(all="ignore"):
+        y = act.on_codes(x)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        at = x[np.nonzero(bad.reshape(-1, x.size).any(0))[0][0]]
+        raise QuantizationError(f"{act.name} gives NaN/Inf at x = {at:g} (input code "
+                                f"{int(round(at / in_qp.scale)) + in_qp.zero_point}); an int8 table needs a finite "
+                                "value at every code — fix the function or its parameters")
 
 
 def lookup(table: np.ndarray, codes: np.ndarray, in_qp: QuantParams, channel_axis: int = 1) -> np.ndarray:

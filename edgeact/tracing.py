@@ -1,23 +1,40 @@
-"""torch.fx tracing that keeps activation modules whole.
+"""torch.fx tracing that keeps the modules prepare() handles whole, and says where a node came from.
 
 fx's default tracer treats only torch.nn's own modules as leaves, so it would trace *into*
 edgeact's activation modules (HardMish, Swish, a PWL stand-in…) and leave a clamp or a sigmoid
-where prepare() and diagnose() need to see one activation.
+where prepare() and diagnose() need to see one activation. Outside libraries subclass torch.nn's
+layers (timm's Linear, BatchNormAct2d, Conv2dSame-free convs) and ship their own activation classes;
+those are leaves too: a subclass of Conv/Linear/BatchNorm by its base class, an activation by what it
+computes (`edgeact.nn.recognize`). Inside such a forward, an `x.ndim` assert or a dtype cast on the
+float graph would otherwise reach prepare as an op on a quantized tensor.
 """
 from __future__ import annotations
+
+import re
 
 import torch.fx as fx
 from torch import nn
 
 from edgeact.errors import UnsupportedError
 from edgeact.nn.activations import TORCH_EQUIVALENTS, Activation
+from edgeact.nn.recognize import recognize
+
+LEAF_BASES = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
+def is_activation_module(m: nn.Module) -> bool:
+    return isinstance(m, Activation) or type(m) in TORCH_EQUIVALENTS or recognize(m) is not None
 
 
 class ActivationLeafTracer(fx.Tracer):
-    """Keeps edgeact and torch.nn activation modules as single call_module nodes."""
+    """Keeps activation modules and subclasses of Conv/Linear/BatchNorm as single call_module nodes."""
+
+    def __init__(self):
+        super().__init__()
+        self.record_stack_traces = True  # node.meta["stack_trace"]: the user's forward() lines, for errors
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, Activation) or type(m) in TORCH_EQUIVALENTS or super().is_leaf_module(m, qualname)
+        return isinstance(m, LEAF_BASES) or is_activation_module(m) or super().is_leaf_module(m, qualname)
 
 
 def trace(model: nn.Module, purpose: str = "edgeact") -> fx.GraphModule:
@@ -30,3 +47,38 @@ def trace(model: nn.Module, purpose: str = "edgeact") -> fx.GraphModule:
             "forward without data-dependent Python control flow"
         ) from exc
     return fx.GraphModule(model, graph, model.__class__.__name__)
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
+
+
+def source_line(node: fx.Node) -> str | None:
+    """'path/to/file.py:123 in forward: `code`' of the innermost frame that created `node`, if recorded."""
+    frames = [f for f in _FRAME.findall(node.meta.get("stack_trace") or "") if "/torch/" not in f[0]]
+    if not frames:
+        return None
+    path, line, func, code = frames[-1]
+    return f"{path}:{line} in {func}(): `{code.strip()}`"
+
+
+def module_path(node: fx.Node) -> str | None:
+    """The dotted path of the user's module whose forward() created `node` ('features.3.conv.1')."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    path = list(stack.values())[-1]
+    path = path[0] if isinstance(path, tuple) else path
+    return str(path) or None
+
+
+def describe(node: fx.Node) -> str:
+    """Where `node` is, for an error message: module path and source line when fx recorded them."""
+    parts = []
+    path = module_path(node)
+    parts.append(f"module {path!r}" if path else f"graph node {node.name!r}")
+    line = source_line(node)
+    if line:
+        parts.append(f"({line})")
+    return " ".join(parts)

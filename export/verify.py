@@ -11,7 +11,9 @@ runner (`RUNNERS["tflite"]`, provided by the TFLite exporter).
 """
 from __future__ import annotations
 
+import functools
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -50,6 +52,10 @@ class ParityReport:
     tensors: list[TensorParity] = field(default_factory=list)
     first_mismatches: list[Mismatch] = field(default_factory=list)
     float_error: dict | None = None  # {"runtime": {...}, "edgeact": {...}} against the float reference
+    notice: str | None = None  # this CPU's kernels differ from the file's backend (edgeact.targets.compat)
+    session_options: dict = field(default_factory=dict)  # onnxruntime options set for the file's backend
+    lowerings: dict | None = None  # node → how its activation was lowered (from the file's metadata)
+    partitions: dict | None = None  # TFLite: {"delegated": XNNPACK partitions, "outside": ops run outside}
 
     @property
     def codes_compared(self) -> int:
@@ -65,7 +71,7 @@ class ParityReport:
 
     @property
     def ok(self) -> bool:
-        return self.mismatches == 0
+        return self.mismatches == 0 and self.codes_compared > 0  # comparing nothing proves nothing
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -75,13 +81,25 @@ class ParityReport:
     def __str__(self) -> str:
         lines = [f"{self.path} ({self.format}), {self.samples} input(s): "
                  f"{self.codes_compared:,} codes compared in {len(self.tensors)} tensor(s), "
-                 f"{self.mismatches:,} differ" + (f" (max {self.max_lsb} LSB)" if self.mismatches else " — bit-exact")]
+                 f"{self.mismatches:,} differ" + (f" (max {self.max_lsb} LSB)" if self.mismatches else
+                                                 " — bit-exact" if self.codes_compared else " — NOTHING COMPARED")]
+        if self.notice:
+            lines.append(f"  note: {self.notice}")
+        if self.session_options:
+            lines.append("  session options: " + ", ".join(f"{k}={v}" for k, v in self.session_options.items()))
         width = max((len(t.tensor) for t in self.tensors), default=6)
         for t in self.tensors:
             flag = f"{t.mismatches:,} differ, max {t.max_lsb} LSB" if t.mismatches else "exact"
             lines.append(f"  {t.tensor:<{width}}  {t.compared:>10,} codes  {flag}")
         for m in self.first_mismatches:
             lines.append(f"  mismatch at {m.tensor}{list(m.index)}: runtime {m.runtime}, edgeact {m.edgeact}")
+        if self.lowerings:
+            kinds = Counter(str(v) for v in self.lowerings.values())
+            lines.append("  lowerings: " + ", ".join(f"{k} ×{n}" for k, n in sorted(kinds.items())))
+        if self.partitions is not None:
+            outside = Counter(self.partitions["outside"])
+            lines.append(f"  XNNPACK: {self.partitions['delegated']} partition(s); outside: "
+                         + (", ".join(f"{k} ×{n}" for k, n in sorted(outside.items())) or "none"))
         if self.float_error:
             for who, e in self.float_error.items():
                 lines.append(f"  vs float reference, {who}: max |Δ| {e['max_abs']:.4g}, mean |Δ| {e['mean_abs']:.4g}, "
@@ -111,7 +129,7 @@ def _load_onnx(path: Path):
                              "re-export it with edgeact.export.to_onnx") from exc
 
 
-def _run_onnx(path: Path, feeds: list[np.ndarray], taps: list[tuple[str, str]]):
+def _run_onnx(path: Path, feeds: list[np.ndarray], taps: list[tuple[str, str]], session_options=None):
     """Outputs from the file as it is; tapped tensors from a copy that also exposes them (so that
     exposing them cannot change what ORT fuses in the file that is compared at the outputs)."""
     import onnx
@@ -119,23 +137,25 @@ def _run_onnx(path: Path, feeds: list[np.ndarray], taps: list[tuple[str, str]]):
     from edgeact.export.onnxruntime.graph import ELEM_TYPE
 
     model = _load_onnx(path)
-    outputs = _onnx_session_run(path, model, feeds)
+    outputs = _onnx_session_run(path, model, feeds, session_options=session_options)
     if not taps:
         return outputs, {}
     present = {o.name for o in model.graph.output}
     extra = [(name, dtype) for name, dtype in taps if name not in present]
     for name, dtype in extra:
         model.graph.output.append(onnx.helper.make_tensor_value_info(name, ELEM_TYPE[dtype], None))
-    values = _onnx_session_run(path, model, feeds, [o.name for o in model.graph.output])
+    values = _onnx_session_run(path, model, feeds, [o.name for o in model.graph.output], session_options)
     tapped = dict(zip([o.name for o in model.graph.output], values))
     return outputs, {name: tapped[name] for name, _ in taps}
 
 
-def _onnx_session_run(path: Path, model, feeds, names=None):
+def _onnx_session_run(path: Path, model, feeds, names=None, session_options=None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    for key, value in (session_options or {}).items():
+        opts.add_session_config_entry(key, value)
     try:
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
@@ -237,12 +257,23 @@ def verify(path, model: fx.GraphModule, inputs, *, reference: torch.nn.Module | 
            intermediate: bool = True, max_listed: int = 10) -> ParityReport:
     """Compare the exported file at `path` with the converted `model` on `inputs` (a batch tensor or
     a tuple of them). `reference`: the float model, for the float error of both. `intermediate`:
-    also compare every intermediate tensor the file maps to a node (files written by edgeact)."""
+    also compare every intermediate tensor the file maps to a node (files written by edgeact).
+    Where this CPU's kernels differ from the file's backend the report says so (`notice`), and onnxruntime
+    gets the session options that backend needs (edgeact.targets.compat)."""
+    from edgeact.targets.compat import compatibility
+    from edgeact.targets.cpu import host_family
+
     path = Path(path)
     fmt = file_format(path)
     run, metadata = RUNNERS[fmt]
+    compat = compatibility(path, host_family())
+    if fmt == "onnx" and compat.session_options and run is _run_onnx:
+        run = functools.partial(_run_onnx, session_options=compat.session_options)
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-    inputs = tuple(torch.as_tensor(x, dtype=torch.float32) for x in inputs)
+    from edgeact.inputdata import check_array
+
+    inputs = tuple(torch.from_numpy(check_array(f"input {i}", np.asarray(x), where="verify"))
+                   for i, x in enumerate(inputs))
     ours, codes, out_qps, out_sources = _codes_of_model(model, inputs)
     tensor_map = metadata(path) if intermediate else {}
     taps = {node: tensor_map[node] for node in codes if node in tensor_map}  # in execution order
@@ -250,7 +281,8 @@ def verify(path, model: fx.GraphModule, inputs, *, reference: torch.nn.Module | 
     # The runners take the outputs from the file as it is and the taps from a copy that exposes them
     # (extra outputs can stop a runtime's graph rewrites, so they never decide the outputs).
     outputs, tapped = run(path, [x.numpy() for x in inputs], tap_list)
-    report = ParityReport(str(path), fmt, int(inputs[0].shape[0]))
+    report = ParityReport(str(path), fmt, int(inputs[0].shape[0]), notice=compat.notice,
+                          session_options=dict(compat.session_options) if fmt == "onnx" else {})
 
     def compare(label, theirs: np.ndarray, mine: np.ndarray):
         theirs = np.asarray(theirs, dtype=np.int64)

@@ -2,8 +2,9 @@
 
 A checkpoint is a small dict saved with torch.save (loadable with weights_only=True): the model name,
 activation, constructor arguments, state_dict, and what training measured (test accuracy, epochs,
-seconds, threads, seed). Lookup order: `models/checkpoints/` (shipped with the package), then the cache
-directory ($EDGEACT_CACHE or ~/.cache/edgeact, under checkpoints/).
+seconds, threads, seed). Lookup order: the cache directory ($EDGEACT_CACHE or ~/.cache/edgeact, under
+checkpoints/), where `edgeact train` writes, then `models/checkpoints/` (shipped with the package) — so a
+model the user trained replaces the shipped one everywhere (study, diagnose, load).
 """
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def checkpoint_name(model: str, activation: str) -> str:
 
 
 def checkpoint_path(model: str, activation: str) -> Path | None:
-    """The existing checkpoint for (model, activation): the shipped one first, then the cache; else None."""
+    """The existing checkpoint for (model, activation): one trained here (the cache) first, then the
+    shipped one; else None."""
     name = checkpoint_name(model, activation)
-    for directory in (PACKAGE_DIR, cache_dir()):
+    for directory in (cache_dir(), PACKAGE_DIR):
         if (directory / name).is_file():
             return directory / name
     return None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fixtures_models as F
+from edgeact.export.litert import interpreter as rt
 from edgeact import measure, report
 from edgeact.cli import main
 from edgeact.errors import ModelFileError
@@ -64,6 +65,11 @@ def test_bench_on_host(target_models):
     assert r.peak_rss_kb > 1000 and r.insns is None and not r.emulated
     md = report.bench_markdown([r])
     assert "conv_int8.tflite" in md and "p90" in md and "emulated" not in md
+    # the XNNPACK split, from LiteRT's own execution plan
+    plan = rt.delegated_ops(rt.load(target_models["conv_int8.tflite"]))
+    assert r.partitions["delegated"] == plan.count("DELEGATE") >= 1
+    assert report.bench_rows([r])[0]["xnnpack_partitions"] == r.partitions["delegated"]
+    assert "XNNPACK partitions" in md
 
 
 def test_bench_on_qemu_reports_instruction_counts(aarch64_root, target_models, tmp_path):

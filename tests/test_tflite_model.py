@@ -204,17 +204,6 @@ def test_bad_models_are_refused_with_the_fix():
     with pytest.raises(UnsupportedError, match="converted model"):
         to_tflite(SmallCNN(), torch.zeros(1, 3, 8, 8))
 
-    class Grouped(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(4, 4, 3, padding=1, groups=2)
-
-        def forward(self, x):
-            return self.conv(x)
-
-    c = converted(Grouped(), (4, 8, 8))
-    with pytest.raises(UnsupportedError, match="grouped convolution"):
-        to_tflite(c, torch.zeros(1, 4, 8, 8))
     c = converted(SmallCNN(), (3, 8, 8))
     with pytest.raises(UnsupportedError, match="io must be"):
         to_tflite(c, torch.zeros(1, 3, 8, 8), io="uint8")

@@ -152,10 +152,16 @@ def make_activation(name: str, **params) -> Activation:
 
 
 def from_torch(module: nn.Module) -> Activation | None:
-    """The edgeact module equivalent to a torch.nn activation (parameters carried over), or None."""
+    """The edgeact module equivalent to a torch.nn activation (parameters carried over) or to an outside
+    activation class recognized by what it computes (`edgeact.nn.recognize`), or None."""
     name = TORCH_EQUIVALENTS.get(type(module))
     if name is None:
-        return module if isinstance(module, Activation) else None
+        if isinstance(module, Activation):
+            return module
+        from edgeact.nn.recognize import recognize  # an outside class (timm's HardMishMe…): by what it computes
+
+        found = recognize(module)
+        return None if found is None else make_activation(found[0], **found[1])
     if name == "prelu":
         m = PReLU(module.weight.numel())
         m.weight.data.copy_(module.weight.data)

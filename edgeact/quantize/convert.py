@@ -21,7 +21,10 @@ from edgeact.quantize.prepare import quantizers
 from edgeact.quantize.prepared import (
     PreparedAdd, PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
 )
+from edgeact.quantize import data_movement as dm
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
+from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.backend import Backend, get_backend
 from edgeact.handlers import Handlers
 
@@ -131,6 +134,19 @@ def _max_pool(cv, node, m):
                                               m.stride or m.kernel_size, m.padding, m.dilation, m.ceil_mode))
 
 
+@CONVERTERS.register(nn.ZeroPad2d)
+def _zero_pad(cv, node, m):
+    return cv.swap(node, QuantizedZeroPad2d(cv.input_qp(node), cv.backend.name, m.padding))
+
+
+MOVING_MODULES = (nn.Flatten, nn.Unflatten, nn.Upsample)  # modules that only move codes (see data_movement)
+
+
+@CONVERTERS.register(*MOVING_MODULES)
+def _moving(cv, node, m):
+    return cv.data_movement(node, m)
+
+
 @CONVERTERS.register(nn.Dropout, nn.Identity)
 def _no_op(cv, node, m):
     node.replace_all_uses_with(node.args[0])
@@ -144,6 +160,7 @@ class _Converter:
         self.modules = dict(gm.named_modules())
         self.qp: dict[fx.Node, object] = {}
         self.current = "?"  # the node being converted, for error messages
+        self.moved: dict[fx.Node, object] = {}  # data-movement nodes → their value on index tensors
 
     def requested_lowering(self, activation: str) -> str | None:
         return self.lowering.get(activation) if isinstance(self.lowering, dict) else self.lowering
@@ -188,10 +205,8 @@ class _Converter:
                 handler(self, node, m)
             elif node.op == "call_function" and node.target is torch.nn.functional.max_pool2d:
                 raise UnsupportedError(f"functional max_pool2d at {node.name!r}: use nn.MaxPool2d")
-            elif self.is_tensor(node):  # flatten / view / reshape / squeeze on codes
-                qp = self.input_qp(node)
-                shape = tuple(node.meta["tensor_meta"].shape)
-                self.swap(node, Q.QuantizedReshape(qp, self.backend.name, shape), args=(node.args[0],))
+            elif node.op in ("call_method", "call_function"):  # view / transpose / chunk / slicing / shapes
+                self.data_movement(node)
         graph.eliminate_dead_code()
         graph.lint()
         self.gm.recompile()
@@ -201,6 +216,41 @@ class _Converter:
             if name not in used:
                 delattr(self.gm, name)
         return self.gm
+
+    def data_movement(self, node: fx.Node, module: nn.Module | None = None) -> None:
+        """Reshape / transpose / chunk / slice (and the shape arithmetic feeding them): evaluated on index
+        tensors; where the result leaves for a quantized op or the output, one integer module replaces the chain."""
+        def value_of(a: fx.Node):
+            if a in self.qp:
+                return dm.index_tensor(a.meta["tensor_meta"].shape)
+            if a in self.moved:
+                return self.moved[a]
+            raise UnsupportedError(f"{node.name!r} reads {a.name!r}, which is neither a quantized tensor nor "
+                                   "computed from one's shape")
+
+        try:
+            value = dm.evaluate(node, value_of, module)
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            what = getattr(node.target, "__name__", node.target)
+            raise UnsupportedError(f"{node.name!r}: cannot follow which codes {what} moves ({exc}); only reshapes, "
+                                   "channel selections/permutations and nearest upsampling are supported") from exc
+        self.moved[node] = value
+        exits = any(u.op not in ("call_method", "call_function") and not (
+            u.op == "call_module" and isinstance(self.modules.get(u.target), MOVING_MODULES))
+            for u in node.users)
+        if not (exits and isinstance(value, torch.Tensor)):
+            return None
+        root = dm.root_of(node, lambda n: n in self.qp)
+        qp = self.qp[root]
+        kind, indices = dm.classify(node.name, value, root.meta["tensor_meta"].shape)
+        name = self.backend.name
+        if kind == "reshape":
+            module = Q.QuantizedReshape(qp, name, tuple(node.meta["tensor_meta"].shape))
+        elif kind == "gather":
+            module = QuantizedChannelGather(qp, name, indices)
+        else:
+            module = QuantizedUpsampleNearest(qp, name, indices)
+        return self.swap(node, module, args=(root,))
 
     @staticmethod
     def is_tensor(node: fx.Node) -> bool:

@@ -27,7 +27,8 @@ from edgeact.quantize.prepared import (
     PreparedAdd,
 )
 from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
-from edgeact.tracing import trace
+from edgeact.quantize.float_graph import simplify
+from edgeact.tracing import describe, trace
 
 # Functional activations and the registry names they stand for (with their positional params).
 FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = {
@@ -41,24 +42,64 @@ FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = {
 METHOD_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 ADD_OPS = {operator.add, torch.add, operator.iadd}
 MUL_OPS = {operator.mul, torch.mul, operator.imul}
-PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten)
-PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze}
-PASSTHROUGH_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous"}
+PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten, nn.ZeroPad2d)
+# Data movement: codes and parameters unchanged (convert() works out which element goes where).
+PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze,
+                         torch.transpose, torch.permute, torch.chunk, torch.split, operator.getitem}
+PASSTHROUGH_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze", "contiguous", "transpose", "permute",
+                       "chunk", "split"}
 SHAPE_METHODS = {"size", "dim"}
+SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda", "requires_grad"}
+
+
+def _flat_args(node: fx.Node) -> list:
+    flat: list = []
+    fx.node.map_aggregate((node.args, node.kwargs), flat.append)
+    return flat
 
 SUPPORTED = (
-    "Conv2d (incl. depthwise/grouped) and Linear, each optionally followed by BatchNorm (folded); "
-    "activations (torch.nn, edgeact.nn or functional: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
-    + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)); "
-    "MaxPool2d; flatten/reshape/view/squeeze/unsqueeze; Dropout and Identity"
+    "Conv1d/Conv2d (incl. depthwise/grouped) and Linear (and their subclasses), each optionally followed by "
+    "BatchNorm (folded; a BatchNorm2d elsewhere becomes a depthwise 1×1 conv); activations (torch.nn, edgeact.nn, "
+    "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
+    + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
+    "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; nearest Upsample / "
+    "F.interpolate by whole factors; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
+
+# Ops refused on purpose, with the reason: the runtimes do compute them in int8 or around Q/DQ, but not in a way
+# edgeact reproduces code for code today (README, "LayerNorm, Softmax and attention").
+_SOFTMAX_WHY = (
+    "Softmax: each runtime computes int8 softmax its own way (LiteRT's SOFTMAX in fixed point or from an exp table "
+    "depending on the kernel set, onnxruntime's QLinearSoftmax from a float exp table with float division) and "
+    "edgeact does not model those kernels, so it cannot promise the exported file gives the same codes (0 LSB); "
+    "apply the softmax to the float output of the quantized model instead")
+_LAYERNORM_WHY = (
+    "LayerNorm: it divides by each sample's own standard deviation — TFLite has no int8 layer-norm kernel (a "
+    "decomposition into MEAN, SQUARED_DIFFERENCE, RSQRT, MUL rounds at every step) and onnxruntime computes "
+    "LayerNormalization in float between DequantizeLinear and QuantizeLinear with its own summation order — "
+    "none of which edgeact reproduces code for code (0 LSB); keep the layer in float outside the quantized part, "
+    "or use BatchNorm, which folds into the conv exactly")
+_ATTENTION_WHY = ("attention (matmul of two activations): the product of two int8 activations, followed by a "
+                  "softmax in attention — " + _SOFTMAX_WHY.split(": ", 1)[1])
+_RESIZE_WHY = (
+    "{mode} interpolation: it computes weighted averages of neighbours, and LiteRT's int8 resize kernels and "
+    "onnxruntime's Resize each round them their own way, which edgeact does not model yet, so it cannot promise "
+    "the same codes (0 LSB); use mode='nearest' (exact: codes are only repeated) or resize the float output")
+REFUSED_MODULES = {nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
+                   nn.GroupNorm: _LAYERNORM_WHY.replace("LayerNorm:", "GroupNorm:", 1)}
+REFUSED_FUNCTIONS = {F.softmax: _SOFTMAX_WHY, torch.softmax: _SOFTMAX_WHY, F.layer_norm: _LAYERNORM_WHY,
+                     F.scaled_dot_product_attention: _ATTENTION_WHY, torch.matmul: _ATTENTION_WHY,
+                     operator.matmul: _ATTENTION_WHY}
+REFUSED_METHODS = {"softmax": _SOFTMAX_WHY}
+
 
 ActivationChoice = str | Any  # a registry name, 'keep', or a PWL stand-in (anything with .to_module())
 
 
 def _unsupported(what: str, where: str) -> UnsupportedError:
     return UnsupportedError(
-        f"cannot quantize {what} at {where!r}. edgeact.prepare supports: {SUPPORTED}. "
+        f"cannot quantize {what} at {where}. edgeact.prepare supports: {SUPPORTED}. "
         "Rewrite that part of the model with supported ops, or keep it outside the quantized model."
     )
 
@@ -94,6 +135,19 @@ def _activation_name(module: nn.Module) -> str | None:
     return None if converted is None else converted.bound().name
 
 
+def _bn_as_depthwise_conv(bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """The eval-mode BatchNorm2d `bn` as a depthwise 1×1 conv computing the same per-channel affine map."""
+    c = bn.num_features
+    conv = nn.Conv2d(c, c, 1, groups=c, bias=True)
+    with torch.no_grad():
+        inv = torch.rsqrt(bn.running_var + bn.eps)
+        gamma = bn.weight if bn.affine else torch.ones(c)
+        beta = bn.bias if bn.affine else torch.zeros(c)
+        conv.weight.copy_((gamma * inv).reshape(c, 1, 1, 1))
+        conv.bias.copy_(beta - bn.running_mean * gamma * inv)
+    return conv.eval()
+
+
 class _Builder:
     """Rewrites the traced graph node by node; keeps the FakeQuantize that owns each tensor."""
 
@@ -105,8 +159,18 @@ class _Builder:
         self.counter = 0
         self.erased: set[fx.Node] = set()  # BatchNorm nodes folded away while iterating
         self.preset_output: dict[fx.Node, FakeQuantize] = {}  # fused ReLU node → quantizer it shares with its conv
+        self.node: fx.Node | None = None  # the node being rewritten, for error messages
 
     # -- helpers --------------------------------------------------------------------------------
+    def refused(self, why: str) -> UnsupportedError:
+        where = describe(self.node) if self.node is not None else "?"
+        return UnsupportedError(f"cannot quantize {why.split(':', 1)[0]} at {where}: {why.split(': ', 1)[1]}. "
+                                f"edgeact.prepare supports: {SUPPORTED}")
+
+    def unsupported(self, what: str) -> UnsupportedError:
+        """A refusal naming the op and where the user's code introduced it (module path, file:line)."""
+        return _unsupported(what, describe(self.node) if self.node is not None else "?")
+
     def fq(self, where: str, **kw) -> FakeQuantize:
         return FakeQuantize(self.qc.observer, dtype=self.qc.activation_dtype, name=where, **kw)
 
@@ -120,7 +184,7 @@ class _Builder:
 
     def source(self, node: Any, where: str) -> SharedQuant:
         if not isinstance(node, fx.Node) or node not in self.owner:
-            raise _unsupported(f"an input that is not a quantized tensor ({node!r})", where)
+            raise self.unsupported(f"an input that is not a quantized tensor ({node!r})")
         return SharedQuant(self.owner[node])
 
     def replace(self, node: fx.Node, target: str, args: tuple) -> fx.Node:
@@ -137,6 +201,7 @@ class _Builder:
             if node in self.erased:
                 continue
             where = node.name
+            self.node = node
             if node.op == "placeholder":
                 name = self.add_module(f"input_quant_{node.name}", self.fq(f"input {node.name!r}"))
                 with graph.inserting_after(node):
@@ -152,7 +217,7 @@ class _Builder:
             elif node.op == "call_method":
                 self.method_node(node, where)
             elif node.op == "get_attr":
-                raise _unsupported(f"a constant tensor ({node.target})", where)
+                raise self.unsupported(f"a constant tensor ({node.target})")
         graph.lint()
         self.gm.recompile()
         return self.gm
@@ -161,13 +226,13 @@ class _Builder:
         name = _activation_name(act_module)
         module = _swap_activation(act_module, self.activations.get(name)) if name else None
         if module is None:
-            raise _unsupported(type(act_module).__name__, path)
+            raise self.unsupported(type(act_module).__name__)
         if isinstance(module, Activation) and module.bound().name == "identity":
             # The linear 'activation' changes nothing: its output keeps its input's parameters
             # (a requantization here would only add a rounding step).
             src = node.args[0]
             if src not in self.owner:
-                raise _unsupported("an identity activation on a tensor that is not quantized", path)
+                raise self.unsupported("an identity activation on a tensor that is not quantized")
             node.replace_all_uses_with(src)
             self.gm.graph.erase_node(node)
             return
@@ -180,6 +245,9 @@ class _Builder:
         self.owner[new] = qa.output_quant
 
     def module_node(self, node: fx.Node, mod: nn.Module, path: str) -> None:
+        for cls, why in REFUSED_MODULES.items():
+            if isinstance(mod, cls):
+                raise self.refused(why)
         if isinstance(mod, (nn.Conv2d, nn.Linear)):
             mod = copy.deepcopy(mod)
             bn_user = self._single_bn_user(node)
@@ -202,13 +270,19 @@ class _Builder:
                 op = cls(mod, [self.source(node.args[0], path)], self.fq(f"{path} output"), wq)
             new = self.replace(node, self.add_module(f"{path}_q", op), (node.args[0],))
             self.owner[new] = shared or op.output_quant
-        elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            raise _unsupported("a BatchNorm that does not directly follow a Conv2d/Linear", path)
+        elif isinstance(mod, nn.BatchNorm2d):
+            # Not folded (no conv before it, or the conv's output has other users too): the same per-channel
+            # affine map as a depthwise 1×1 conv, quantized like any conv.
+            self.modules[node.target] = _bn_as_depthwise_conv(mod)
+            self.module_node(node, self.modules[node.target], path)
+        elif isinstance(mod, nn.BatchNorm1d):
+            raise self.unsupported("a BatchNorm1d that does not directly follow a Linear (fold it into the Linear "
+                                   "before it, or use BatchNorm2d on 4-D tensors)")
         elif _activation_name(mod) is not None:
             self.activation(node, mod, path)
         elif isinstance(mod, nn.AdaptiveAvgPool2d):
             if mod.output_size not in (1, (1, 1)):
-                raise _unsupported(f"AdaptiveAvgPool2d({mod.output_size}) (only output size 1)", path)
+                raise self.unsupported(f"AdaptiveAvgPool2d({mod.output_size}) (only output size 1)")
             self.mean(node, path, keepdim=True)
         elif isinstance(mod, nn.AvgPool2d):
             src = node.args[0]
@@ -216,10 +290,14 @@ class _Builder:
                                    mod.padding)
             new = self.replace(node, self.add_module(f"{path}_q", op), (src,))
             self.owner[new] = self.owner[src]  # average pooling keeps its input's parameters
+        elif isinstance(mod, nn.Upsample):
+            if mod.mode != "nearest":
+                raise self.refused(_RESIZE_WHY.format(mode=mod.mode))
+            self.passthrough(node, path)
         elif isinstance(mod, PASSTHROUGH_MODULES):
             self.passthrough(node, path)
         else:
-            raise _unsupported(f"module {type(mod).__name__}", path)
+            raise self.unsupported(f"module {type(mod).__name__}")
 
     def _resolved_activation(self, node: fx.Node) -> str | None:
         """The registry name `node` will compute after the swaps, if it is an activation."""
@@ -255,7 +333,7 @@ class _Builder:
     def passthrough(self, node: fx.Node, where: str) -> None:
         src = node.args[0]
         if src not in self.owner:
-            raise _unsupported(f"{node.target} on a tensor that is not quantized", where)
+            raise self.unsupported(f"{node.target} on a tensor that is not quantized")
         self.owner[node] = self.owner[src]
 
     def mean(self, node: fx.Node, where: str, keepdim: bool) -> None:
@@ -266,13 +344,23 @@ class _Builder:
     def binary(self, node: fx.Node, cls, where: str) -> None:
         a, b = node.args[0], node.args[1]
         if not (isinstance(a, fx.Node) and isinstance(b, fx.Node)):
-            raise _unsupported(f"{node.target} with a constant operand", where)
+            raise self.unsupported(f"{node.target} with a constant operand")
         op = cls([self.source(a, where), self.source(b, where)], self.fq(f"{where} output"))
         new = self.replace(node, self.add_module(f"{where}_q", op), (a, b))
         self.owner[new] = op.output_quant
 
     def function_node(self, node: fx.Node, where: str) -> None:
         fn = node.target
+        if fn is operator.getitem and not (isinstance(node.args[0], fx.Node) and node.args[0] in self.owner):
+            return  # indexing a shape or a Python sequence
+        if fn in REFUSED_FUNCTIONS:
+            raise self.refused(REFUSED_FUNCTIONS[fn])
+        if fn is F.interpolate:
+            mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
+            if mode != "nearest":
+                raise self.refused(_RESIZE_WHY.format(mode=mode))
+            self.passthrough(node, where)
+            return
         if fn in FUNCTIONAL_ACTIVATIONS:
             name, positional = FUNCTIONAL_ACTIVATIONS[fn]
             params = dict(zip(positional, node.args[1:]))
@@ -292,21 +380,27 @@ class _Builder:
             self._mean_call(node, where)
         elif fn in PASSTHROUGH_FUNCTIONS:
             self.passthrough(node, where)
-        elif fn is operator.getitem or fn is getattr:
+        elif fn is getattr and node.args[1] in SHAPE_ATTRIBUTES:
+            return  # x.shape / x.ndim: read on the float graph, nothing to quantize
+        elif fn is getattr:
             if isinstance(node.args[0], fx.Node) and node.args[0] in self.owner:
-                raise _unsupported("indexing/slicing a quantized tensor", where)
+                raise self.unsupported(f"attribute .{node.args[1]} of a quantized tensor")
+        elif not any(isinstance(a, fx.Node) and a in self.owner for a in _flat_args(node)):
+            return  # arithmetic on shapes or Python numbers, not on a quantized tensor
         else:
-            raise _unsupported(f"function {getattr(fn, '__name__', fn)}", where)
+            raise self.unsupported(f"function {getattr(fn, '__name__', fn)}")
 
     def _mean_call(self, node: fx.Node, where: str) -> None:
         dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
         keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
         if tuple(dims or ()) not in ((2, 3), (-2, -1)):
-            raise _unsupported(f"mean over dims {dims} (only the spatial mean over (2, 3))", where)
+            raise self.unsupported(f"mean over dims {dims} (only the spatial mean over (2, 3))")
         self.mean(node, where, keepdim)
 
     def method_node(self, node: fx.Node, where: str) -> None:
         m = node.target
+        if m in REFUSED_METHODS:
+            raise self.refused(REFUSED_METHODS[m])
         if m in METHOD_ACTIVATIONS:
             self.activation(node, make_activation(METHOD_ACTIVATIONS[m]), where)
         elif m == "add":
@@ -320,7 +414,7 @@ class _Builder:
         elif m in SHAPE_METHODS:
             return
         else:
-            raise _unsupported(f"tensor method .{m}()", where)
+            raise self.unsupported(f"tensor method .{m}()")
 
 
 def prepare(model: nn.Module, activations: Mapping[str, ActivationChoice] | None = None,
@@ -333,9 +427,15 @@ def prepare(model: nn.Module, activations: Mapping[str, ActivationChoice] | None
     training loop on it after `start_qat()` is quantization-aware training.
     """
     qconfig = qconfig or DEFAULT_QCONFIG
+    if not isinstance(model, nn.Module):
+        raise UnsupportedError(f"prepare() takes a torch.nn.Module (the float model), not a "
+                               f"{type(model).__name__}; wrap a function in an nn.Module whose forward calls it")
+    if quantizers(model):
+        raise UnsupportedError("this model is already prepared (it holds edgeact fake-quantizers); pass the float "
+                               "model to prepare(), or go on with calibrate() / convert() on this one")
     _check_finite_parameters(model)
     model = copy.deepcopy(model).eval()
-    gm = trace(model, "edgeact.prepare")
+    gm = simplify(trace(model, "edgeact.prepare"))
     gm = _Builder(gm, activations or {}, qconfig).run()
     gm.edgeact_qconfig = qconfig
     gm.edgeact_backend = qconfig.backend

@@ -85,8 +85,8 @@ class _WeightedOp(QuantizedModule):
         raise NotImplementedError
 
     def forward(self, q):
-        acc = self.accumulate((q.long() - self.in_qparams[0].zero_point).double())
-        return self.arith.requantize_accumulator(acc.round().long(), self.in_qparams[0], self.weight_qparams,
+        acc = self.arith.accumulate(self, q)
+        return self.arith.requantize_accumulator(acc, self.in_qparams[0], self.weight_qparams,
                                                self.out_qparams, channel_axis=1, op=self.op_kind,
                                                depth=self.weight_codes[0].numel())
 
@@ -105,7 +105,7 @@ class QuantizedConv2d(_WeightedOp):
 
     @property
     def op_kind(self) -> str:
-        return "depthwise_conv2d" if self.depthwise else "conv2d"
+        return "depthwise_conv2d" if self.depthwise else "grouped_conv2d" if self.groups > 1 else "conv2d"
 
     def accumulate(self, x):
         return F.conv2d(x, self.weight_codes.double(), self.bias_codes.double(), self.stride, self.padding,

@@ -126,7 +126,9 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def run(self, model, inputs, backend: str | None = None, threads: int = 1, warmup: int = 1,
-            runs: int = 1, progress: bool = False) -> RunResult:
+            runs: int = 1, progress: bool = False, session_options: Mapping[str, str] | None = None) -> RunResult:
+        """`session_options`: onnxruntime session config entries the file's backend needs
+        (edgeact.targets.compat decides them)."""
         ...
 
     def _check_backend(self, model: Path, backend: str | None) -> str:
@@ -144,26 +146,41 @@ class LocalJob:
     """Files of one runner invocation in a private temporary directory."""
 
     def __init__(self, model: Path, inputs: dict):
-        self.dir = Path(tempfile.mkdtemp(prefix="edgeact-run-"))
+        from edgeact.fileio import temp_dir
+
+        self.dir = temp_dir("edgeact-run-")
         self.model = model.resolve()
         self.inputs = self.dir / "inputs.npz"
-        np.savez(self.inputs, **inputs)
+        try:
+            np.savez(self.inputs, **inputs)
+        except BaseException as exc:  # a full disk or Ctrl-C: leave nothing behind
+            self.cleanup()
+            if isinstance(exc, OSError):
+                raise TargetError(f"cannot write the inputs to {self.dir.parent}: {exc.strerror or exc} — free "
+                                  "some space there or set TMPDIR to another folder") from None
+            raise
         self.out = self.dir / "outputs.npz"
         self.result = self.dir / "result.json"
         self.insns = self.dir / "insns.txt"
 
     def runner_args(self, backend: str, threads: int, warmup: int, runs: int, mark: bool,
-                    model: str | None = None, base: str | None = None) -> list[str]:
+                    model: str | None = None, base: str | None = None,
+                    session_options: Mapping[str, str] | None = None) -> list[str]:
         d = base or str(self.dir)
         args = ["--model", model or str(self.model), "--backend", backend,
                 "--inputs", f"{d}/inputs.npz", "--out", f"{d}/outputs.npz", "--result", f"{d}/result.json",
                 "--threads", str(threads), "--warmup", str(warmup), "--runs", str(runs), "--progress"]
+        for key, value in (session_options or {}).items():
+            args += ["--session-option", f"{key}={value}"]
         return args + (["--mark"] if mark else [])
 
     def cleanup(self) -> None:
         import shutil
 
+        from edgeact import interrupt
+
         shutil.rmtree(self.dir, ignore_errors=True)
+        interrupt.track(self.dir, done=True)
 
 
 def stream(cmd: list[str], env: dict | None, total: int, desc: str, progress: bool,
@@ -192,6 +209,10 @@ def stream(cmd: list[str], env: dict | None, total: int, desc: str, progress: bo
         proc.wait()
         raise TargetError(f"{desc}: no result after {timeout:.0f} s; the run was stopped. Use fewer --runs, "
                           "or check the target.") from None
+    except BaseException:  # Ctrl-C or an error here: the runner must not outlive the command
+        proc.kill()
+        proc.wait()
+        raise
     finally:
         bar.close()
     err_file.seek(0)

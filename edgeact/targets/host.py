@@ -25,17 +25,22 @@ class HostTarget(Target):
     def status(self) -> TargetStatus:
         b = self.backends()
         missing = [x for x in ("onnxruntime", "litert") if x not in b]
-        return TargetStatus(self.name, bool(b), b, f"{platform.machine()}, Python {platform.python_version()}",
+        from edgeact.targets.cpu import DESCRIPTION, host_family
+
+        return TargetStatus(self.name, bool(b), b, f"{platform.machine()}, Python {platform.python_version()}; "
+                            f"kernels: {DESCRIPTION[host_family()]}",
                             f"pip install {' '.join('ai-edge-litert' if m == 'litert' else m for m in missing)}"
                             if missing else "")
 
-    def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False) -> RunResult:
+    def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
+            session_options=None) -> RunResult:
         model = check_model(model)
         backend = self._check_backend(model, backend)
         job = LocalJob(model, normalize_inputs(inputs))
         try:
             env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS=str(threads))
-            cmd = [sys.executable, str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=False)
+            cmd = [sys.executable, str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=False,
+                                                                  session_options=session_options)
             t0 = time.monotonic()
             code, err = stream(cmd, env, warmup + runs, f"{self.name} {backend}", progress)
             if code != 0:

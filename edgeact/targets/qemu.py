@@ -91,7 +91,7 @@ class QemuTarget(Target):
                             f"{self.spec.why}; CPUs {', '.join(c.name for c in self.spec.cpus)}")
 
     def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
-            count=True) -> RunResult:
+            count=True, session_options=None) -> RunResult:
         model = check_model(model)
         backend = self._check_backend(model, backend)
         qemu = qemu_binary(self.spec)
@@ -106,7 +106,8 @@ class QemuTarget(Target):
         job = LocalJob(model, normalize_inputs(inputs))
         try:
             cmd = qemu_python_cmd(lay, self.cpu, qemu, job.insns if count else None, plugin)
-            cmd += [str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count)
+            cmd += [str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count,
+                                                         session_options=session_options)
             t0 = time.monotonic()
             code, err = stream(cmd, qemu_env(lay, self.cpu), warmup + runs, f"{self.name} ({self.cpu}) {backend}",
                                progress)

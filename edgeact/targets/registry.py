@@ -1,4 +1,5 @@
-"""Target names to Target objects: `host`, `qemu-aarch64[:cpu]`, `qemu-armv7[:cpu]`, `ssh://user@host[:port]`."""
+"""Target names to Target objects: `host`, `qemu-aarch64[:cpu]`, `qemu-armv7[:cpu]`, `qemu-x86_64[:cpu]`,
+`ssh://user@host[:port]`."""
 from __future__ import annotations
 
 from edgeact.errors import TargetError
@@ -7,7 +8,7 @@ from edgeact.targets.host import HostTarget
 from edgeact.targets.qemu import QemuTarget
 from edgeact.targets.sysroot import ARCHES
 
-NAMES = ("host", "qemu-aarch64", "qemu-armv7", "ssh://user@host[:port]")
+NAMES = ("host", "qemu-aarch64", "qemu-armv7", "qemu-x86_64:haswell", "qemu-x86_64:nehalem", "ssh://user@host[:port]")
 
 
 def get_target(name: str, cpu: str | None = None) -> Target:
@@ -16,6 +17,10 @@ def get_target(name: str, cpu: str | None = None) -> Target:
         return HostTarget()
     if name.startswith("qemu-"):
         arch, _, cpu_suffix = name[5:].partition(":")
+        if arch in ("x86_64", "x86-64"):
+            from edgeact.targets.qemu_x86 import QemuX86Target
+
+            return QemuX86Target(cpu or cpu_suffix or None)
         if arch == "arm":
             arch = "armv7"
         if arch not in ARCHES:
@@ -33,6 +38,9 @@ def list_targets() -> list[TargetStatus]:
     out = [HostTarget().status()]
     for arch in ARCHES:
         out.append(QemuTarget(arch).status())
+    from edgeact.targets.qemu_x86 import QemuX86Target
+
+    out.append(QemuX86Target().status())
     from edgeact.targets.ssh import ssh_status
 
     out.append(ssh_status())
@@ -40,5 +48,10 @@ def list_targets() -> list[TargetStatus]:
 
 
 def get_targets(names: list[str] | None, cpu: str | None = None) -> list[Target]:
-    """Targets for the CLI's repeated --target (default host); `cpu` applies to the QEMU ones."""
-    return [get_target(t, cpu=cpu) if t.startswith("qemu-") else get_target(t) for t in (names or ["host"])]
+    """Targets for the CLI's repeated --target (default host); `cpu` applies to the QEMU ones, so a `cpu`
+    with no QEMU target is refused rather than ignored."""
+    names = names or ["host"]
+    if cpu and not any(t.startswith("qemu-") for t in names):
+        raise TargetError(f"--cpu {cpu} applies to QEMU targets only (qemu-aarch64, qemu-armv7), not to "
+                          f"{', '.join(names)}; drop --cpu or add --target qemu-aarch64")
+    return [get_target(t, cpu=cpu) if t.startswith("qemu-") else get_target(t) for t in names]

@@ -32,7 +32,7 @@ def mark(fd):
 
 
 class OrtModel:
-    def __init__(self, path, threads):
+    def __init__(self, path, threads, config=()):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -43,6 +43,8 @@ class OrtModel:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.log_severity_level = 3
+        for key, value in config:  # session config entries the file's backend needs (edgeact sets them)
+            so.add_session_config_entry(key, value)
         try:
             self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # the runtime's own error says what is wrong with the file
@@ -161,11 +163,22 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--mark", action="store_true", help="mark each timed inference for the QEMU plugin")
     ap.add_argument("--progress", action="store_true", help="print progress lines on stdout")
+    ap.add_argument("--session-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="onnxruntime session config entry (repeatable)")
     a = ap.parse_args(argv)
     if not os.path.isfile(a.model):
         fail(2, "model file %s not found on the target" % a.model)
     t0 = time.perf_counter()
-    model = (OrtModel if a.backend == "onnxruntime" else LiteModel)(a.model, a.threads)
+    config = []
+    for item in a.session_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(2, "--session-option needs KEY=VALUE, got %r" % item)
+        config.append((key, value))
+    if a.backend == "onnxruntime":
+        model = OrtModel(a.model, a.threads, config)
+    else:
+        model = LiteModel(a.model, a.threads)
     load_s = time.perf_counter() - t0
     with np.load(a.inputs) as z:
         data = {k: z[k] for k in z.files}

@@ -35,6 +35,17 @@ def ssh_status() -> TargetStatus:
                         "ssh-copy-id user@board; on the board: pip install numpy onnxruntime ai-edge-litert")
 
 
+def _timeout(text: str, where: str) -> int:
+    """A connect timeout in whole seconds, 1 to 3600, from the URL or the environment."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise TargetError(f"{where} is {text!r}, not a number of seconds; give a whole number such as 10") from None
+    if not 1 <= value <= 3600:
+        raise TargetError(f"{where} is {value}; give 1 to 3600 seconds")
+    return value
+
+
 @dataclasses.dataclass
 class SshTarget(Target):
     user: str | None
@@ -60,8 +71,9 @@ class SshTarget(Target):
             port=port,
             config=config or os.environ.get("EDGEACT_SSH_CONFIG"),
             python=q.get("python", [os.environ.get("EDGEACT_SSH_PYTHON", "python3")])[0],
-            connect_timeout=int(q.get("timeout", [os.environ.get("EDGEACT_SSH_TIMEOUT",
-                                                                 DEFAULT_CONNECT_TIMEOUT)])[0]),
+            connect_timeout=_timeout(q["timeout"][0], f"?timeout= in {url!r}") if "timeout" in q else
+            _timeout(os.environ["EDGEACT_SSH_TIMEOUT"], "$EDGEACT_SSH_TIMEOUT") if os.environ.get("EDGEACT_SSH_TIMEOUT")
+            else DEFAULT_CONNECT_TIMEOUT,
         )
 
     @property
@@ -84,6 +96,7 @@ class SshTarget(Target):
         return ["ssh", *self._opts(), "-p", str(self.port), self.dest, remote]
 
     def _ssh(self, remote: str, timeout: float = 120, what: str = "") -> str:
+        started = time.monotonic()
         try:
             p = subprocess.run(self.ssh_cmd(remote), capture_output=True, text=True, timeout=timeout,
                                stdin=subprocess.DEVNULL)
@@ -94,7 +107,7 @@ class SshTarget(Target):
             raise TargetError(f"{self.name}: no answer after {timeout:.0f} s ({what or remote}). Check the "
                               "board is on and reachable, or raise the timeout.") from None
         if p.returncode == 255:
-            raise self._connect_error(p.stderr)
+            raise self._connect_error(p.stderr, time.monotonic() - started)
         if p.returncode != 0:
             raise TargetError(f"{self.name}: `{what or remote}` failed (exit {p.returncode}): "
                               f"{p.stderr.strip()[-400:]}")
@@ -102,21 +115,28 @@ class SshTarget(Target):
 
     def _scp(self, srcs: list[str], dst: str, timeout: float = 300) -> None:
         cmd = ["scp", "-q", *self._opts(), "-P", str(self.port), *srcs, dst]
+        started = time.monotonic()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise TargetError(f"{self.name}: copying files timed out after {timeout:.0f} s.") from None
         if p.returncode != 0:
             if p.returncode == 255 or "connect" in p.stderr.lower():
-                raise self._connect_error(p.stderr)
+                raise self._connect_error(p.stderr, time.monotonic() - started)
             raise TargetError(f"{self.name}: copying {' '.join(Path(s).name for s in srcs)} failed: "
                               f"{p.stderr.strip()[-400:]}. Check free space and that the board runs an "
                               "SFTP server (scp uses it).")
 
-    def _connect_error(self, stderr: str) -> TargetError:
+    def _connect_error(self, stderr: str, elapsed: float | None = None) -> TargetError:
         err = stderr.strip().splitlines()[-1] if stderr.strip() else "ssh exited with 255"
         low = err.lower()
-        if "timed out" in low:
+        if not stderr.strip() and elapsed is not None and elapsed >= self.connect_timeout:
+            # ssh says nothing at LogLevel=ERROR when the server sent its banner and then went silent: the
+            # keep-alives (ServerAliveInterval × CountMax) gave up. Not a login problem.
+            why = (f"the board answered, then stopped responding during the SSH handshake (ssh gave up after "
+                   f"{elapsed:.0f} s). Check that sshd on the board is not overloaded or stuck (restart it), and "
+                   "that no firewall or port forward between drops the traffic after the first packets")
+        elif "timed out" in low:
             why = (f"no answer within {self.connect_timeout} s (ConnectTimeout). Check the board is on, on "
                    "this network, and the address and port are right")
         elif "refused" in low:
@@ -163,7 +183,8 @@ class SshTarget(Target):
         return TargetStatus(self.name, bool(b), b, f"{info['machine']}, Python {info['python']}",
                             "" if b else "pip install numpy onnxruntime ai-edge-litert on the board")
 
-    def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False) -> RunResult:
+    def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
+            session_options=None) -> RunResult:
         from edgeact.targets.base import backend_for
 
         model = check_model(model)
@@ -180,7 +201,8 @@ class SshTarget(Target):
             shutil.copyfile(RUNNER, job.dir / "runner.py")
             self._scp([str(job.dir / "runner.py"), str(job.dir / f"model{model.suffix.lower()}"),
                        str(job.inputs)], f"{self.dest}:{remote}/")
-            args = job.runner_args(backend, threads, warmup, runs, mark=False, model=rmodel, base=remote)
+            args = job.runner_args(backend, threads, warmup, runs, mark=False, model=rmodel, base=remote,
+                                   session_options=session_options)
             remote_cmd = (f"cd {remote} && PYTHONHASHSEED=0 OMP_NUM_THREADS={threads} "
                           f"{shlex.quote(self.python)} runner.py " + " ".join(shlex.quote(a) for a in args))
             t0 = time.monotonic()
@@ -188,7 +210,7 @@ class SshTarget(Target):
                                progress)
             wall = time.monotonic() - t0
             if code == 255:
-                raise self._connect_error(err)
+                raise self._connect_error(err, time.monotonic() - t0)
             if code != 0:
                 raise runner_error(code, err, self.name, model)
             self._scp([f"{self.dest}:{remote}/outputs.npz", f"{self.dest}:{remote}/result.json"],

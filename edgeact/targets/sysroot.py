@@ -213,11 +213,17 @@ def layout(arch: str, cache: Path | None = None) -> Layout:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One set-up per root at a time (a test session and a user may start one together)."""
+def _locked(path: Path, waiting: str = "") -> Iterator[None]:
+    """One set-up per root at a time (a test session and a user may start one together). A set-up that
+    has to wait says so on stderr (`waiting` names what), instead of sitting silent at step 0."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{waiting or 'set-up'}: another set-up of this root is running (lock {path}); waiting for it "
+                  "to finish — Ctrl-C to stop waiting", file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -558,6 +564,7 @@ def steps(lay: Layout, qemu_holder: dict) -> list[Step]:
 
 
 # Steps whose output the next steps consume: redoing one invalidates those after it.
+_ROOT_STEPS = ("unpack", "site", "compile", "views", "verify")  # the steps that write the root and its views
 _ALWAYS = {"qemu", "plugin"}  # cheap when done; the plugin also depends on the installed QEMU and its source
 
 
@@ -580,9 +587,17 @@ def setup(arch: str, force: bool = False, progress: bool = True, cache: Path | N
     t0 = time.monotonic()
     qemu_holder: dict = {}
     skipped = []
-    with _locked(lay.cache / "sysroots" / f"{arch}.lock"):
+    with _locked(lay.cache / "sysroots" / f"{arch}.lock", f"qemu-{arch}"):
         if force:
             shutil.rmtree(lay.stamps, ignore_errors=True)
+        elif (lay.stamps / "verify").exists():
+            try:
+                check_root(arch, cache)
+            except TargetError as exc:  # finished once, damaged since: rebuild the root, keep the downloads
+                print(f"qemu-{arch}: {exc} Rebuilding the root from the downloaded packages.", file=sys.stderr,
+                      flush=True)
+                for name in _ROOT_STEPS:
+                    (lay.stamps / name).unlink(missing_ok=True)
         lay.stamps.mkdir(parents=True, exist_ok=True)
         all_steps = steps(lay, qemu_holder)
         redo = False
@@ -600,6 +615,7 @@ def setup(arch: str, force: bool = False, progress: bool = True, cache: Path | N
             step.run()
             atomic_write(stamp, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
         bar.close()
+        check_root(arch, cache)  # what is reported ready is the root on disk, file for file
     versions = json.loads((lay.stamps / "versions.json").read_text())
     return SetupReport(arch, lay.root, time.monotonic() - t0, dir_size(lay.root), dir_size(lay.cache),
                        versions, skipped)

@@ -16,11 +16,14 @@ that lowering computes: the native kernel's arithmetic, reproduced step by step,
 | RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1| MultiplyByQuantizedMultiplier, clamp z+roundf(b/s) | never standalone (table is faster) |
 | HARD_SWISH                            | 16-bit fixed point of reference/hard_swish.h      | never standalone (table is faster) |
 
-Everything else — leaky_relu, identity, swish, mish, hard_mish, selu, softplus, hard_sigmoid, PWL
-stand-ins, sigmoid/tanh with other output parameters — is a table. Measured on ai-edge-litert 2.3:
+swish, hard_swish, hard_mish, hard_sigmoid, leaky_relu and selu become chains of int8 ops that XNNPACK
+runs (export/litert/chains.py: one delegated partition instead of a table outside it) wherever such a
+chain stays within one step of the ideal table; the table's codes are then what the chain computes.
+Everything else — identity, mish, softplus, PWL stand-ins, sigmoid/tanh with other output parameters,
+and the chained activations where no chain qualifies — is a table. Measured on ai-edge-litert 2.3:
 the XNNPACK delegate replaces int8 LOGISTIC, TANH and ELU with tables of its own (`xnnpack_lut_int8`),
 which differ from TFLite's at ~0.1 % of the quantization pairs, and LEAKY_RELU with an 8-bit
-fixed-point multiplier that differs at most pairs (so leaky_relu is always a table); RELU*, PRELU,
+fixed-point multiplier that differs at most pairs (modelled for the chain: `chains.xnnpack_leaky_relu`); RELU*, PRELU,
 HARD_SWISH and GELU stay on the builtin kernels, whose optimized and reference versions agree.
 LOGISTIC's and TANH's outputs are fixed by the TFLite quantization spec; for other output parameters
 edgeact keeps the user's out_qp with the correctly rounded table rather than LOGISTIC + a
@@ -278,7 +281,7 @@ class NativeKernel:
 class ActivationLowering:
     """How one int8 activation becomes TFLite ops: a native kernel, the exact GATHER table, or nothing."""
 
-    kind: str  # "native" | "table" | "none" (identity with equal input and output parameters)
+    kind: str  # "native" | "chain" (int8 ops inside XNNPACK) | "table" | "none" (identity, equal parameters)
     op: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
@@ -345,7 +348,8 @@ def native_table(kernel: NativeKernel, in_qp: QuantParams, out_qp: QuantParams) 
 TABLE_IS_FASTER = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "HARD_SWISH", "PRELU"})
 
 
-def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> ActivationLowering:
+def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, *,
+                    chains: bool = True) -> ActivationLowering:
     """The ops edgeact emits for `act`: whichever of native kernel and GATHER table is exact and faster.
 
     Exact means: the same codes with and without the XNNPACK delegate. A native kernel that XNNPACK
@@ -355,6 +359,11 @@ def plan_activation(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     """
     if act.name == "identity" and _same(in_qp, out_qp):
         return ActivationLowering("none", reason="identity with equal parameters is a no-op")
+    from edgeact.export.litert.chains import search  # chains of int8 ops XNNPACK runs (issue 11)
+
+    chain = search(act, in_qp, out_qp) if chains else None
+    if chain is not None:
+        return ActivationLowering("chain", chain.chain.name, {"chain": chain.chain}, reason=chain.reason)
     kernel = native_kernel(act, in_qp, out_qp)
     if kernel is None:
         return ActivationLowering("table", reason=f"{act.name}: no int8 TFLite kernel computes it at these parameters")
@@ -398,8 +407,52 @@ def add_parameters(qa: QuantParams, qb: QuantParams, out: QuantParams) -> tuple[
 
 
 def mean_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
-    """XNNPACK qs8 MEAN: s_in / (s_out·count) in float32."""
-    return _f32(_f32(in_qp.scale) / _f32(_f32(out_qp.scale) * _f32(count)))
+    """XNNPACK qs8 MEAN's scale of Σq: f32(s_in/s_out) · f32(1/count), in float32 (src/operators/
+    reduce-nd.c: xnn_init_qs8_reduce_scalar_params, then xnn_update_qs8_reduce_scalar_params)."""
+    return _f32(_f32(_f32(in_qp.scale) / _f32(out_qp.scale)) * _f32(_f32(1.0) / _f32(count)))
+
+
+def mean_parameters(in_qp: QuantParams, out_qp: QuantParams, count: int) -> tuple[np.float32, np.float32]:
+    """XNNPACK qs8 MEAN (reduce-nd.c): the int32 sum of the raw codes Σq goes through the reference
+    int32→qs8 convert with the input zero point folded into a float output zero point,
+    (scale, zero) = (mean_scale, f32(z_out − f32(f32(count·z_in)·scale)))."""
+    scale = mean_scale(in_qp, out_qp, count)
+    return scale, _f32(_f32(out_qp.zero_point) - _f32(_f32(count * in_qp.zero_point) * scale))
+
+
+def mean_codes(sums, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+    """XNNPACK qs8 MEAN of Σq (raw codes, zero point not subtracted): round-to-nearest-even of
+    f32(f32(Σq)·scale) + zero in float32 (reference quantize: nearbyint(x·inv_scale + zero_point)),
+    clamped. Ties are those of this float sum, not of the exact mean: a mean within an ulp of a
+    tie can land on either side, so no exact-rational formula reproduces it."""
+    scale, zero = mean_parameters(in_qp, out_qp, count)
+    y = (torch.as_tensor(sums).long().float() * _torch_f32(scale)) + _torch_f32(zero)
+    return torch.round(y).clamp(out_qp.qmin, out_qp.qmax).long()
+
+
+def average_pool_weight_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
+    """The weight scale of the DEPTHWISE_CONV_2D of ones that average pooling is exported as.
+
+    Its requantization scale f32(f32(s_in·w)/s_out) (`conv_requantization_scales`) should be as close
+    to s_in/(count·s_out) as float32 allows; the arithmetic models the conv at whatever scale this
+    returns, so any choice is exact — this one is the most accurate of the float32 values around
+    1/count, and it always exists (no scale pair can make export fail)."""
+    s_in, s_out = np.float64(_f32(in_qp.scale)), np.float64(_f32(out_qp.scale))
+    ideal = s_in / (count * s_out)
+    w = _f32(1.0 / count)
+    candidates = [w]
+    up = down = w
+    for _ in range(8):
+        up, down = np.nextafter(up, _f32(np.inf)), np.nextafter(down, _f32(0))
+        candidates += [up, down]
+    scales = (_f32(in_qp.scale) * np.array(candidates, np.float32)) / _f32(out_qp.scale)
+    return candidates[int(np.argmin(np.abs(scales.astype(np.float64) - ideal)))]
+
+
+def average_pool_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
+    """XNNPACK's requantization scale of that depthwise conv (fp32 requantization of Σ(q − z_in))."""
+    w = average_pool_weight_scale(in_qp, out_qp, count)
+    return conv_requantization_scales(in_qp, QuantParams((float(w),), (0,), axis=0), out_qp)[0]
 
 
 def _torch_f32(x) -> torch.Tensor:
@@ -422,6 +475,9 @@ class TFLiteArithmetic(Arithmetic):
     """
 
     name = "tflite"
+    # Whether convert lowers activations to chains of int8 ops (export/litert/chains.py): for kernel sets
+    # with XNNPACK, where they run delegated; the builtin kernels run them as scalar loops, slower than a table.
+    uses_chains = True
 
     # ---- model ops (XNNPACK) ------------------------------------------------------------------
     def quantize(self, x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -452,10 +508,32 @@ class TFLiteArithmetic(Arithmetic):
 
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
                 op: str = "mean") -> torch.Tensor:
-        """MEAN (and average pooling, exported as a depthwise conv that computes the same):
-        round-half-even(float(Σq − count·z_in) · s_in/(s_out·count)) + z_out, in float32."""
-        acc = window_sum.long() - count * in_qp.zero_point
-        return self._finish(acc.float() * _torch_f32(mean_scale(in_qp, out_qp, count)), out_qp)
+        """MEAN: XNNPACK's reduce (`mean_codes`). Average pooling (op 'avg_pool2d' / 'AVERAGE_POOL_2D'),
+        exported as a depthwise conv of ones: round-half-even(f32(Σq − count·z_in) · `average_pool_scale`)
+        + z_out, in float32."""
+        if op in ("avg_pool2d", "AVERAGE_POOL_2D"):
+            acc = window_sum.long() - count * in_qp.zero_point
+            return self._finish(acc.float() * _torch_f32(average_pool_scale(in_qp, out_qp, count)), out_qp)
+        if op not in ("mean", "MEAN"):
+            raise ValueError(f"op must be 'mean' or 'avg_pool2d', got {op!r}")
+        return mean_codes(window_sum, count, in_qp, out_qp)
+
+    # The ops of an activation chain (export/litert/chains.py) on 256 codes, as XNNPACK
+    # runs them; 'tflite-builtin' / 'tflite-reference' override with LiteRT's own kernels (whose ADD and
+    # MUL also round otherwise), 'tflite-aarch64' with the NEON MUL.
+    def chain_add(self, *args) -> torch.Tensor:
+        return self.add(*args)
+
+    def chain_mul(self, *args) -> torch.Tensor:
+        return self.mul(*args)
+
+    def chain_lut(self, op: str, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        return xnnpack_lut_int8(op, in_qp, out_qp)
+
+    def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
+        from edgeact.export.litert.chains import xnnpack_leaky_relu
+
+        return xnnpack_leaky_relu(q, in_qp, out_qp, alpha)
 
     # requantize (concatenation of differently quantized inputs): the ideal formula of the base class,
     # exported as a GATHER table.
@@ -466,7 +544,11 @@ class TFLiteArithmetic(Arithmetic):
                 raise UnsupportedError(
                     f"TFLite semantics are full int8: the activation {role} is {qp.dtype} — "
                     "quantize activations with dtype='int8' for TFLite")
-        plan = plan_activation(act, in_qp, out_qp)
+        plan = plan_activation(act, in_qp, out_qp, chains=self.uses_chains)
+        if plan.kind == "chain":
+            from edgeact.export.litert.chains import chain_codes
+
+            return chain_codes(plan.options["chain"], in_qp, self)
         if plan.kind == "native":
             return native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)
         return super().activation_table(act, in_qp, out_qp)

@@ -26,14 +26,18 @@ fixed point: VQSHL by a pre-shift, VQDMULH by the scale's 24-bit mantissa << 7, 
 where x86 runs the fp32 kernels (round-half-even(float(acc)·scale)), so a product near a tie moves by
 one step (src/configs/binary-elementwise-config.c, xnn_init_qs8_mul_minmax_rndnu_neon_params;
 measured: 367 of 61,440 codes at power-of-two scales, 2 of 500 logits of an mnv3s). CONV_2D,
-DEPTHWISE_CONV_2D, FULLY_CONNECTED (per-channel weights: fp32 requantization on both), ADD, MEAN and
+DEPTHWISE_CONV_2D, FULLY_CONNECTED (per-channel weights: fp32 requantization on both), ADD and
 QUANTIZE compute the same codes on both (tests/test_arm_parity.py).
 
+MEAN runs XNNPACK's reduce on both, but its float steps are plain C (reference int32→qs8 convert) that
+the aarch64 build contracts into fused multiply-adds, so a mean within an ulp of a tie can round
+differently from x86 (`mean_codes_fma`; measured under qemu-aarch64: 36 of 136,686 tie-probing codes).
+
 Arithmetic 'tflite-aarch64' is LiteRT on aarch64: 'tflite' with the NEON hard-swish (wherever TFLite
-has the kernel) and the rndnu MUL. The exporter, given prefer='arm' (the default for a model
-converted with it), emits HARD_SWISH only where the NEON and reference kernels agree
-(`plan_activation_for`), and the exact GATHER table elsewhere; so such a file gives ARM's codes on
-ARM, and the same codes on x86 except at MUL's near-ties.
+has the kernel), the rndnu MUL and the fused-multiply-add MEAN. The exporter, given prefer='arm' (the
+default for a model converted with it), emits HARD_SWISH only where the NEON and reference kernels
+agree (`plan_activation_for`), and the exact GATHER table elsewhere; so such a file gives ARM's codes
+on ARM, and the same codes on x86 except at MUL's and MEAN's near-ties.
 """
 from __future__ import annotations
 
@@ -83,12 +87,12 @@ def arm_native_table(kernel: T.NativeKernel, in_qp: QuantParams, out_qp: QuantPa
 
 
 def plan_activation_for(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams,
-                        prefer: str = "x86") -> T.ActivationLowering:
+                        prefer: str = "x86", *, chains: bool = True) -> T.ActivationLowering:
     """`T.plan_activation`, or for prefer='arm' also the kernels of ARM_NATIVE — where their codes are the
     same on ARM and x86, so that the file stays exact everywhere."""
     if prefer not in PREFERENCES:
         raise UnsupportedError(f"prefer must be one of {', '.join(PREFERENCES)}, got {prefer!r}")
-    plan = T.plan_activation(act, in_qp, out_qp)
+    plan = T.plan_activation(act, in_qp, out_qp, chains=chains)
     if prefer == "x86" or plan.kind != "table":
         return plan
     kernel = T.native_kernel(act, in_qp, out_qp)
@@ -113,12 +117,41 @@ def mul_rndnu_parameters(qa: QuantParams, qb: QuantParams, out: QuantParams) -> 
     return post_shift - shift, multiplier, post_shift
 
 
+def fma_f32(a, b, c) -> np.ndarray:
+    """float32 a·b + c rounded once (an ARM FMLA/FMSUB), for float32 a, b, c: the product is exact in
+    float64, TwoSum gives the sum's rounding error, and a float64 sum that sits exactly on a float32
+    midpoint is moved by the sign of that error (where rounding float64 → float32 would round twice)."""
+    a, b, c = (np.asarray(v, dtype=np.float32).astype(np.float64) for v in (a, b, c))
+    p = a * b
+    s = p + c
+    bv = s - p
+    err = (p - (s - bv)) + (c - bv)  # p + c == s + err exactly
+    r = s.astype(np.float32)
+    toward = np.nextafter(r, np.where(s > r, np.float32(np.inf), np.float32(-np.inf)).astype(np.float32))
+    midpoint = (s != r) & (s == (r.astype(np.float64) + toward.astype(np.float64)) / 2)
+    hi, lo = np.maximum(r, toward), np.minimum(r, toward)
+    fixed = np.where(err > 0, hi, np.where(err < 0, lo, r))
+    return np.where(midpoint, fixed, r).astype(np.float32)
+
+
+def mean_codes_fma(sums, count: int, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+    """XNNPACK qs8 MEAN as the aarch64 build computes it: the C expressions of `T.mean_parameters` and
+    of the reference quantize (`x * inv_scale + zero_point`) are contracted into fused multiply-adds,
+    zero = fma(−f32(count·z_in), scale, z_out) and y = fma(f32(Σq), scale, zero), each rounded once
+    (measured on every window sum at six scale pairs chosen near ties: the two-rounding x86 formula
+    misses 36 of 136,686 codes, this one none)."""
+    scale = T.mean_scale(in_qp, out_qp, count)
+    zero = fma_f32(-np.float32(count * in_qp.zero_point), scale, np.float32(out_qp.zero_point))
+    y = fma_f32(np.asarray(sums, dtype=np.int64).astype(np.float32), scale, zero)
+    return torch.from_numpy(np.clip(np.rint(y), out_qp.qmin, out_qp.qmax).astype(np.int64))
+
+
 def _sat(x: torch.Tensor, bits: int) -> torch.Tensor:
     return x.clamp(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
 
 
 class TFLiteAarch64Arithmetic(T.TFLiteArithmetic):
-    """LiteRT on aarch64: 'tflite' with the NEON HARD_SWISH and XNNPACK's rndnu MUL (module docstring)."""
+    """LiteRT on aarch64: 'tflite' with the NEON HARD_SWISH, XNNPACK's rndnu MUL and FMA MEAN (module docstring)."""
 
     name = "tflite-aarch64"
 
@@ -132,8 +165,17 @@ class TFLiteAarch64Arithmetic(T.TFLiteArithmetic):
         out = _sat(_sat(acc, 16) + out_qp.zero_point, 16)  # VQMOVN, VQADD
         return out.clamp(out_qp.qmin, out_qp.qmax)
 
+    def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
+                op: str = "mean") -> torch.Tensor:
+        """MEAN with fused multiply-adds (`mean_codes_fma`); average pooling (a depthwise conv) as on x86."""
+        if op in ("mean", "MEAN"):
+            return mean_codes_fma(window_sum.detach().cpu().numpy(), count, in_qp, out_qp)
+        return super().average(window_sum, count, in_qp, out_qp, op=op)
+
     def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
         table = super().activation_table(act, in_qp, out_qp)  # validates the parameters
+        if T.plan_activation(act, in_qp, out_qp, chains=self.uses_chains).kind == "chain":  # computed with this semantics' MUL
+            return table
         kernel = T.native_kernel(act, in_qp, out_qp)
         if kernel is not None and kernel.op in ARM_NATIVE:
             return arm_native_table(kernel, in_qp, out_qp)

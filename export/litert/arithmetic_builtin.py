@@ -52,6 +52,7 @@ import torch
 from edgeact import fixedpoint as fp
 from edgeact.errors import UnsupportedError
 from edgeact.qparams import QuantParams
+from edgeact.export.litert import arithmetic as T
 from edgeact.export.litert.arithmetic import TFLiteArithmetic
 
 
@@ -154,7 +155,8 @@ def _narrowed_in_vector(raw: np.ndarray, out_qp: QuantParams) -> np.ndarray:
 
 
 # edgeact's op kinds (what edgeact.quantized passes to the hooks) → the TFLite kernel they run as.
-OP_KINDS = {"conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D", "linear": "FULLY_CONNECTED",
+OP_KINDS = {"conv2d": "CONV_2D", "grouped_conv2d": "CONV_2D", "depthwise_conv2d": "DEPTHWISE_CONV_2D",
+            "linear": "FULLY_CONNECTED",
             "mean": "MEAN", "avg_pool2d": "AVERAGE_POOL_2D"}
 
 
@@ -206,6 +208,7 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
     """LiteRT's optimized builtin kernels (BUILTIN_WITHOUT_DEFAULT_DELEGATES) on x86-64; see the module doc."""
 
     name = "tflite-builtin"
+    uses_chains = False  # its ADD/MUL/LEAKY_RELU are scalar loops: the table is faster (a file's chains still run)
     kernel_set = "builtin"
     add_overflow_alternative = " (or use backend='tflite-reference')"  # where the ADD refusal can point
 
@@ -224,11 +227,14 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
                                out_qp: QuantParams, channel_axis: int = 1, *, op: str | None = None,
                                depth: int | None = None) -> torch.Tensor:
         """`op`: 'CONV_2D', 'DEPTHWISE_CONV_2D' or 'FULLY_CONNECTED'; default: the calling module's."""
+        grouped = op == "grouped_conv2d"  # LiteRT runs a grouped CONV_2D with its reference kernel (measured)
         op = _weighted_op(acc, op)
         a = _codes(acc)
         per_tensor_fc = op == "FULLY_CONNECTED" and np.size(w_qp.scale_array()) == 1
         m, shift = conv_multipliers(in_qp, w_qp, out_qp, per_tensor_fc=per_tensor_fc)
         m, shift = _channel_shape(m, a.ndim, channel_axis), _channel_shape(shift, a.ndim, channel_axis)
+        if grouped:
+            return _finish(fp.multiply_by_quantized_multiplier(a, m, shift), out_qp.zero_point, out_qp)
         return _finish(self._requantize(a, op, m, shift, in_qp, w_qp, out_qp, channel_axis), out_qp.zero_point, out_qp)
 
     def _requantize(self, a, op, m, shift, in_qp, w_qp, out_qp, channel_axis) -> np.ndarray:
@@ -273,13 +279,11 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
                 op: str | None = None) -> torch.Tensor:
         """`op`: 'MEAN' (keep dims iff `window_sum` is 4-D) or 'AVERAGE_POOL_2D' (exported as a
-        DEPTHWISE_CONV_2D of ones, `edgeact.export.litert.writer.unit_weight_scale`); default: the
+        DEPTHWISE_CONV_2D of ones at `arithmetic.average_pool_weight_scale`); default: the
         calling module's."""
         op, sums = _average_op(op), _codes(window_sum)
         if op == "AVERAGE_POOL_2D":
-            from edgeact.export.litert.writer import unit_weight_scale
-
-            w_scale = float(unit_weight_scale(in_qp, out_qp, count))
+            w_scale = float(T.average_pool_weight_scale(in_qp, out_qp, count))
             w_qp = QuantParams(w_scale, 0, "int8", narrow=True)
             m, shift = conv_multipliers(in_qp, w_qp, out_qp)
             y = self._requantize(sums - count * in_qp.zero_point, "DEPTHWISE_CONV_2D", m[0], shift[0], in_qp, w_qp,
@@ -301,6 +305,18 @@ class TFLiteBuiltinArithmetic(TFLiteArithmetic):
         scalar = fp.multiply_by_quantized_multiplier(sums, m, shift)
         y = np.where(_vector_channels(sums.shape[1], MEAN_BLOCK, sums.ndim, 1), vector, scalar)
         return _finish(y, bias, out_qp)
+
+
+    # activation chains: LiteRT's own LUT and LEAKY_RELU kernels (ADD and MUL: this class's)
+    def chain_lut(self, op: str, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        from edgeact.export.litert.arithmetic import NativeKernel, native_table
+
+        return native_table(NativeKernel(op), in_qp, out_qp)
+
+    def chain_leaky_relu(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams, alpha: float) -> torch.Tensor:
+        from edgeact.export.litert.arithmetic import leaky_relu_table
+
+        return torch.from_numpy(leaky_relu_table(in_qp, out_qp, alpha))[q.long() + 128]
 
 
 class TFLiteReferenceArithmetic(TFLiteBuiltinArithmetic):

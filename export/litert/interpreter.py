@@ -10,6 +10,8 @@ NumPy < 2), same modes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import os
 from typing import Sequence
 
@@ -96,3 +98,34 @@ def run(interp, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 def delegated_ops(interp) -> list[str]:
     """Names of the operators in the executed plan ('DELEGATE' where XNNPACK took a subgraph)."""
     return [op["op_name"] for op in interp._get_ops_details()]  # noqa: SLF001 — the only public-ish view
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """How LiteRT split a model: `delegated` XNNPACK subgraphs, and the ops it runs itself (`outside`).
+
+    Each boundary between the two costs a hand-over, so a lowering that leaves ops outside pays twice:
+    its own slower kernel and the split (export/litert/chains.py)."""
+
+    delegated: int
+    outside: tuple[str, ...]
+
+
+def partitions(interp) -> Partitions:
+    """The XNNPACK partitions of a loaded interpreter: a DELEGATE node replaces the ops between its inputs
+    and outputs; every other op runs outside."""
+    ops = interp._get_ops_details()  # noqa: SLF001 — see delegated_ops
+    original = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(t): k for k, op in enumerate(original) for t in op["outputs"]}
+    inside: set[int] = set()
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    for d in delegates:
+        stop = {int(t) for t in d["inputs"]}
+        todo = [int(t) for t in d["outputs"]]
+        while todo:
+            k = producer.get(todo.pop())
+            if k is None or k in inside:
+                continue
+            inside.add(k)
+            todo += [int(t) for t in original[k]["inputs"] if int(t) not in stop and int(t) >= 0]
+    return Partitions(len(delegates), tuple(op["op_name"] for k, op in enumerate(original) if k not in inside))

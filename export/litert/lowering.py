@@ -14,6 +14,7 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeact.activations import bind
+from edgeact.arithmetic import Arithmetic
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.export.litert.builder import ModelBuilder, TensorRef
 from edgeact.qparams import QuantParams
@@ -22,6 +23,7 @@ from edgeact.export.litert.arithmetic import (
     ActivationLowering, NativeKernel, native_kernel, native_table, prelu_alpha_qparams,
 )
 from edgeact.export.litert.arithmetic_aarch64 import arm_native_table, plan_activation_for
+from edgeact.export.litert.chains import Chain, chain_codes, constant_qparams
 
 
 def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantParams, name: str) -> TensorRef:
@@ -48,6 +50,40 @@ def add_table(b: ModelBuilder, x: TensorRef, table: np.ndarray, out_qp: QuantPar
     return y
 
 
+def _chain_matches(chain: Chain, table: np.ndarray, in_qp: QuantParams) -> bool:
+    """Whether `table` is what `chain` computes in one of LiteRT's kernel sets (the backend the model was
+    converted for)."""
+    if table.ndim != 1:
+        return False
+    return any(np.array_equal(table, chain_codes(chain, in_qp, get_backend(name).arithmetic))
+               for name in ("litert", "litert:aarch64", "litert:builtin", "litert:reference"))
+
+
+def add_chain(b: ModelBuilder, x: TensorRef, chain: Chain, in_qp: QuantParams, name: str) -> TensorRef:
+    """Append `chain`'s ops (edgeact.export.litert.chains): each step reads the previous result and
+    the input `x` or a one-element constant; intermediates are named name/k_op, the result `name`."""
+    cur = x
+    last = len(chain.steps) - 1
+    for k, step in enumerate(chain.steps):
+        y = b.tensor(name if k == last else f"{name}/{k}_{step.op.lower()}", x.shape, "int8", step.out_qp)
+        if step.op in ("ADD", "MUL"):
+            if isinstance(step.operand, str):
+                other = x
+            else:
+                c_qp, code = constant_qparams(float(step.operand))
+                other = b.constant(f"{name}/{k}_constant", np.array([code], dtype=np.int8), "int8", c_qp)
+            opts = schema.AddOptionsT() if step.op == "ADD" else schema.MulOptionsT()
+            b.op(step.op, [cur, other], [y], opts)
+        elif step.op == "LEAKY_RELU":
+            opts = schema.LeakyReluOptionsT()
+            opts.alpha = float(np.float32(step.options["alpha"]))
+            b.op(step.op, [cur], [y], opts)
+        else:
+            b.op(step.op, [cur], [y])
+        cur = y
+    return cur
+
+
 def plan_activation(backend, act, in_qp: QuantParams, out_qp: QuantParams,
                     requested: str | None = None) -> ActivationPlan:
     """The lowering of `act` for a LiteRT backend, and the codes it computes (decided at convert).
@@ -65,13 +101,18 @@ def plan_activation(backend, act, in_qp: QuantParams, out_qp: QuantParams,
         table = arm_native_table(kernel, in_qp, out_qp) if backend.prefer == "arm" else native_table(kernel, in_qp, out_qp)
         return ActivationPlan("native", table, kernel.op)
     table = np.asarray(backend.arithmetic.activation_table(act, in_qp, out_qp), dtype=np.int64)
+    chains = backend.arithmetic.uses_chains
     if requested == "table":
-        return ActivationPlan("table", table)
-    plan = plan_activation_for(act, in_qp, out_qp, backend.prefer)
+        if plan_activation_for(act, in_qp, out_qp, backend.prefer, chains=chains).kind == "chain":
+            table = Arithmetic().activation_table(act, in_qp, out_qp)  # a forced table is the ideal one
+        return ActivationPlan("table", np.asarray(table, dtype=np.int64))
+    plan = plan_activation_for(act, in_qp, out_qp, backend.prefer, chains=chains)
     if plan.kind == "none" and np.array_equal(table, in_qp.codes()):
         return ActivationPlan("none", table)
     if plan.kind == "native" and np.array_equal(table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):
         return ActivationPlan("native", table, plan.op)
+    if plan.kind == "chain" and np.array_equal(table, chain_codes(plan.options["chain"], in_qp, backend.arithmetic)):
+        return ActivationPlan("chain", table, " → ".join(plan.options["chain"].ops))
     return ActivationPlan("table", table)
 
 
@@ -79,7 +120,7 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
                    name: str, *, lowering: str = "auto", table: np.ndarray | None = None,
                    prefer: str = "x86", **params) -> tuple[TensorRef, str]:
     """Append `activation` (int8 `x` with `in_qp`); returns its int8 output tensor (`out_qp`) and how
-    it was lowered ('LOGISTIC', …, 'table' or 'none').
+    it was lowered ('LOGISTIC', …, 'chain LOGISTIC → MUL', 'table' or 'none').
 
     `lowering`: 'auto' (edgeact's choice, exact under every LiteRT configuration), or 'native' /
     'table' to force one (benchmarks compare them; 'native' may be inexact under XNNPACK).
@@ -90,7 +131,7 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
     act = bind(activation, **params)
     if lowering == "none":
         plan = ActivationLowering("none")
-    elif lowering == "auto":
+    elif lowering in ("auto", "chain"):  # 'chain': decided at convert; the search gives the same chain
         plan = plan_activation_for(act, in_qp, out_qp, prefer)
     elif lowering == "table":
         plan = ActivationLowering("table")
@@ -105,11 +146,16 @@ def add_activation(b: ModelBuilder, x: TensorRef, activation, in_qp: QuantParams
         table = np.asarray(table, dtype=np.int64)
         if plan.kind == "none" and not np.array_equal(table, in_qp.codes()):
             plan = ActivationLowering("table")
+        if plan.kind == "chain" and not _chain_matches(plan.options["chain"], table, in_qp):
+            plan = ActivationLowering("table", reason="the model's table is not what the chain computes")
         if plan.kind == "native" and not np.array_equal(
                 table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):
             plan = ActivationLowering("table", reason="the model's table is not what the native kernel computes")
     if plan.kind == "none":
         return x, "none"
+    if plan.kind == "chain":
+        chain = plan.options["chain"]
+        return add_chain(b, x, chain, in_qp, name), "chain " + " → ".join(chain.ops)
     if plan.kind == "table":
         if table is None:
             table = get_backend("litert").arithmetic.activation_table(act, in_qp, out_qp)

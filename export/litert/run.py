@@ -20,14 +20,17 @@ from pathlib import Path
 
 import flatbuffers
 import numpy as np
+import torch
 from ai_edge_litert import schema_py_generated as schema
 
 from edgeact.export.litert import interpreter as rt
 from edgeact.errors import ModelFileError, UnsupportedError
 from edgeact.export.litert.builder import _AlignedBufferT
 from edgeact.export.litert.writer import METADATA_KEY
-from edgeact.quantized.modules import QuantizedModule
+from edgeact.quantized.modules import QuantizedActivation, QuantizedModule
 from edgeact.backend import get_backend
+from edgeact.export.litert import arithmetic as T
+from edgeact.export.litert.chains import chain_codes
 
 # LiteRT kernel set (interpreter mode) → the backend whose arithmetic it computes.
 KERNEL_SETS = {"xnnpack": "litert", "builtin": "litert:builtin", "reference": "litert:reference"}
@@ -145,9 +148,9 @@ def register_runner() -> None:
 def with_backend(model, backend: str):
     """A copy of a converted model whose modules compute with another LiteRT kernel set's arithmetic.
 
-    The kernel sets differ only in the model ops' arithmetic, not in the activation tables frozen at
-    conversion, so a model converted for 'litert' and re-targeted equals one converted for `backend`
-    directly — and the exported file is the same for all three.
+    The kernel sets differ only in the model ops' arithmetic — including the ops of an activation
+    chain, whose table is recomputed — so a model converted for 'litert' and re-targeted equals one
+    converted for `backend` directly, and the exported file is the same for all three.
     """
     family = set(KERNEL_SETS.values())
     target = get_backend(backend).name
@@ -158,9 +161,13 @@ def with_backend(model, backend: str):
     if current == target:
         return model
     retargeted = copy.deepcopy(model)
+    arith = get_backend(target).arithmetic
     for m in retargeted.modules():
         if isinstance(m, QuantizedModule):
             m.backend = target
+        if isinstance(m, QuantizedActivation) and getattr(m, "lowering", None) == "chain":  # rounds per kernel set
+            chain = T.plan_activation(m.bound, m.in_qparams[0], m.out_qparams).options["chain"]
+            m.table = torch.from_numpy(chain_codes(chain, m.in_qparams[0], arith))
     retargeted.edgeact_backend = target
     retargeted.edgeact_example = getattr(model, "edgeact_example", None)
     return retargeted
@@ -185,9 +192,13 @@ def verify_tflite(path, model, inputs, *, mode: str = "xnnpack", backend: str | 
     saved = V.RUNNERS["tflite"]
     V.RUNNERS["tflite"] = (functools.partial(run_tflite, mode=mode), tflite_metadata)
     try:
-        return V.verify(path, model, inputs, **kwargs)
+        report = V.verify(path, model, inputs, **kwargs)
     finally:
         V.RUNNERS["tflite"] = saved
+    report.lowerings = _edgeact_metadata(_unpack(_read(path), str(path))).get("lowerings")
+    parts = rt.partitions(rt.load(_read(path), mode))
+    report.partitions = {"delegated": parts.delegated, "outside": list(parts.outside)}
+    return report
 
 
 __all__ = ["run_tflite", "tflite_metadata", "file_metadata", "verify_tflite", "register_runner", "with_backend", "KERNEL_SETS"]

@@ -10,10 +10,11 @@ time: 4-D tensors are stored NHWC; a flatten feeding a Linear keeps NHWC order a
 weight columns are permuted instead (a TRANSPOSE is written only when something else reads the
 flattened tensor). Graph inputs and outputs of rank 4 are NHWC (`run_tflite` transposes).
 
-Average pooling becomes a DEPTHWISE_CONV_2D with weights 1 whose scale is chosen so that XNNPACK's
-requantization scale equals that of MEAN — the same arithmetic the converted model's `average`
-computes for both. RELU/RELU6 after a conv or linear are fused into it when the fused clamp gives
-exactly the activation's table.
+Average pooling becomes a DEPTHWISE_CONV_2D with weights 1 (XNNPACK runs it; the XNNPACK in LiteRT
+2.3 has no int8 average pooling, so an AVERAGE_POOL_2D would leave the delegate) at the weight scale
+`unit_weight_scale`, whose requantization the converted model's `average(op='avg_pool2d')` computes.
+RELU/RELU6 after a conv or linear are fused into it when the fused clamp gives exactly the
+activation's table.
 """
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ from edgeact.fileio import atomic_write
 from edgeact.fixedpoint import round_half_away
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
+from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.backend import get_backend
 from edgeact.handlers import Handlers
-from edgeact.export.litert.arithmetic import conv_requantization_scales, mean_scale
+from edgeact.export.litert.arithmetic import average_pool_weight_scale
 
 IOS = ("float", "int8")
 METADATA_KEY = "edgeact"  # JSON: tensor map node → [tensor name, dtype, 0] and tensor layouts
@@ -57,20 +60,10 @@ def same_padding_matches(size: int, kernel: int, stride: int, dilation: int, pad
 
 
 def unit_weight_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32:
-    """A weight scale w with float32((s_in·w)/s_out) equal to MEAN's s_in/(s_out·count): a depthwise conv
-    of weights 1 and this scale then requantizes exactly like MEAN (the semantics' `average`)."""
-    target = mean_scale(in_qp, out_qp, count)
-    s_in, s_out = np.float32(in_qp.scale), np.float32(out_qp.scale)
-    w = np.float32(np.float64(target) * np.float64(s_out) / np.float64(s_in))
-    candidates = [w]
-    up = down = w
-    for _ in range(64):
-        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
-        candidates += [up, down]
-    for c in candidates:
-        if conv_requantization_scales(in_qp, QuantParams((float(c),), (0,), axis=0), out_qp)[0] == target:
-            return c
-    raise ExportError(f"no float32 weight scale reproduces the average-pool scale {target!r}; report this model")
+    """The weight scale of the DEPTHWISE_CONV_2D of ones that average pooling becomes; the arithmetic's
+    `average(op='avg_pool2d')` computes that conv's requantization at this scale, so it always exists
+    (`edgeact.export.litert.arithmetic.average_pool_weight_scale`)."""
+    return average_pool_weight_scale(in_qp, out_qp, count)
 
 
 TFLITE_OPS = Handlers("TFLite writer")
@@ -141,12 +134,7 @@ class _Exporter:
                     "contain only edgeact.quantized modules — convert the model with edgeact.convert()")
 
     def module(self, node: fx.Node, m):
-        handler = TFLITE_OPS.lookup(m)
-        if handler is None:
-            raise UnsupportedError(
-                f"cannot export node {node.name!r}: module {type(m).__name__} has no TFLite lowering. Supported: "
-                + ", ".join(TFLITE_OPS.names()))
-        handler(self, node, m)
+        TFLITE_OPS.require(m, f"node {node.name!r}")(self, node, m)
 
     # ---- ops -----------------------------------------------------------------------------------
     def _bias(self, m, name):
@@ -269,14 +257,11 @@ def _conv(ex, node, m: Q.QuantizedConv2d):
         opts = schema.DepthwiseConv2DOptionsT()
         opts.depthMultiplier = 1
         op = "DEPTHWISE_CONV_2D"
-    elif m.groups == 1:
+    else:  # grouped too: filters hold in/groups channels, and CONV_2D infers the groups from that
         wt = ex.b.constant(f"{name}/weight", weights.transpose(0, 2, 3, 1), "int8", m.weight_qparams,
                              quantized_dimension=0)
         opts = schema.Conv2DOptionsT()
         op = "CONV_2D"
-    else:
-        raise UnsupportedError(f"{name!r}: grouped convolution (groups={m.groups}, not depthwise) has no int8 "
-                               "TFLite kernel; use groups=1 or a depthwise conv (groups = channels)")
     opts.padding, opts.strideH, opts.strideW = padding, sh, sw
     opts.dilationHFactor, opts.dilationWFactor = dh, dw
     opts.fusedActivationFunction = fused
@@ -458,6 +443,52 @@ def _reshape(ex, node, m: Q.QuantizedReshape):
         ex.put(node, ex._transpose(t, NCHW_TO_NHWC, qp, node.name), qp, "nhwc")
 
 
+# Ops that only move codes (edgeact.quantize.data_movement): no arithmetic, exact in every kernel set.
+
+@TFLITE_OPS.register(QuantizedChannelGather)
+def _channel_gather(exporter, node, m: QuantizedChannelGather) -> None:
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    rank = len(exporter.shape(node))
+    if isinstance(layout, tuple):
+        raise UnsupportedError(f"{node.name!r}: channel selection of a flattened NHWC tensor")
+    indices = exporter.b.constant(f"{node.name}/indices", m.indices.numpy().astype(np.int32), "int32")
+    opts = schema.GatherOptionsT()
+    opts.axis = NHWC_AXIS[1] if layout == "nhwc" else 1
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("GATHER", [x, indices], [y], opts, version=1)
+    exporter.put(node, y, qp, layout if rank == 4 else "plain")
+
+
+@TFLITE_OPS.register(QuantizedZeroPad2d)
+def _zero_pad(exporter, node, m) -> None:
+    """TFLite's int8 PAD fills with the tensor's zero point."""
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{node.name!r}: zero padding of a tensor that is not (N, C, H, W)")
+    left, right, top, bottom = m.padding
+    pads = exporter.b.constant(f"{node.name}/paddings", np.array([[0, 0], [top, bottom], [left, right], [0, 0]],
+                                                                  np.int32), "int32")
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("PAD", [x, pads], [y], schema.PadOptionsT(), version=2)
+    exporter.put(node, y, qp, "nhwc")
+
+
+@TFLITE_OPS.register(QuantizedUpsampleNearest)
+def _upsample_nearest(exporter, node, m) -> None:
+    """RESIZE_NEAREST_NEIGHBOR without align_corners / half-pixel centres: source index floor(i·in/out)."""
+    x, qp, layout = exporter.get(node.args[0], node.name)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{node.name!r}: upsampling of a tensor that is not (N, C, H, W)")
+    _, _, h2, w2 = exporter.shape(node)
+    size = exporter.b.constant(f"{node.name}/size", np.array([h2, w2], np.int32), "int32")
+    opts = schema.ResizeNearestNeighborOptionsT()
+    opts.alignCorners, opts.halfPixelCenters = False, False
+    y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
+    exporter.b.op("RESIZE_NEAREST_NEIGHBOR", [x, size], [y], opts, version=2)
+    exporter.put(node, y, qp, "nhwc")
+
+
+
 def tensor_map(exporter: _Exporter) -> dict:
     """The metadata verify() reads: node → [tensor name, dtype, 0], and every tensor's layout."""
     names = {n: exporter.b._tensors[ref.index].name for n, (ref, _, _) in exporter.t.items()}
@@ -511,7 +542,7 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
                              metadata={METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
     if path is not None:
         try:
-            atomic_write(path, data)
+            atomic_write(path, data, create_dirs=False)  # like to_onnx: an export never creates folders
         except OSError as exc:
             raise ExportError(f"cannot write {str(path)!r}: {exc.strerror or exc}; choose a writable path") from exc
     return data

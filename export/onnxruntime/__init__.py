@@ -6,6 +6,9 @@ Backends:
   activations get the lowering that is cheapest on x86 (benchmarks/RESULTS-onnx-x86.md).
 - 'onnxruntime:aarch64': the same arithmetic with the lowering ARM runs fastest (native swish and
   hard-mish, `arithmetic_aarch64`), exact on x86 too.
+- 'onnxruntime:x86-avx2': full 8-bit int8 weights for an AVX2 fleet: ORT's u8s8 kernels, whose int16 pair
+  saturation (VPMADDUBSW) `arithmetic_x86_avx2` reproduces; exact on AVX2 (and AVX-512BW without VNNI),
+  differs elsewhere wherever a pair saturates.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from edgeact.backend import ActivationPlan, Backend, register
 
 class OnnxRuntimeBackend(Backend):
     format = "onnx"
+    weights = "uint8"  # the writer's weight type: 'uint8' (U8U8 kernels) or 'int8' (u8s8 kernels)
 
     def plan_activation(self, act, in_qp, out_qp, requested: str | None = None) -> ActivationPlan:
         from edgeact.export.onnxruntime.lowering import plan_activation
@@ -42,3 +46,13 @@ register(OnnxRuntimeBackend(
     "onnxruntime:aarch64", runtime="onnxruntime", cpu="aarch64", kernels="mlas-u8u8",
     description="onnxruntime with the activation lowering aarch64 runs fastest (exact on x86 too)",
     arithmetic=_arithmetic("arithmetic_aarch64")))
+
+
+class OnnxRuntimeU8S8Backend(OnnxRuntimeBackend):
+    weights = "int8"
+
+
+register(OnnxRuntimeU8S8Backend(
+    "onnxruntime:x86-avx2", runtime="onnxruntime", cpu="x86-64", kernels="mlas-u8s8-avx2",
+    description="onnxruntime, int8 weights on AVX2: u8s8 kernels with int16 pair saturation (modelled)",
+    arithmetic=_arithmetic("arithmetic_x86_avx2"), default_kernels=False))

@@ -14,10 +14,10 @@ the tests, code for code:
   That includes Elu, Selu, Softplus, Mish and erf-GELU, whose ORT kernels are not reproducible:
   they mix a vectorized body with a scalar tail (Eigen's exp, std::erff), so one input value can
   give two outputs depending on where it sits in the tensor.
-- Checked on x86-64 (AVX-512 VNNI host) and in ORT's aarch64 wheel under QEMU (tests/test_onnx_arm.py).
-  Not reproduced: ORT's AVX2 u8s8 convolution on CPUs without VNNI saturates pairs of products to
-  int16 (VPMADDUBSW), so large activations × large weights can differ there; run `edgeact verify`
-  on such a machine.
+- Checked on x86-64 (AVX-512 VNNI host), under qemu-x86_64 -cpu Haswell / Nehalem (tests/test_x86_cpus.py)
+  and in ORT's aarch64 wheel under QEMU (tests/test_onnx_arm.py). The exported weights are uint8 (ORT's
+  U8U8 kernels), exact on every CPU; ORT's u8s8 kernels on AVX2 saturate pairs of products to int16,
+  which semantics 'onnxruntime-x86-avx2' models for files written with int8 weights.
 
 Which lowering is the default for an activation is decided here (`default_lowering`), because the
 table this semantics returns must be the one the exported graph computes.

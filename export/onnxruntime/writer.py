@@ -14,6 +14,8 @@ Weights are written as uint8 with zero point 128 (int8 code + 128: the same real
 runs its U8U8 integer kernels. Its default u8s8 kernels on AVX2 and AVX-512BW without VNNI multiply with
 VPMADDUBSW, which saturates pairs of u8·s8 products to int16; U8U8 widens to int16 before multiplying
 and is exact on every x86-64 family and on aarch64 (tested under qemu-x86_64 -cpu Haswell / Nehalem).
+weights='int8' writes s8 weights with zero point 0 instead (ORT's u8s8 kernels): the default for backend
+'onnxruntime:x86-avx2', whose arithmetic models that saturation.
 
 Average pooling and the spatial mean become a depthwise conv with weights 1 of scale 1/count:
 ORT's QLinearAveragePool sums dequantized floats (not a function of the integer window sum the
@@ -35,6 +37,8 @@ from edgeact.errors import ExportError, UnsupportedError
 from edgeact.handlers import Handlers
 from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
+from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
+from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.export.onnxruntime.arithmetic import average_weight_scale
 from edgeact.export.onnxruntime.lowering import lower_activation
 from edgeact.export.onnxruntime.graph import GraphBuilder, check, save_atomic
@@ -45,6 +49,8 @@ IOS = ("float", "int8")
 # so that verify() can compare every intermediate tensor, not only the outputs.
 TENSOR_MAP_KEY = "edgeact.tensors"
 BACKEND_KEY = "edgeact.backend"  # the backend the file was written for
+WEIGHTS_KEY = "edgeact.weights"  # 'uint8' (U8U8 kernels) or 'int8' (u8s8 kernels)
+WEIGHTS = ("uint8", "int8")
 LOWERINGS_KEY = "edgeact.lowerings"  # activation node → the lowering convert decided
 
 
@@ -59,7 +65,7 @@ ONNX_OPS = Handlers("ONNX writer")
 
 
 class _Exporter:
-    def __init__(self, gm: fx.GraphModule, io: str, require_exact: bool, planned: bool):
+    def __init__(self, gm: fx.GraphModule, io: str, require_exact: bool, planned: bool, weights: str = "uint8"):
         self.gm = gm
         self.modules = dict(gm.named_modules())
         self.g = GraphBuilder("edgeact")
@@ -68,6 +74,7 @@ class _Exporter:
         # planned: the model was converted for an onnxruntime backend, so each activation's lowering is
         # the one convert recorded; otherwise every activation is written as its (exact) table.
         self.io, self.require_exact, self.planned = io, require_exact, planned
+        self.weights = weights
         self.used_lowerings: dict[str, str] = {}
         self.input_shapes: dict[fx.Node, list] = {}
 
@@ -121,18 +128,17 @@ class _Exporter:
             self.values[node] = self.g.add_input(node.name, "float32", self.input_shapes[node])
 
     def module(self, node: fx.Node, m):
-        handler = ONNX_OPS.lookup(m)
-        if handler is None:
-            raise UnsupportedError(
-                f"cannot export node {node.name!r}: module {type(m).__name__} has no ONNX lowering. Supported: "
-                + ", ".join(ONNX_OPS.names()))
-        handler(self, node, m)
+        ONNX_OPS.require(m, f"node {node.name!r}")(self, node, m)
 
     # ---- ops -----------------------------------------------------------------------------------
     def _weights(self, m, hint):
         w_qp = m.weight_qparams
-        w = (m.weight_codes.numpy().astype(np.int16) + 128).astype(np.uint8)
-        zeros = np.full(w.shape[0], 128, np.uint8)
+        if self.weights == "int8":  # ORT's u8s8 kernels (see the module docstring)
+            w = m.weight_codes.numpy().astype(np.int8)
+            zeros = np.zeros(w.shape[0], np.int8)
+        else:
+            w = (m.weight_codes.numpy().astype(np.int16) + 128).astype(np.uint8)
+            zeros = np.full(w.shape[0], 128, np.uint8)
         wf = self.g.node("DequantizeLinear", [self.g.constant(w, f"{hint}_weight"),
                                               self.g.constant(w_qp.scale_array().astype(F32), f"{hint}_weight_scale"),
                                               self.g.constant(zeros, f"{hint}_weight_zero_point")],
@@ -297,8 +303,39 @@ def _maxpool(ex, node, m: Q.QuantizedMaxPool2d):
     ex.codes[node] = (y, qp)
 
 
+# Ops that only move codes (edgeact.quantize.data_movement): no arithmetic, exact on every CPU.
+
+@ONNX_OPS.register(QuantizedChannelGather)
+def _channel_gather(exporter, node, m: QuantizedChannelGather) -> None:
+    name, qp = exporter.codes[node.args[0]]
+    indices = exporter.g.constant(m.indices.numpy().astype(np.int64), f"{node.name}_indices")
+    exporter.codes[node] = (exporter.g.node("Gather", [name, indices], node.name, axis=1), qp)
+
+
+@ONNX_OPS.register(QuantizedZeroPad2d)
+def _zero_pad(exporter, node, m) -> None:
+    name, qp = exporter.codes[node.args[0]]
+    left, right, top, bottom = m.padding
+    pads = exporter.g.constant(np.array([0, 0, top, left, 0, 0, bottom, right], np.int64), f"{node.name}_pads")
+    q = inner(qp)
+    value = exporter.g.constant(np.asarray(q.zero_point, q.np_dtype), f"{node.name}_value")
+    exporter.codes[node] = (exporter.g.node("Pad", [name, pads, value], node.name, mode="constant"), qp)
+
+
+@ONNX_OPS.register(QuantizedUpsampleNearest)
+def _upsample_nearest(exporter, node, m) -> None:
+    """Resize 'nearest' with 'asymmetric' coordinates and 'floor' rounding: source index floor(i/f), PyTorch's."""
+    name, qp = exporter.codes[node.args[0]]
+    fh, fw = m.factors
+    scales = exporter.g.constant(np.array([1, 1, fh, fw], np.float32), f"{node.name}_scales")
+    y = exporter.g.node("Resize", [name, "", scales], node.name, mode="nearest",
+                        coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    exporter.codes[node] = (y, qp)
+
+
+
 def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = "float",
-            require_exact: bool = True):
+            require_exact: bool = True, weights: str | None = None):
     """The QDQ int8 ONNX model of a converted model; written atomically to `path` if given.
 
     Each activation is written as convert() planned it for the model's backend (an onnxruntime one);
@@ -306,7 +343,9 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
     since its other ops follow another runtime's arithmetic.
     example_inputs: a tensor or tuple of tensors (only their shapes are used; the batch size stays
     free); default: the example recorded by convert(). io: 'float' (float in, float out, like the
-    converted model) or 'int8' (the model's codes in and out).
+    converted model) or 'int8' (the model's codes in and out). weights: 'uint8' (zero point 128: ORT's
+    U8U8 kernels, exact on every CPU) or 'int8' (zero point 0: its u8s8 kernels, which saturate pairs of
+    products on AVX2); default: the backend's ('int8' for 'onnxruntime:x86-avx2', else 'uint8').
     """
     if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
         raise UnsupportedError(
@@ -316,6 +355,9 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
         raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
     backend = get_backend(getattr(model, "edgeact_backend", "ideal"))
     planned = backend.format == "onnx"
+    weights = weights or getattr(backend, "weights", "uint8")
+    if weights not in WEIGHTS:
+        raise UnsupportedError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     if not planned:
         warnings.warn(f"the model was converted for backend {backend.name!r}: ONNX Runtime rounds differently at "
                       "some ties, so its codes may differ; convert with backend='onnxruntime' for a bit-exact "
@@ -334,13 +376,13 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ExportError(f"the example input(s) of shape {shapes} do not fit the model ({exc}); pass tensors "
                           "shaped like the model's input") from exc
-    exporter = _Exporter(model, io, require_exact, planned)
+    exporter = _Exporter(model, io, require_exact, planned, weights)
     g = exporter.run(shapes)
     lowered = ", ".join(f"{k}: {v}" for k, v in exporter.used_lowerings.items()) or "none"
     onnx_model = g.model(doc=f"edgeact QDQ int8 export (backend={backend.name}); activations: {lowered}")
     tensors = {n.name: [name, qp.dtype, 128 if inner(qp) != qp else 0] for n, (name, qp) in exporter.codes.items()}
     onnx.helper.set_model_props(onnx_model, {TENSOR_MAP_KEY: json.dumps(tensors, sort_keys=True),
-                                             BACKEND_KEY: backend.name,
+                                             BACKEND_KEY: backend.name, WEIGHTS_KEY: weights,
                                              LOWERINGS_KEY: json.dumps(exporter.used_lowerings, sort_keys=True)})
     check(onnx_model)
     if path is not None:
@@ -348,4 +390,4 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
     return onnx_model
 
 
-__all__ = ["to_onnx", "inner", "TENSOR_MAP_KEY", "BACKEND_KEY", "LOWERINGS_KEY"]
+__all__ = ["to_onnx", "inner", "TENSOR_MAP_KEY", "BACKEND_KEY", "LOWERINGS_KEY", "WEIGHTS_KEY"]

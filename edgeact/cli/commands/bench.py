@@ -1,6 +1,8 @@
 """`edgeact bench MODEL --target T`: latency (median, p10, p90, min), size, memory, instruction counts."""
 from __future__ import annotations
 
+from edgeact.cli import numbers
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -13,9 +15,9 @@ def register(subparsers) -> None:
                    "may name a CPU: qemu-aarch64:cortex-a53")
     p.add_argument("--backend", choices=["onnxruntime", "litert"], help="checked against the model's format")
     p.add_argument("--cpu", help="CPU model for QEMU targets (aarch64: cortex-a53/a72/a76; armv7: cortex-a7/a15)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--threads", type=numbers.threads, default=1)
+    p.add_argument("--warmup", type=numbers.warmup, default=1)
+    p.add_argument("--runs", type=numbers.runs, default=10)
     p.add_argument("--no-count", action="store_true",
                    help="under QEMU, skip the instruction count (allows --threads > 1)")
     p.add_argument("--data", help=".npz with inputs (default: random inputs of the model's shapes)")
@@ -28,10 +30,11 @@ def register(subparsers) -> None:
 
 def handler(args) -> int:
     from edgeact import measure, report
+    from edgeact.inputdata import read_arrays
     from edgeact.targets.registry import get_targets
 
     targets = get_targets(args.target, args.cpu)
-    data = measure.load_data(args.data) if args.data else None
+    data = read_arrays(args.data) if args.data else None
     results = []
     for model in args.models:
         for t in targets:

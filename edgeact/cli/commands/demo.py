@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from edgeact.cli import numbers
 from edgeact.fileio import atomic_write
 
 # The default shows the whole pipeline in about a minute: a small model on a task where activations
@@ -141,10 +142,10 @@ def register(sub) -> None:
     p.add_argument("--task", default=None, choices=("digits", "clusters"),
                    help=f"study data (default {DEFAULT['task']}; --full: {FULL['task']})")
     p.add_argument("--activations", default=None, help=f"comma-separated (default {DEFAULT['activations']})")
-    p.add_argument("--seeds", type=int, default=None, help=f"seeds per activation (default {DEFAULT['seeds']})")
+    p.add_argument("--seeds", type=numbers.int_range(1, 1000), default=None, help=f"seeds per activation (default {DEFAULT['seeds']})")
     p.add_argument("--targets", default="host,qemu-aarch64",
                    help="targets of the study (default host,qemu-aarch64; QEMU roots are set up on first use)")
-    p.add_argument("--qat-epochs", type=int, default=2, help="QAT fine-tuning epochs per activation (default 2)")
+    p.add_argument("--qat-epochs", type=numbers.epochs, default=2, help="QAT fine-tuning epochs per activation (default 2)")
     p.add_argument("--executor", default="auto", choices=("auto", "serial", "ray"),
                    help="cells as Ray tasks (auto: when Ray is installed) or one after another")
     p.add_argument("--address", default=None, help="Ray cluster address (default $RAY_ADDRESS, else local)")

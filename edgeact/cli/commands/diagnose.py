@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgeact.cli import numbers
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,12 +19,12 @@ def register(sub) -> None:
     p.add_argument("--activation", default="relu", help="activation of a reference model (default relu)")
     p.add_argument("--untrained", action="store_true", help="diagnose a reference model at initialisation "
                    "instead of its trained checkpoint")
-    p.add_argument("--depth", type=int, help="mlp only: a fresh MLP with DEPTH hidden layers of 32 units "
+    p.add_argument("--depth", type=numbers.int_range(1, 1000), help="mlp only: a fresh MLP with DEPTH hidden layers of 32 units "
                    "(e.g. --activation sigmoid --depth 10 shows vanishing gradients)")
-    p.add_argument("--input-size", type=int, help="digits image size for a model file (default: the model's "
+    p.add_argument("--input-size", type=numbers.int_range(1, 4096), help="digits image size for a model file (default: the model's "
                    "`input_size` attribute, else 8)")
-    p.add_argument("--samples", type=int, default=360, help="test images to run (default: all 360)")
-    p.add_argument("--epsilon", type=float, default=0.01,
+    p.add_argument("--samples", type=numbers.samples, default=360, help="test images to run (default: all 360)")
+    p.add_argument("--epsilon", type=numbers.float_range(0.0, 1.0, lo_open=True), default=0.01,
                    help="saturation: within epsilon × (output range) of an asymptote (default 0.01)")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.set_defaults(func=run)

@@ -18,6 +18,10 @@ def register(subparsers) -> None:
                    "to force native ops, convert with edgeact.convert(..., lowering='native'))")
     p.add_argument("--io", choices=["float", "int8"], default="float",
                    help="float in/out like the converted model (default), or the int8 codes")
+    p.add_argument("--weights", choices=["uint8", "int8"],
+                   help="ONNX weight type: uint8 (onnxruntime's U8U8 kernels, exact on every CPU; the default) or "
+                   "int8 (its u8s8 kernels, which saturate pairs of products on AVX2; the default for a model "
+                   "converted for backend 'onnxruntime:x86-avx2', which models that)")
     p.set_defaults(func=handler)
 
 
@@ -33,8 +37,13 @@ def handler(args) -> int:
     if args.format == "onnx":
         from edgeact.export import to_onnx
 
-        to_onnx(model, None, out, io=args.io)
+        to_onnx(model, None, out, io=args.io, weights=args.weights)
     else:
+        if args.weights:
+            from edgeact.errors import UnsupportedError
+
+            raise UnsupportedError("--weights applies to ONNX files (TFLite weights are int8); drop it or use "
+                                   "--format onnx")
         to_tflite = _tflite_exporter()
         to_tflite(model, None, out, io=args.io)
     print(f"wrote {out}")

@@ -50,9 +50,10 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
+    from edgeact.fileio import ensure_writable_dir
     from edgeact.plots import write
 
-    paths = write(args.what, args.out)
+    paths = write(args.what, ensure_writable_dir(args.out))
     for path in paths:
         print(path)
     return 0

@@ -1,6 +1,7 @@
 """`edgeact study`: which activation to deploy — accuracy (float, PTQ, QAT, deployed files), parity, latency."""
 from __future__ import annotations
 
+from edgeact.cli import numbers
 from edgeact.study import DEFAULT_ACTIVATIONS, run_study
 
 
@@ -34,15 +35,15 @@ def register(sub) -> None:
     p.add_argument("--targets", default="host",
                    help="comma-separated targets: host, qemu-aarch64[:cpu], qemu-armv7[:cpu], ssh://user@board")
     p.add_argument("--backends", default="onnxruntime,litert", help="onnxruntime and/or litert")
-    p.add_argument("--qat-epochs", type=int, default=2, help="epochs of quantization-aware fine-tuning (default 2)")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per file on the host (default 30)")
-    p.add_argument("--emulated-runs", type=int, default=2, help="timed runs per file under QEMU (default 2)")
+    p.add_argument("--qat-epochs", type=numbers.epochs, default=2, help="epochs of quantization-aware fine-tuning (default 2)")
+    p.add_argument("--runs", type=numbers.runs, default=30, help="timed runs per file on the host (default 30)")
+    p.add_argument("--emulated-runs", type=numbers.runs, default=2, help="timed runs per file under QEMU (default 2)")
     p.add_argument("--prefer", choices=("x86", "arm"), default=None,
                    help="lower each activation as is cheapest on this CPU family (exact on both either way); "
                    "default arm when a target is ARM")
     p.add_argument("--task", default="digits", choices=("digits", "clusters"),
                    help="data: digits (every activation ≈ 99–100 %%) or clusters (harder; activations differ)")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seeds", type=numbers.int_range(1, 1000), default=1,
                    help="train each activation from this many seeds; accuracies get 95%% confidence intervals")
     p.add_argument("--executor", default="auto", choices=("auto", "serial", "ray"),
                    help="run the cells as Ray tasks (auto: when Ray is installed) or one after another")
@@ -50,7 +51,7 @@ def register(sub) -> None:
                    help="Ray cluster to attach to (default $RAY_ADDRESS, else Ray embedded in this process)")
     p.add_argument("--no-cache", action="store_true",
                    help="train and measure afresh instead of reusing the cache (models by content hash)")
-    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--test-limit", type=numbers.test_limit, default=None, help="use only the first N test images")
     p.add_argument("--out", default="out/study", help="folder for the exported files, reports and plot")
     p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     p.add_argument("--csv", action="store_true", help="print CSV instead of Markdown")

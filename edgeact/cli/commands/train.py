@@ -1,6 +1,8 @@
 """`edgeact train`: train a reference model on digits with a chosen activation and save its checkpoint."""
 from __future__ import annotations
 
+from edgeact.cli import numbers
+
 from pathlib import Path
 
 
@@ -12,12 +14,13 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, help="mlp, cnn or mnv3s")
     p.add_argument("--activation", required=True,
                    help="registry name, or several separated by commas (relu,hard_swish,mish)")
-    p.add_argument("--epochs", type=int, help="override the model's recipe (see edgeact.models.RECIPES)")
-    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--epochs", type=numbers.positive_epochs, help="override the model's recipe (see edgeact.models.RECIPES)")
+    p.add_argument("--lr", type=numbers.float_range(0.0, 10.0, lo_open=True), help="override the recipe's learning rate")
     p.add_argument("--seed", type=int, default=0, help="weights, shuffling and augmentation seed (default 0)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=numbers.threads, default=2, help="torch threads (default 2)")
     p.add_argument("--out", type=Path, help="a folder for the checkpoints (default: the cache, "
-                   "$EDGEACT_CACHE or ~/.cache/edgeact/checkpoints)")
+                   "$EDGEACT_CACHE or ~/.cache/edgeact/checkpoints, where load() looks first; a checkpoint "
+                   "written elsewhere is not found by load())")
     p.set_defaults(func=run)
 
 
@@ -28,11 +31,15 @@ def run(args) -> int:
     from edgeact.models.loader import cache_dir, checkpoint_name, train_and_save
     from edgeact.models.registry import canonical_model
 
-    torch.set_num_threads(args.threads)
     model = canonical_model(args.model)
     activations = [canonical_name(a) for a in args.activation.split(",") if a.strip()]
+    if not activations:
+        from edgeact.errors import UnsupportedError
+
+        raise UnsupportedError("--activation is empty; give one or more names, e.g. --activation relu,hard_swish")
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     folder = args.out or cache_dir()
+    torch.set_num_threads(args.threads)
     for act in activations:
         _, result, path = train_and_save(model, act, folder / checkpoint_name(model, act), seed=args.seed,
                                          progress=True, **overrides)
