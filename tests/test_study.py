@@ -30,13 +30,15 @@ def test_study_writes_its_reports_and_plot(study):
 
 
 def test_deployed_files_equal_the_pytorch_int8_model(study):
-    """0 codes differ, so the files' accuracy is the QAT model's accuracy."""
+    """0 codes differ from the model converted for the file's backend. The 'int8 QAT' column is the model
+    converted with the ideal arithmetic, which may decide a borderline image differently from a runtime's
+    arithmetic: the file's accuracy is within one test image of it (seen: 100.0 vs 99.72 for one QAT run)."""
     result, _ = study
     for row in result.rows:
         for backend, m in row.exports.items():
             assert m.parity_codes == 360 * 10
             assert m.parity_mismatches == 0, (row.activation, backend)
-            assert m.accuracy == pytest.approx(row.qat_accuracy)
+            assert abs(m.accuracy - row.qat_accuracy) <= 100.0 / 360 + 1e-9, (row.activation, backend)
 
 
 def test_accuracies_are_the_reference_models_and_stay_close_in_int8(study):
