@@ -120,3 +120,17 @@ def test_prepare_convert_export_verify_exact_in_both_runtimes(softsign, tmp_path
             report = verify(path, c, x)
             assert report.ok and report.mismatches == 0 and report.codes_compared > 0, str(report)
     assert pickle.loads(pickle.dumps(A.bind(NAME))).definition is softsign  # saved models find it by name
+
+
+class _OutsideSoftsign(nn.Module):
+    """An activation class from another library: recognized by what it computes."""
+
+    def forward(self, x):
+        return x / (1 + x.abs())
+
+
+def test_swap_by_name_and_recognition_of_outside_modules(softsign):
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3), _OutsideSoftsign(), nn.Conv2d(2, 2, 1))
+    p = edgeact.prepare(net.eval(), activations={"relu": "soft-sign-test"})
+    names = [m.activation_name for m in p.modules() if isinstance(m, enn.Activation)]
+    assert names == [NAME, NAME]
