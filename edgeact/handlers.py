@@ -30,5 +30,15 @@ class Handlers:
                 return self._by_type[cls]
         return None
 
+    def require(self, obj, where: str) -> Callable:
+        """The handler of `obj`, or an UnsupportedError naming `where`, the type and what is supported."""
+        handler = self.lookup(obj)
+        if handler is None:
+            from edgeact.errors import UnsupportedError
+
+            raise UnsupportedError(f"cannot export {where}: {type(obj).__name__} has no {self.stage} handler. "
+                                   f"Supported: {', '.join(self.names())}")
+        return handler
+
     def names(self) -> list[str]:
         return sorted(t.__name__ for t in self._by_type)

@@ -26,6 +26,14 @@ def target_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qemu_user(tmp_path_factory):
+    """Debian's qemu-user (qemu-x86_64, qemu-aarch64, …), installed as the ARM targets install it when missing."""
+    from edgeact.targets import sysroot
+
+    sysroot.ensure_qemu(sysroot.arch_spec("aarch64"), tmp_path_factory.mktemp("qemu") / "install.log")
+
+
+@pytest.fixture(scope="session")
 def aarch64_root():
     """The qemu-aarch64 root (built by `edgeact target setup` logic if missing; resumes if unfinished)."""
     from edgeact.targets import sysroot

@@ -17,7 +17,7 @@ from edgeact.export import to_onnx, to_tflite, verify
 from edgeact.export.litert.run import file_metadata
 from edgeact.export.onnxruntime.writer import BACKEND_KEY, LOWERINGS_KEY
 from edgeact.quantized import modules as Q
-from tests.nets import SmallCNN
+from nets import SmallCNN
 
 
 def _converted(backend, act=nn.SiLU, lowering=None):

@@ -12,7 +12,6 @@ Real runtimes, real QEMU; no test assumes the host's CPU (its family is read fro
 from __future__ import annotations
 
 import platform
-import shutil
 import warnings
 
 import numpy as np
@@ -28,7 +27,6 @@ from edgeact.targets.cpu import SATURATES_U8S8, host_family
 
 IS_X86 = platform.machine().lower() in ("x86_64", "amd64")
 pytestmark = pytest.mark.skipif(not IS_X86, reason="the x86-64 kernel families need an x86-64 host")
-HAS_QEMU = shutil.which("qemu-x86_64") is not None
 EMULATED = ["qemu-x86_64:haswell", "qemu-x86_64:nehalem"]
 
 
@@ -114,9 +112,8 @@ def _check_target(target: str, family: str, files):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_QEMU, reason="qemu-x86_64 is not installed (apt-get install qemu-user)")
 @pytest.mark.parametrize("target,family", [("qemu-x86_64:haswell", "x86-avx2"), ("qemu-x86_64:nehalem", "x86-sse4")])
-def test_files_on_emulated_x86_cpus(target, family, files):
+def test_files_on_emulated_x86_cpus(target, family, files, qemu_user):
     assert get_target(target).family == family
     _check_target(target, family, files)
 
@@ -142,8 +139,7 @@ def test_unknown_x86_cpu_model_is_a_clear_error():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_QEMU, reason="qemu-x86_64 is not installed (apt-get install qemu-user)")
-def test_int8_weight_file_on_avx2_gets_the_precise_session_option(files):
+def test_int8_weight_file_on_avx2_gets_the_precise_session_option(files, qemu_user):
     """A u8s8 file written for exact sums, on an AVX2 CPU: compat says so and sets session.x64quantprecision=1,
     with which ORT's codes are exact again; without it they are not (so the option is what fixes them)."""
     d, x, expected = files

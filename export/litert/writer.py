@@ -134,12 +134,7 @@ class _Exporter:
                     "contain only edgeact.quantized modules — convert the model with edgeact.convert()")
 
     def module(self, node: fx.Node, m):
-        handler = TFLITE_OPS.lookup(m)
-        if handler is None:
-            raise UnsupportedError(
-                f"cannot export node {node.name!r}: module {type(m).__name__} has no TFLite lowering. Supported: "
-                + ", ".join(TFLITE_OPS.names()))
-        handler(self, node, m)
+        TFLITE_OPS.require(m, f"node {node.name!r}")(self, node, m)
 
     # ---- ops -----------------------------------------------------------------------------------
     def _bias(self, m, name):

@@ -128,12 +128,7 @@ class _Exporter:
             self.values[node] = self.g.add_input(node.name, "float32", self.input_shapes[node])
 
     def module(self, node: fx.Node, m):
-        handler = ONNX_OPS.lookup(m)
-        if handler is None:
-            raise UnsupportedError(
-                f"cannot export node {node.name!r}: module {type(m).__name__} has no ONNX lowering. Supported: "
-                + ", ".join(ONNX_OPS.names()))
-        handler(self, node, m)
+        ONNX_OPS.require(m, f"node {node.name!r}")(self, node, m)
 
     # ---- ops -----------------------------------------------------------------------------------
     def _weights(self, m, hint):
