@@ -35,7 +35,7 @@ def _spec() -> A.ActivationDef:
         numpy_fn=lambda x: np.asarray(x, np.float64) / (1 + np.abs(np.asarray(x, np.float64))),
         derivative=lambda x: 1 / (1 + np.abs(np.asarray(x, np.float64))) ** 2,
         bounded_below=True, bounded_above=True, description="x / (1 + |x|)",
-        aliases=("soft-sign-test",), torch_modules=(nn.Softsign,),
+        aliases=("soft-sign-test",), torch_modules=(nn.Softsign,), torch_functions={nn.functional.softsign: ()},
     )
 
 
@@ -134,3 +134,17 @@ def test_swap_by_name_and_recognition_of_outside_modules(softsign):
     p = edgeact.prepare(net.eval(), activations={"relu": "soft-sign-test"})
     names = [m.activation_name for m in p.modules() if isinstance(m, enn.Activation)]
     assert names == [NAME, NAME]
+
+
+class _FunctionalNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.conv2 = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1)
+
+    def forward(self, x):
+        return self.conv2(nn.functional.softsign(self.conv(x)))
+
+
+def test_functional_calls_are_swapped(softsign):
+    p = edgeact.prepare(_FunctionalNet().eval())
+    assert [m.activation_name for m in p.modules() if isinstance(m, enn.Activation)] == [NAME]

@@ -24,6 +24,8 @@ _DEFS: dict[str, ActivationDef] = {}
 _ALIASES: dict[str, str] = {}
 _MODULES: dict[str, type] = {}  # name → edgeact.nn class
 TORCH_EQUIVALENTS: dict[type, str] = {}  # torch.nn class → name (kept up to date in place by register)
+# torch function (F.hardswish, torch.relu, a spec's torch_fn) → (name, names of its positional parameters)
+TORCH_FUNCTIONS: dict[Any, tuple[str, tuple[str, ...]]] = {}
 REGISTRY: Mapping[str, ActivationDef] = MappingProxyType(_DEFS)
 ALIASES: Mapping[str, str] = MappingProxyType(_ALIASES)
 _listeners: list[Callable[[], None]] = []  # caches derived from the registry (recognize's sweep)
@@ -55,6 +57,10 @@ def register(spec: ActivationDef, *, replace: bool = False) -> ActivationDef:
     _MODULES[name] = cls
     for t in spec.torch_modules:
         TORCH_EQUIVALENTS[t] = name
+    if not spec.learnable:  # a learnable parameter comes from a module, not a call
+        TORCH_FUNCTIONS[spec.torch_fn] = (name, tuple(spec.defaults))
+    for fn, positional in spec.torch_functions.items():
+        TORCH_FUNCTIONS[fn] = (name, tuple(positional))
     for listener in _listeners:
         listener()
     return spec
@@ -68,6 +74,8 @@ def unregister(name: str) -> None:
     _MODULES.pop(name, None)
     for t in spec.torch_modules:
         TORCH_EQUIVALENTS.pop(t, None)
+    for fn in [fn for fn, (n, _) in TORCH_FUNCTIONS.items() if n == name]:
+        del TORCH_FUNCTIONS[fn]
     for listener in _listeners:
         listener()
 
@@ -180,6 +188,7 @@ def _load_builtin() -> None:
 _load_builtin()
 
 __all__ = [
-    "ActivationDef", "BoundActivation", "Activation", "REGISTRY", "ALIASES", "TORCH_EQUIVALENTS", "register",
+    "ActivationDef", "BoundActivation", "Activation", "REGISTRY", "ALIASES", "TORCH_EQUIVALENTS", "TORCH_FUNCTIONS",
+    "register",
     "unregister", "canonical_name", "get", "names", "bind", "module_class", "module_classes", "on_change",
 ]

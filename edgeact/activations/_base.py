@@ -50,6 +50,10 @@ class ActivationDef:
     module: type | None = None  # a hand-written edgeact.nn class (learnable parameters); default: generated
     module_aliases: tuple[str, ...] = ()  # more edgeact.nn names for the same class (SiLU)
     torch_modules: tuple[type, ...] = ()  # torch.nn classes computing it, swapped by prepare
+    # torch functions computing it (F.hardswish …) → the parameter names of their positional arguments
+    # after x; prepare() swaps these calls (and calls of `torch_fn`, whose positional parameters are
+    # `defaults` in order)
+    torch_functions: Mapping[Callable[..., Any], tuple[str, ...]] = field(default_factory=dict)
     # (torch module, the edgeact.nn class) → the edgeact module with its parameters, or None if this
     # instance computes something else (nn.Softplus with beta ≠ 1). Default: the class with no arguments.
     from_torch: Callable[[nn.Module, type], nn.Module | None] | None = None

@@ -23,5 +23,5 @@ def derivative(x, alpha=1.0):
 SPEC = ActivationDef(
     name="elu", torch_fn=elu, numpy_fn=numpy_elu, derivative=derivative, defaults={"alpha": 1.0},
     bounded_below=True, description="x for x > 0, α(eˣ−1) below", module_name="ELU",
-    torch_modules=(nn.ELU,), from_torch=lambda m, cls: cls(m.alpha),
+    torch_modules=(nn.ELU,), torch_functions={F.elu: ("alpha",)}, from_torch=lambda m, cls: cls(m.alpha),
 )

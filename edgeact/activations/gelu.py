@@ -45,6 +45,7 @@ def derivative(x, approximate="none"):
 SPEC = ActivationDef(
     name="gelu", torch_fn=gelu, numpy_fn=numpy_gelu, derivative=derivative, defaults={"approximate": "none"},
     bounded_below=True, monotonic=False, description="x·Φ(x) (erf form) or its tanh approximation",
-    module_name="GELU", torch_modules=(nn.GELU,), from_torch=lambda m, cls: cls(m.approximate),
+    module_name="GELU", torch_modules=(nn.GELU,),
+    torch_functions={F.gelu: ()}, from_torch=lambda m, cls: cls(m.approximate),
     recognize=({"approximate": "none"}, {"approximate": "tanh"}),
 )

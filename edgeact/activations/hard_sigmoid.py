@@ -27,4 +27,5 @@ SPEC = ActivationDef(
     defaults={"alpha": 1.0 / 6.0, "beta": 0.5}, bounded_below=True, bounded_above=True,
     smooth=False, piecewise_linear=True, stands_in_for="sigmoid",
     description="clamp(αx+β, 0, 1): PWL stand-in for sigmoid", torch_modules=(nn.Hardsigmoid,),
+    torch_functions={F.hardsigmoid: ()},
 )

@@ -26,5 +26,5 @@ SPEC = ActivationDef(
     name="hard_swish", torch_fn=hard_swish, numpy_fn=numpy_hard_swish, derivative=derivative,
     bounded_below=True, monotonic=False, smooth=False, stands_in_for="swish",
     description="x·relu6(x+3)/6: piecewise-quadratic stand-in for swish (MobileNetV3)",
-    aliases=("hswish",), torch_modules=(nn.Hardswish,),
+    aliases=("hswish",), torch_modules=(nn.Hardswish,), torch_functions={F.hardswish: ()},
 )

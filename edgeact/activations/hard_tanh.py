@@ -21,5 +21,6 @@ SPEC = ActivationDef(
     defaults={"min_val": -1.0, "max_val": 1.0}, bounded_below=True, bounded_above=True,
     smooth=False, piecewise_linear=True, stands_in_for="tanh", range_of_interest=(-4.0, 4.0),
     description="clamp(x, −1, 1): PWL stand-in for tanh", torch_modules=(nn.Hardtanh,),
+    torch_functions={F.hardtanh: ("min_val", "max_val")},
     from_torch=lambda m, cls: cls(m.min_val, m.max_val),
 )

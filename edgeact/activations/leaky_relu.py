@@ -23,5 +23,6 @@ SPEC = ActivationDef(
     name="leaky_relu", torch_fn=leaky_relu, numpy_fn=numpy_leaky_relu, derivative=derivative,
     defaults={"negative_slope": 0.01}, smooth=False, piecewise_linear=True,
     description="small slope for x < 0 against dying ReLU", aliases=("lrelu",), module_name="LeakyReLU",
-    torch_modules=(nn.LeakyReLU,), from_torch=lambda m, cls: cls(m.negative_slope),
+    torch_modules=(nn.LeakyReLU,),
+    torch_functions={F.leaky_relu: ("negative_slope",)}, from_torch=lambda m, cls: cls(m.negative_slope),
 )

@@ -32,5 +32,5 @@ def derivative(x):
 SPEC = ActivationDef(
     name="mish", torch_fn=mish, numpy_fn=numpy_mish, derivative=derivative,
     bounded_below=True, monotonic=False, hard_variant="hard_mish", description="x·tanh(softplus(x))",
-    torch_modules=(nn.Mish,),
+    torch_modules=(nn.Mish,), torch_functions={F.mish: ()},
 )

@@ -1,4 +1,5 @@
 """selu: the scaled ELU (self-normalising)."""
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -13,4 +14,5 @@ SPEC = ActivationDef(
     derivative=lambda x: SELU_SCALE * elu.derivative(x, SELU_ALPHA),
     bounded_below=True, smooth=False,  # slope λα ≈ 1.76 left of 0, λ ≈ 1.05 right of it
     description="scaled ELU; self-normalising", module_name="SELU", torch_modules=(nn.SELU,),
+    torch_functions={torch.selu: ()},
 )

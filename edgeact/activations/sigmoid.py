@@ -1,6 +1,7 @@
 """sigmoid: 1/(1+e^-x)."""
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgeact.activations._base import ActivationDef, f64
@@ -22,5 +23,5 @@ SPEC = ActivationDef(
     name="sigmoid", torch_fn=torch.sigmoid, numpy_fn=numpy_sigmoid, derivative=derivative,
     bounded_below=True, bounded_above=True, hard_variant="hard_sigmoid",
     description="1/(1+e^-x); saturates, vanishing gradients in deep stacks",
-    aliases=("logistic",), torch_modules=(nn.Sigmoid,),
+    aliases=("logistic",), torch_modules=(nn.Sigmoid,), torch_functions={F.sigmoid: ()},
 )

@@ -18,6 +18,7 @@ def softplus(x):
 SPEC = ActivationDef(
     name="softplus", torch_fn=softplus, numpy_fn=numpy_softplus, derivative=numpy_sigmoid,
     bounded_below=True, description="ln(1+eˣ); Mish's inner function", torch_modules=(nn.Softplus,),
+    torch_functions={F.softplus: ()},
     # nn.Softplus with another beta or threshold computes something else
     from_torch=lambda m, cls: cls() if (m.beta == 1 and m.threshold == 20) else None,
 )

@@ -56,5 +56,5 @@ SPEC = ActivationDef(
     name="swish", torch_fn=swish, numpy_fn=numpy_swish, derivative=derivative, defaults={"beta": 1.0},
     bounded_below=True, monotonic=False, hard_variant="hard_swish", learnable=("beta",),
     description="x·σ(βx) (SiLU at β=1)", aliases=("silu",), module=Swish, module_aliases=("SiLU",),
-    torch_modules=(nn.SiLU,),
+    torch_modules=(nn.SiLU,), torch_functions={F.silu: ()},
 )

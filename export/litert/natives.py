@@ -91,8 +91,11 @@ def _hard_sigmoid_chain(p, in_qp, out_qp):
 register_native("relu", kernel=lambda p, i, o, x: NativeKernel("RELU", {"bounds": (0.0, math.inf)}))
 register_native("relu6", kernel=lambda p, i, o, x: NativeKernel("RELU6", {"bounds": (0.0, 6.0)}))
 register_native("hard_tanh", kernel=_hard_tanh)
-register_native("prelu", kernel=lambda p, i, o, x: NativeKernel("PRELU", {"alpha": np.asarray(p["weight"], np.float64)}))
-register_native("hard_swish", kernel=lambda p, i, o, x: NativeKernel("HARD_SWISH") if HardSwishParams.of(i, o).supported else None,
+register_native("prelu",
+                kernel=lambda p, i, o, x: NativeKernel("PRELU", {"alpha": np.asarray(p["weight"], np.float64)}))
+# HARD_SWISH refuses some scales
+register_native("hard_swish",
+                kernel=lambda p, i, o, x: NativeKernel("HARD_SWISH") if HardSwishParams.of(i, o).supported else None,
                 chains=lambda p, i, o: _gate_chain("gate*x", 1 / 6, 0.5, i, o, True))
 # LOGISTIC's and TANH's outputs are fixed by the TFLite quantization spec; ELU has no alpha
 register_native("sigmoid", kernel=lambda p, i, o, x: NativeKernel("LOGISTIC") if _same(o, LOGISTIC_OUTPUT) else None)
