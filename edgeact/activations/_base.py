@@ -105,9 +105,9 @@ class Activation(nn.Module):
         self.params = params
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from edgeact.activations import get
+        from edgeact.activations import REGISTRY  # by its registry name: no alias resolution per call
 
-        return get(self.activation_name).torch_fn(x, **self.params)
+        return REGISTRY[self.activation_name].torch_fn(x, **self.params)
 
     def bound(self):
         from edgeact.activations import bind
