@@ -25,7 +25,8 @@ import onnxruntime as ort
 
 from edgeact import QuantParams, int8_table
 from edgeact.activations import bind, names
-from edgeact.export.onnxruntime.lowering import NATIVE_OPS, choose_lowering, has_native_op, lower_activation
+from edgeact.export.onnxruntime.lowering import choose_lowering, has_native_op, lower_activation
+from edgeact.export.onnxruntime.natives import NATIVES
 from edgeact.export.onnxruntime.graph import ELEM_TYPE, GraphBuilder
 from edgeact.export.onnxruntime.arithmetic import default_lowering, native_kernel
 
@@ -56,7 +57,7 @@ def float_model(act):
     g = GraphBuilder("float")
     x = g.add_input("x", "float32", SHAPE)
     p = {k: v for k, v in act.params.items()}
-    y = FLOAT_OPS[act.name](g, x, p) if act.name in FLOAT_OPS else NATIVE_OPS[act.name](g, x, p, len(SHAPE))
+    y = FLOAT_OPS[act.name](g, x, p) if act.name in FLOAT_OPS else NATIVES[act.name].op(g, x, p, len(SHAPE))
     g.add_output(y, "y", "float32", SHAPE)
     return g.model()
 

@@ -10,3 +10,10 @@ __all__ = [
     "Softplus", "Swish", "SiLU", "HardSigmoid", "HardTanh", "HardSwish", "Mish", "HardMish", "GELU",
     "make_activation", "from_torch", "QuantAct", "SharedQuant",
 ]
+
+
+def __getattr__(name: str):
+    """Modules of activations registered after import (`edgeact.activations.register`)."""
+    from edgeact.nn import activations
+
+    return getattr(activations, name)

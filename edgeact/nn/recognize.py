@@ -4,7 +4,7 @@ Libraries ship their own activation classes — timm alone has three implementat
 `*Me` with a hand-written backward, scripted) — and edgeact cannot list them all by type. A module
 that has no parameters, buffers or children and maps a tensor elementwise onto one of the registry's
 functions (same shape, float32 values within 1e-5 over a sweep of [−10, 10]) *is* that activation,
-whatever its class is called. torch.nn's own classes keep their table (`TORCH_EQUIVALENTS`).
+whatever its class is called. torch.nn's own classes keep their table (`TORCH_EQUIVALENTS`, from the specs).
 """
 from __future__ import annotations
 
@@ -14,22 +14,25 @@ import weakref
 import torch
 from torch import nn
 
-from edgeact import functional as F
+from edgeact import activations as A
 
-# Candidates, in order of preference where two agree on the sweep (none do with these parameters).
-_CANDIDATES: tuple[tuple[str, dict], ...] = (
-    ("relu", {}), ("relu6", {}), ("hard_swish", {}), ("hard_sigmoid", {}), ("hard_mish", {}), ("swish", {}),
-    ("sigmoid", {}), ("tanh", {}), ("mish", {}), ("gelu", {"approximate": "none"}),
-    ("gelu", {"approximate": "tanh"}), ("elu", {}), ("selu", {}), ("softplus", {}), ("hard_tanh", {}),
-    ("leaky_relu", {}), ("identity", {}),
-)
+# Each spec lists the parameter sets to try (`ActivationDef.recognize`); none of today's agree on the sweep.
 _SWEEP = torch.linspace(-10.0, 10.0, 4000).reshape(1, 4, 10, 100)
 _cache: "weakref.WeakKeyDictionary[nn.Module, tuple[str, dict] | None]" = weakref.WeakKeyDictionary()
 
 
 @functools.lru_cache(maxsize=1)
 def _candidate_outputs() -> tuple[tuple[str, dict, torch.Tensor], ...]:
-    return tuple((name, params, getattr(F, name)(_SWEEP.clone(), **params)) for name, params in _CANDIDATES)
+    return tuple((name, dict(params), spec.torch_fn(_SWEEP.clone(), **params))
+                 for name, spec in A.REGISTRY.items() for params in spec.recognize)
+
+
+def _forget() -> None:
+    _candidate_outputs.cache_clear()
+    _cache.clear()
+
+
+A.on_change(_forget)
 
 
 def _eligible(module: nn.Module) -> bool:

@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from edgeact import functional as ef
-from edgeact.activations import canonical_name
+from edgeact.activations import TORCH_FUNCTIONS, canonical_name
 from edgeact.errors import QuantizationError, UnsupportedError
 from edgeact.fake_quant import FakeQuantize
 from edgeact.nn.activations import Activation, from_torch, make_activation
@@ -30,15 +29,9 @@ from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
 from edgeact.quantize.float_graph import simplify
 from edgeact.tracing import describe, trace
 
-# Functional activations and the registry names they stand for (with their positional params).
-FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = {
-    torch.relu: ("relu", ()), F.relu: ("relu", ()), torch.sigmoid: ("sigmoid", ()), F.sigmoid: ("sigmoid", ()),
-    torch.tanh: ("tanh", ()), F.tanh: ("tanh", ()), F.relu6: ("relu6", ()), F.hardswish: ("hard_swish", ()),
-    F.hardsigmoid: ("hard_sigmoid", ()), F.silu: ("swish", ()), F.mish: ("mish", ()), F.gelu: ("gelu", ()),
-    F.leaky_relu: ("leaky_relu", ("negative_slope",)), F.elu: ("elu", ("alpha",)), F.selu: ("selu", ()),
-    torch.selu: ("selu", ()), F.softplus: ("softplus", ()), F.hardtanh: ("hard_tanh", ("min_val", "max_val")),
-    **{getattr(ef, n): (n, ()) for n in ("hard_mish", "hard_swish", "mish", "relu6", "selu", "relu")},
-}
+# Functional activations and the registry names they stand for (with their positional params), from the
+# specs (`ActivationDef.torch_functions`); the same dict, kept up to date by edgeact.activations.register.
+FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = TORCH_FUNCTIONS
 METHOD_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 ADD_OPS = {operator.add, torch.add, operator.iadd}
 MUL_OPS = {operator.mul, torch.mul, operator.imul}

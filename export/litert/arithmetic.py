@@ -262,8 +262,6 @@ def requantize_table(in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
 
 LOGISTIC_OUTPUT = QuantParams(1.0 / 256.0, -128)
 TANH_OUTPUT = QuantParams(1.0 / 128.0, 0)
-_RELU_BOUNDS = {"relu": (0.0, math.inf), "relu6": (0.0, 6.0)}
-_HARD_TANH_OPS = {(-1.0, 1.0): "RELU_N1_TO_1", (0.0, 1.0): "RELU_0_TO_1"}
 _LUT_TRANSFORMS = {"LOGISTIC": _logistic_f32, "TANH": _tanh_f32, "ELU": _elu_f32}
 _XNNPACK_TRANSFORMS = {"LOGISTIC": _logistic_xnnpack, "TANH": _tanh_f32, "ELU": _elu_f32}
 XNNPACK_LUT_OPS = frozenset(_XNNPACK_TRANSFORMS)  # int8 activations the XNNPACK delegate takes, as tables
@@ -293,7 +291,8 @@ def _same(a: QuantParams, b: QuantParams) -> bool:
 
 def native_kernel(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams, *,
                   include_inexact: bool = False) -> NativeKernel | None:
-    """The TFLite int8 builtin whose arithmetic defines edgeact's 'tflite' table, or None (ideal table).
+    """The TFLite int8 builtin whose arithmetic defines edgeact's 'tflite' table, or None (ideal table);
+    registered per activation in natives.py.
 
     None where TFLite has no kernel, where its kernel cannot honour the parameters (LOGISTIC/TANH
     outputs are fixed by the spec; HARD_SWISH refuses some scales; ELU has no alpha), and for
@@ -301,27 +300,12 @@ def native_kernel(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams,
     most scales, so only the exact table is the same under both. `include_inexact=True` returns
     LEAKY_RELU anyway (benchmarks measure it).
     """
-    name, params = act.name, dict(act.params)
-    if name == "leaky_relu" and include_inexact:
-        return NativeKernel("LEAKY_RELU", {"alpha": float(params["negative_slope"])})
-    if name in _RELU_BOUNDS:
-        return NativeKernel(name.upper(), {"bounds": _RELU_BOUNDS[name]})
-    if name == "hard_tanh":
-        bounds = (float(params["min_val"]), float(params["max_val"]))
-        return NativeKernel(_HARD_TANH_OPS[bounds], {"bounds": bounds}) if bounds in _HARD_TANH_OPS else None
-    if name == "prelu":
-        return NativeKernel("PRELU", {"alpha": np.asarray(params["weight"], dtype=np.float64)})
-    if name == "hard_swish":
-        return NativeKernel("HARD_SWISH") if HardSwishParams.of(in_qp, out_qp).supported else None
-    if name == "sigmoid":
-        return NativeKernel("LOGISTIC") if _same(out_qp, LOGISTIC_OUTPUT) else None
-    if name == "tanh":
-        return NativeKernel("TANH") if _same(out_qp, TANH_OUTPUT) else None
-    if name == "elu":
-        return NativeKernel("ELU") if float(params["alpha"]) == 1.0 else None
-    if name == "gelu":
-        return NativeKernel("GELU", {"approximate": params["approximate"] == "tanh"})
-    return None
+    from edgeact.export.litert.natives import NATIVES  # per activation name (natives.py)
+
+    entry = NATIVES.get(act.name)
+    if entry is None or entry.kernel is None:
+        return None
+    return entry.kernel(dict(act.params), in_qp, out_qp, include_inexact)
 
 
 def native_table(kernel: NativeKernel, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:

@@ -49,7 +49,6 @@ import torch
 
 from edgeact.activations import BoundActivation
 from edgeact.errors import UnsupportedError
-from edgeact.functional import SELU_ALPHA, SELU_SCALE
 from edgeact.qparams import QuantParams
 
 # A chain's table may differ from the ideal (float64, round-half-even) table by at most this many
@@ -194,27 +193,12 @@ def _range(qp: QuantParams) -> tuple[float, float]:
 
 def chain_candidates(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> list[Chain]:
     """Every chain that could compute `act` at these parameters (eligibility is checked by `search`)."""
-    name, p = act.name, dict(act.params)
-    if name == "swish" and float(p.get("beta", 1.0)) == 1.0:
-        return [Chain("logistic*x", (Step("LOGISTIC", None, LOGISTIC_QP), Step("MUL", "x", out_qp)))]
-    if name == "hard_swish":
-        return _gate_chain("gate*x", 1 / 6, 0.5, in_qp, out_qp, True)
-    if name == "hard_mish":
-        return _gate_chain("gate*x", 0.5, 1.0, in_qp, out_qp, True)
-    if name == "hard_sigmoid" and float(p["alpha"]) > 0:
-        return _gate_chain("gate", float(p["alpha"]), float(p["beta"]), in_qp, out_qp, False)
-    if name == "leaky_relu":
-        return [Chain("leaky_relu", (Step("LEAKY_RELU", None, out_qp, {"alpha": float(p["negative_slope"])}),))]
-    if name == "selu":
-        lo, hi = _range(in_qp)
-        hi = max(hi, 1e-6)
-        e_lo, l_lo = max(lo, -1.0), max(lo, -1.0) * SELU_ALPHA
-        e_qp = _qp((hi - e_lo) / 255.0, round(-128 - e_lo / ((hi - e_lo) / 255.0)))
-        l_qp = _qp((hi - l_lo) / 255.0, round(-128 - l_lo / ((hi - l_lo) / 255.0)))
-        return [Chain("elu>leaky_relu*scale", (Step("ELU", None, e_qp),
-                                               Step("LEAKY_RELU", None, l_qp, {"alpha": SELU_ALPHA}),
-                                               Step("MUL", SELU_SCALE, out_qp)))]
-    return []
+    from edgeact.export.litert.natives import NATIVES  # per activation name (natives.py)
+
+    entry = NATIVES.get(act.name)
+    if entry is None or entry.chains is None:
+        return []
+    return entry.chains(dict(act.params), in_qp, out_qp)
 
 
 @dataclass(frozen=True)

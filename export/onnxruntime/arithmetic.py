@@ -19,8 +19,8 @@ the tests, code for code:
   U8U8 kernels), exact on every CPU; ORT's u8s8 kernels on AVX2 saturate pairs of products to int16,
   which semantics 'onnxruntime-x86-avx2' models for files written with int8 weights.
 
-Which lowering is the default for an activation is decided here (`default_lowering`), because the
-table this semantics returns must be the one the exported graph computes.
+Which lowering is the default for an activation is decided here (`default_lowering`, from the per-activation
+registry in natives.py), because the table this semantics returns must be the one the exported graph computes.
 """
 from __future__ import annotations
 
@@ -124,96 +124,37 @@ def quantize_f32(y, qp: QuantParams) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# activations ORT computes natively, in its own float32 arithmetic (x: float32, DQ output)
-
-
-def _hard_sigmoid(x, alpha=1.0 / 6.0, beta=0.5):
-    # Mul(α) → Add(β) → Clip(0, 1), each rounded (edgeact exports it as separate ops, see onnx_activation).
-    return np.maximum(np.minimum((x * F32(alpha)).astype(F32) + F32(beta), F32(1)), F32(0)).astype(F32)
-
-
-def _hard_swish(x):
-    # x · hard_sigmoid(x; 1/6, 0.5), which is also what ORT makes of a HardSwish op on x86-64.
-    return (x * _hard_sigmoid(x)).astype(F32)
-
-
-def _swish(x, beta=1.0):
-    # Sigmoid(β·x) · x (ORT fuses it into QuickGelu, which computes the same).
-    xb = x if float(beta) == 1.0 else (x * F32(beta)).astype(F32)
-    return (x * mlas_logistic(xb)).astype(F32)
-
-
-def _gelu_tanh(x):
-    # onnxruntime/core/providers/cpu/tensor/gelu.cc: x·(C·x·x + B) → MlasComputeTanh → 0.5·x·(t + 1).
-    b, c = F32(0.7978845608028654), F32(0.035677408136300125)
-    t = mlas_tanh((x * (((c * x).astype(F32) * x).astype(F32) + b)).astype(F32))
-    return ((F32(0.5) * x).astype(F32) * (t + F32(1)).astype(F32)).astype(F32)
-
-
-def _hard_mish(x):
-    # Add(x, 2) → Clip(0, 2) → Mul(x, ·) → Mul(0.5): each step rounded to float32.
-    t = np.clip((x + F32(2)).astype(F32), F32(0), F32(2))
-    return (F32(0.5) * (x * t).astype(F32)).astype(F32)
-
-
-def _prelu(x, weight=0.25):
-    w = np.asarray(weight, dtype=F32)
-    if w.size > 1:
-        w = w.reshape(-1, 1)  # per channel: rows are channels
-        x = np.broadcast_to(x, (w.shape[0], x.shape[-1]))
-    return np.where(x > 0, x, (x * w).astype(F32)).astype(F32)
-
-
-NATIVE_KERNELS: dict[str, Callable[..., np.ndarray]] = {
-    "identity": lambda x: x,
-    "relu": lambda x: np.maximum(x, F32(0)),
-    "relu6": lambda x: np.clip(x, F32(0), F32(6)),
-    "hard_tanh": lambda x, min_val=-1.0, max_val=1.0: np.clip(x, F32(min_val), F32(max_val)),
-    # QLinearLeakyRelu's table: v >= 0 ? v : alpha * v.
-    "leaky_relu": lambda x, negative_slope=0.01: np.where(x >= 0, x, (x * F32(negative_slope)).astype(F32)),
-    "prelu": _prelu,
-    "sigmoid": lambda x: mlas_logistic(x),
-    "tanh": lambda x: mlas_tanh(x),
-    "hard_sigmoid": _hard_sigmoid,
-    "hard_swish": _hard_swish,
-    "swish": _swish,
-    "gelu": lambda x, approximate="tanh": _gelu_tanh(x),
-    "hard_mish": _hard_mish,
-}
-
-# The default lowering per activation: native where ORT's kernel is reproducible and measured faster
-# than the table (benchmarks/RESULTS-onnx.md); everything else, and any PWL stand-in, is a table.
-# Swish and hard-Mish need two to four float ops between DQ and Q and measure the same as the table,
-# which then wins: one op and ideal (float64) values. GELU (tanh) is reproduced on x86-64, but its
-# C·x·x + B may become a fused multiply-add in ORT's aarch64 build (as HardSigmoid's does, measured):
-# a table is exact on every CPU.
-NATIVE_BY_DEFAULT = frozenset({
-    "identity", "relu", "relu6", "hard_tanh", "leaky_relu", "prelu", "sigmoid", "tanh", "hard_sigmoid",
-    "hard_swish",
-})
+# activations ORT computes natively: registered per activation name in export/onnxruntime/natives.py
 
 
 def native_kernel(act: BoundActivation) -> Callable[[np.ndarray], np.ndarray] | None:
     """ORT's float32 computation of `act` (bound to its parameters), or None if not reproducible."""
-    fn = NATIVE_KERNELS.get(act.name) if act.definition is not None else None
-    if fn is None:
+    from edgeact.export.onnxruntime.natives import NATIVES
+
+    entry = NATIVES.get(act.name) if act.definition is not None else None
+    if entry is None or entry.kernel is None:
         return None
     params = dict(act.params)
-    if act.name == "gelu" and params.get("approximate", "none") != "tanh":
-        return None  # erf GELU: AVX-512 body with a std::erff tail, position dependent
-    if act.channels is not None and act.name != "prelu":
+    if entry.exact_when is not None and not entry.exact_when(params):
+        return None
+    if act.channels is not None and not entry.per_channel:
         return None  # per-channel parameters only where the ONNX op broadcasts them (PRelu)
     for k, v in params.items():
         if isinstance(v, (np.ndarray, list, tuple)) and np.size(v) == 1:
             params[k] = float(np.asarray(v).reshape(-1)[0])
+    fn = entry.kernel
     return lambda x: fn(x, **params)
 
 
-def default_lowering(act: BoundActivation) -> str:
-    """'native' or 'table': what edgeact exports for `act` unless told otherwise."""
-    if act.name == "prelu" and act.channels is not None:
+def default_lowering(act: BoundActivation, cpu: str = "x86") -> str:
+    """'native' or 'table': what edgeact exports for `act` on `cpu` ('x86', 'arm') unless told otherwise
+    (natives.py says where, and why)."""
+    from edgeact.export.onnxruntime.natives import NATIVES
+
+    if act.channels is not None:
         return "table"  # ORT's broadcasting PRelu kernel is ~4× slower than the table
-    if act.name in NATIVE_BY_DEFAULT and native_kernel(act) is not None:
+    entry = NATIVES.get(act.name) if act.definition is not None else None
+    if entry is not None and cpu in entry.native_on and native_kernel(act) is not None:
         return "native"
     return "table"
 

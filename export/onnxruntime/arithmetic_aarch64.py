@@ -17,18 +17,16 @@ import numpy as np
 
 from edgeact.activations import BoundActivation
 from edgeact.qparams import QuantParams
-from edgeact.export.onnxruntime.arithmetic import OnnxRuntimeArithmetic, native_kernel
-
-# Activations whose reproducible native ops ARM runs faster than the table although x86 does not.
-ARM_NATIVE = frozenset({"swish", "hard_mish"})
+from edgeact.export.onnxruntime.arithmetic import OnnxRuntimeArithmetic, default_lowering
 
 
 def prefers_native_on_arm(act: BoundActivation) -> bool:
-    return act.definition is not None and act.name in ARM_NATIVE and native_kernel(act) is not None
+    """Whether ARM lowers `act` natively (natives.py: `native_on` has 'arm'), with reproducible codes."""
+    return default_lowering(act, "arm") == "native"
 
 
 class OnnxRuntimeAarch64Arithmetic(OnnxRuntimeArithmetic):
-    """'onnxruntime' with the native kernels' codes for ARM_NATIVE (see the module docstring)."""
+    """'onnxruntime' with the native kernels' codes where ARM lowers natively (see the module docstring)."""
 
     name = "onnxruntime-aarch64"
 

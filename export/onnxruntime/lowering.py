@@ -19,85 +19,22 @@ import numpy as np
 from edgeact.activations import BoundActivation, bind
 from edgeact.backend import ActivationPlan
 from edgeact.errors import ExportError, UnsupportedError
-from edgeact.functional import SELU_ALPHA, SELU_SCALE
 from edgeact.qparams import QuantParams
 from edgeact.export.onnxruntime.arithmetic import ARITHMETIC as ORT, default_lowering, native_kernel
 from edgeact.export.onnxruntime.arithmetic_aarch64 import ARITHMETIC as ORT_ARM, prefers_native_on_arm
+from edgeact.export.onnxruntime.natives import NATIVES
 from edgeact.export.onnxruntime.graph import ELEM_TYPE, GraphBuilder, check, save_atomic
 
 LOWERINGS = ("native", "table")
 F32 = np.float32
 
 
-# ----------------------------------------------------------------------------------- native ops
-# Each builder appends the float32 subgraph between DQ and Q: (graph, x_float, params, rank) → y_float.
-
-def _clip(g, x, lo, hi):
-    return g.node("Clip", [x, g.constant(F32(lo), "clip_min"), g.constant(F32(hi), "clip_max")])
-
-
-def _prelu(g, x, p, rank):
-    w = np.asarray(p["weight"], dtype=F32)
-    if w.size == 1:
-        # One slope: LeakyRelu computes the same (x ≥ 0 ? x : αx; 0 either way) and ORT fuses it into
-        # QLinearLeakyRelu, while its broadcasting PRelu kernel is ~4× slower than even the table.
-        return g.node("LeakyRelu", [x], "prelu", alpha=float(w.reshape(-1)[0]))
-    return g.node("PRelu", [x, g.constant(w.reshape((w.size,) + (1,) * max(rank - 2, 0)), "prelu_slope")])
-
-
-def _swish(g, x, p, rank):
-    beta = float(p.get("beta", 1.0))
-    xb = x if beta == 1.0 else g.node("Mul", [x, g.constant(F32(beta), "swish_beta")])
-    return g.node("Mul", [x, g.node("Sigmoid", [xb])], "swish")
-
-
-def _hard_sigmoid(g, x, p, rank):
-    # Not the HardSigmoid op: ORT's aarch64 build contracts its α·x + β into one fused multiply-add
-    # (measured on qemu-aarch64: 1 code in 51,200 moves), x86-64 rounds twice. Separate ONNX ops are
-    # separate kernels, rounded separately on every CPU.
-    t = g.node("Add", [g.node("Mul", [x, g.constant(F32(p.get("alpha", 1 / 6)), "alpha")]),
-                       g.constant(F32(p.get("beta", 0.5)), "beta")])
-    return _clip(g, t, 0.0, 1.0)
-
-
-def _hard_swish(g, x, p, rank):
-    # x · hard_sigmoid(x) as ORT computes HardSwish (HardSigmoid(1/6, 0.5) · x), but portable: see above.
-    return g.node("Mul", [x, _hard_sigmoid(g, x, {}, rank)], "hard_swish")
-
-
-def _hard_mish(g, x, p, rank):
-    t = _clip(g, g.node("Add", [x, g.constant(F32(2), "two")]), 0.0, 2.0)
-    return g.node("Mul", [g.node("Mul", [x, t]), g.constant(F32(0.5), "half")], "hard_mish")
-
-
-NATIVE_OPS = {
-    "identity": lambda g, x, p, r: x,
-    "relu": lambda g, x, p, r: g.node("Relu", [x]),
-    "relu6": lambda g, x, p, r: _clip(g, x, 0.0, 6.0),
-    "hard_tanh": lambda g, x, p, r: _clip(g, x, p["min_val"], p["max_val"]),
-    "leaky_relu": lambda g, x, p, r: g.node("LeakyRelu", [x], alpha=float(p["negative_slope"])),
-    "prelu": _prelu,
-    "sigmoid": lambda g, x, p, r: g.node("Sigmoid", [x]),
-    "tanh": lambda g, x, p, r: g.node("Tanh", [x]),
-    "hard_sigmoid": _hard_sigmoid,
-    "hard_swish": _hard_swish,
-    "swish": _swish,
-    "gelu": lambda g, x, p, r: g.node("Gelu", [x], approximate=str(p.get("approximate", "none"))),
-    "hard_mish": _hard_mish,
-    # ONNX has these, but ORT's kernels are not reproducible (Eigen exp with a scalar tail): never
-    # chosen by default, only on request with require_exact=False (the benchmark times them).
-    "elu": lambda g, x, p, r: g.node("Elu", [x], alpha=float(p["alpha"])),
-    "selu": lambda g, x, p, r: g.node("Selu", [x], alpha=float(SELU_ALPHA), gamma=float(SELU_SCALE)),
-    "softplus": lambda g, x, p, r: g.node("Softplus", [x]),
-    "mish": lambda g, x, p, r: g.node("Mish", [x]),
-}
-
-
 def has_native_op(act: BoundActivation) -> bool:
     """Whether ONNX has an op for `act` as bound (per-channel parameters only for PRelu)."""
-    if act.definition is None or act.name not in NATIVE_OPS:
+    entry = NATIVES.get(act.name) if act.definition is not None else None
+    if entry is None:
         return False
-    return act.channels is None or act.name == "prelu"
+    return act.channels is None or entry.per_channel
 
 
 def _scalar_params(act: BoundActivation) -> dict:
@@ -118,7 +55,7 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
 
     requested None: native when ORT's native op computes exactly `table` (the onnxruntime
     semantics' table of a natively lowered activation), else the table; prefer='arm' also lowers
-    natively what ARM runs faster than the table (`onnxruntime_aarch64.ARM_NATIVE`), again only if
+    natively what ARM runs faster than the table (natives.py: `native_on` 'arm'), again only if
     exact. 'native' on request fails when ONNX has no such op or (with require_exact) when its codes
     would differ from `table`.
     """
@@ -140,7 +77,7 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
                 return "native"
         return "table"
     if not has_native_op(act):
-        what = "per-channel parameters" if act.definition is not None and act.name in NATIVE_OPS else "no ONNX op"
+        what = "per-channel parameters" if act.definition is not None and act.name in NATIVES else "no ONNX op"
         raise UnsupportedError(f"activation {act.name!r}{at} has {what} to lower natively; use lowering='table' "
                                "(an exact lookup table)")
     if native_kernel(act) is None:
@@ -195,7 +132,7 @@ def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: Quant
         xf = g.node("DequantizeLinear", [x, g.constant(F32(in_qp.scale), "scale"),
                                          g.constant(np.asarray(in_qp.zero_point, in_qp.np_dtype), "zero_point")],
                     f"{hint}_dq")
-        yf = NATIVE_OPS[act.name](g, xf, _scalar_params(act), rank)
+        yf = NATIVES[act.name].op(g, xf, _scalar_params(act), rank)
         y = g.node("QuantizeLinear", [yf, g.constant(F32(out_qp.scale), "scale"),
                                       g.constant(np.asarray(out_qp.zero_point, out_qp.np_dtype), "zero_point")],
                    f"{hint}_q")

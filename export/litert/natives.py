@@ -1,0 +1,110 @@
+"""LiteRT's native lowerings of activations: one registry, keyed by the activation's registry name.
+
+An activation LiteRT can run without a GATHER table is registered here once: `kernel` picks the int8
+TFLite builtin that computes it at given parameters (its arithmetic is reproduced in arithmetic.py,
+`native_table`), `chains` lists the chains of int8 ops XNNPACK runs for it (chains.py; exact by
+construction, eligible within one step of the ideal table). `plan_activation` chooses among them and the
+table. An activation that is not registered is a GATHER table, which is exact for any function — so a new
+activation needs a line here only if LiteRT has a kernel or a chain for it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from edgeact.activations.selu import SELU_ALPHA, SELU_SCALE
+from edgeact.export.litert.arithmetic import (
+    LOGISTIC_OUTPUT, TANH_OUTPUT, HardSwishParams, NativeKernel, _same,
+)
+from edgeact.export.litert.chains import LOGISTIC_QP, Chain, Step, _gate_chain, _qp, _range
+from edgeact.qparams import QuantParams
+
+Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LiteRTNative:
+    """LiteRT's ways to run one activation other than a table."""
+
+    # (params, in_qp, out_qp, include_inexact) → the builtin computing it there, or None
+    kernel: Callable[[Params, QuantParams, QuantParams, bool], NativeKernel | None] | None = None
+    # (params, in_qp, out_qp) → candidate chains of int8 ops inside XNNPACK
+    chains: Callable[[Params, QuantParams, QuantParams], list[Chain]] | None = None
+
+
+NATIVES: dict[str, LiteRTNative] = {}
+
+
+def register_native(name: str, kernel=None, chains=None) -> LiteRTNative:
+    """Register LiteRT's native kernel and/or chains for the activation `name` (its registry name)."""
+    NATIVES[name] = LiteRTNative(kernel, chains)
+    return NATIVES[name]
+
+
+# ---- kernels -------------------------------------------------------------------------------------
+
+_HARD_TANH_OPS = {(-1.0, 1.0): "RELU_N1_TO_1", (0.0, 1.0): "RELU_0_TO_1"}
+
+
+def _hard_tanh(p, i, o, inexact):
+    bounds = (float(p["min_val"]), float(p["max_val"]))
+    return NativeKernel(_HARD_TANH_OPS[bounds], {"bounds": bounds}) if bounds in _HARD_TANH_OPS else None
+
+
+def _leaky_relu(p, i, o, inexact):
+    # XNNPACK's LEAKY_RELU uses an 8-bit multiplier and disagrees with the builtin kernel at most scales,
+    # so only the exact table (or the chain below, XNNPACK's arithmetic) is the same under both;
+    # include_inexact returns it anyway (benchmarks measure it).
+    return NativeKernel("LEAKY_RELU", {"alpha": float(p["negative_slope"])}) if inexact else None
+
+
+# ---- chains --------------------------------------------------------------------------------------
+
+def _selu_chain(p, in_qp, out_qp):
+    lo, hi = _range(in_qp)
+    hi = max(hi, 1e-6)
+    e_lo, l_lo = max(lo, -1.0), max(lo, -1.0) * SELU_ALPHA
+    e_qp = _qp((hi - e_lo) / 255.0, round(-128 - e_lo / ((hi - e_lo) / 255.0)))
+    l_qp = _qp((hi - l_lo) / 255.0, round(-128 - l_lo / ((hi - l_lo) / 255.0)))
+    return [Chain("elu>leaky_relu*scale", (Step("ELU", None, e_qp),
+                                           Step("LEAKY_RELU", None, l_qp, {"alpha": SELU_ALPHA}),
+                                           Step("MUL", SELU_SCALE, out_qp)))]
+
+
+def _swish_chain(p, in_qp, out_qp):
+    if float(p.get("beta", 1.0)) != 1.0:
+        return []
+    return [Chain("logistic*x", (Step("LOGISTIC", None, LOGISTIC_QP), Step("MUL", "x", out_qp)))]
+
+
+def _hard_sigmoid_chain(p, in_qp, out_qp):
+    if float(p["alpha"]) <= 0:
+        return []
+    return _gate_chain("gate", float(p["alpha"]), float(p["beta"]), in_qp, out_qp, False)
+
+
+# ---- the registry --------------------------------------------------------------------------------
+
+register_native("relu", kernel=lambda p, i, o, x: NativeKernel("RELU", {"bounds": (0.0, math.inf)}))
+register_native("relu6", kernel=lambda p, i, o, x: NativeKernel("RELU6", {"bounds": (0.0, 6.0)}))
+register_native("hard_tanh", kernel=_hard_tanh)
+register_native("prelu",
+                kernel=lambda p, i, o, x: NativeKernel("PRELU", {"alpha": np.asarray(p["weight"], np.float64)}))
+# HARD_SWISH refuses some scales
+register_native("hard_swish",
+                kernel=lambda p, i, o, x: NativeKernel("HARD_SWISH") if HardSwishParams.of(i, o).supported else None,
+                chains=lambda p, i, o: _gate_chain("gate*x", 1 / 6, 0.5, i, o, True))
+# LOGISTIC's and TANH's outputs are fixed by the TFLite quantization spec; ELU has no alpha
+register_native("sigmoid", kernel=lambda p, i, o, x: NativeKernel("LOGISTIC") if _same(o, LOGISTIC_OUTPUT) else None)
+register_native("tanh", kernel=lambda p, i, o, x: NativeKernel("TANH") if _same(o, TANH_OUTPUT) else None)
+register_native("elu", kernel=lambda p, i, o, x: NativeKernel("ELU") if float(p["alpha"]) == 1.0 else None)
+register_native("gelu", kernel=lambda p, i, o, x: NativeKernel("GELU", {"approximate": p["approximate"] == "tanh"}))
+register_native("leaky_relu", kernel=_leaky_relu, chains=lambda p, i, o: [
+    Chain("leaky_relu", (Step("LEAKY_RELU", None, o, {"alpha": float(p["negative_slope"])}),))])
+register_native("swish", chains=_swish_chain)
+register_native("hard_mish", chains=lambda p, i, o: _gate_chain("gate*x", 0.5, 1.0, i, o, True))
+register_native("hard_sigmoid", chains=_hard_sigmoid_chain)
+register_native("selu", chains=_selu_chain)
