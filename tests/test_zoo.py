@@ -314,6 +314,12 @@ def test_layernorm_and_softmax_are_refused_with_the_reason(layer, why):
         edgeact.prepare(Refused(layer))
 
 
+def test_conv_transpose_is_refused_with_the_reason_and_an_exact_alternative():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, stride=2)).eval()
+    with pytest.raises(UnsupportedError, match=r"ConvTranspose at module '2'.*float on x86.*nearest Upsample"):
+        edgeact.prepare(model)
+
+
 class Grouped(nn.Module):
     def __init__(self):
         super().__init__()

@@ -79,11 +79,18 @@ _RESIZE_WHY = (
     "{mode} interpolation: it computes weighted averages of neighbours, and LiteRT's int8 resize kernels and "
     "onnxruntime's Resize each round them their own way, which edgeact does not model yet, so it cannot promise "
     "the same codes (0 LSB); use mode='nearest' (exact: codes are only repeated) or resize the float output")
-REFUSED_MODULES = {nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
+_CONV_TRANSPOSE_WHY = (
+    "ConvTranspose: onnxruntime keeps a QDQ ConvTranspose in float on x86 (it has no integer kernel for it; "
+    "measured: 1 of 76,800 codes differs from the integer accumulator), and edgeact has no exact lowering for it "
+    "yet (zero insertion on codes followed by a plain conv would be one); replace it by nearest Upsample + Conv2d, "
+    "which is exact, or keep that part of the model in float")
+REFUSED_MODULES = {nn.ConvTranspose1d: _CONV_TRANSPOSE_WHY, nn.ConvTranspose2d: _CONV_TRANSPOSE_WHY,
+                   nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
                    nn.GroupNorm: _LAYERNORM_WHY.replace("LayerNorm:", "GroupNorm:", 1)}
 REFUSED_FUNCTIONS = {F.softmax: _SOFTMAX_WHY, torch.softmax: _SOFTMAX_WHY, F.layer_norm: _LAYERNORM_WHY,
                      F.scaled_dot_product_attention: _ATTENTION_WHY, torch.matmul: _ATTENTION_WHY,
-                     operator.matmul: _ATTENTION_WHY}
+                     operator.matmul: _ATTENTION_WHY, F.conv_transpose2d: _CONV_TRANSPOSE_WHY,
+                     F.conv_transpose1d: _CONV_TRANSPOSE_WHY}
 REFUSED_METHODS = {"softmax": _SOFTMAX_WHY}
 
 
