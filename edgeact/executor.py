@@ -46,13 +46,15 @@ class SerialExecutor:
     def submit(self, fn: Callable, *args, **kwargs) -> _Task:
         return _Task(fn, args, kwargs)
 
-    def gather(self, futures: Sequence[_Task], progress=None) -> list:
-        values = []
-        for f in futures:
-            values.append(f.value)
+    def gather(self, futures: Sequence[_Task], progress=None, results: dict | None = None) -> list:
+        """The values in order; `results` (index → value) fills as each finishes, so a caller interrupted
+        half-way still has what is done."""
+        results = {} if results is None else results
+        for i, f in enumerate(futures):
+            results[i] = f.value
             if progress is not None:
                 progress.update(1)
-        return values
+        return [results[i] for i in range(len(futures))]
 
     def shutdown(self) -> None:
         pass
@@ -94,19 +96,25 @@ class RayExecutor:
             remote = self._remote[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
         return remote.remote(*args, **kwargs)
 
-    def gather(self, futures: Sequence, progress=None) -> list:
+    def gather(self, futures: Sequence, progress=None, results: dict | None = None) -> list:
+        """As SerialExecutor.gather: values in order, `results` filled as tasks finish (in any order)."""
         ray = self._ray
+        results = {} if results is None else results
+        index = {ref: i for i, ref in enumerate(futures)}
         pending = list(futures)
-        while pending and progress is not None:
+        while pending:
             done, pending = ray.wait(pending, num_returns=1)
-            progress.update(len(done))
-        try:
-            return ray.get(list(futures))
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
-            if isinstance(cause, EdgeActError):
-                raise type(cause)(*cause.args) from None
-            raise
+            for ref in done:
+                try:
+                    results[index[ref]] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc
+                    if isinstance(cause, EdgeActError):
+                        raise type(cause)(*cause.args) from None
+                    raise
+            if progress is not None:
+                progress.update(len(done))
+        return [results[i] for i in range(len(futures))]
 
     def shutdown(self) -> None:
         if self._started:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from edgeact import interrupt
 from edgeact.activations import canonical_name
 from edgeact.errors import EdgeActError
 from edgeact.fileio import atomic_write, ensure_writable_dir
@@ -196,10 +197,25 @@ def run_study(model: str = "mnv3s", activations: Sequence[str] = DEFAULT_ACTIVAT
                     for a in activations for s in range(seeds) for b in backends}
         timed = {(a, b, t): ex.submit(bench_cell, deployed[a, 0, b], b, t, runs, emulated_runs, cache)
                  for a in activations for b in backends for t in targets if b in target_backends[t]}
-        keys = [("train", k) for k in trained] + [("deploy", k) for k in deployed] + [("bench", k) for k in timed]
-        futures = list(trained.values()) + list(deployed.values()) + list(timed.values())
-        with tqdm(total=len(futures), desc=f"study ({ex.name}, {ex.workers} workers)", disable=not progress) as bar:
-            values = dict(zip(keys, ex.gather(futures, progress=bar)))
+        # Gathered activation by activation (the serial executor runs them in this order), so an interrupted
+        # study has whole activations done.
+        cells = {**{("train", k): f for k, f in trained.items()}, **{("deploy", k): f for k, f in deployed.items()},
+                 **{("bench", k): f for k, f in timed.items()}}
+        keys = sorted(cells, key=lambda key: activations.index(key[1][0]))
+        results: dict[int, object] = {}
+        try:
+            with tqdm(total=len(keys), desc=f"study ({ex.name}, {ex.workers} workers)", disable=not progress) as bar:
+                ex.gather([cells[k] for k in keys], progress=bar, results=results)
+        except KeyboardInterrupt:  # keep what finished: the report of the activations done, without the plot
+            values = {keys[i]: v for i, v in results.items()}
+            done = [a for a in activations if all(k in values for k in keys if k[1][0] == a)]
+            if done:
+                rows = [_assemble_row(a, seeds, backends, targets, values, out_dir, model) for a in done]
+                _write_reports(StudyResult(model, list(targets), list(backends), qat_epochs, rows, prefer, task,
+                                           seeds), out_dir)
+                interrupt.note(f"study.md/.json/.csv for {', '.join(done)} in {out_dir}")
+            raise
+        values = {keys[i]: v for i, v in results.items()}
     finally:  # also on Ctrl-C: Ray's workers and QEMU runs stop with it; what finished stays in the cache
         if isinstance(executor, str):
             ex.shutdown()

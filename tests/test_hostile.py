@@ -672,8 +672,10 @@ def test_calibrate_gives_finite_scales_or_refuses(values, dtype, width):
 def test_ctrl_c_in_study_keeps_the_report_of_what_finished(tmp_path):
     """relu (shipped checkpoint) finishes; Ctrl-C while leaky_relu trains: the report holds relu's row."""
     out = tmp_path / "study"
+    # Serial: cells in a known order, so relu's row is done when leaky_relu starts training (Ray runs them at once).
     p = _start(["study", "--model", "mlp", "--activations", "relu,leaky_relu", "--backends", "onnxruntime",
-                "--qat-epochs", "0", "--runs", "1", "--test-limit", "50", "--quiet", "--out", str(out)],
+                "--qat-epochs", "0", "--runs", "1", "--test-limit", "50", "--quiet", "--executor", "serial",
+                "--out", str(out)],
                env=dict(os.environ, EDGEACT_CACHE=str(tmp_path / "cache")))
     try:
         tail = _Tail(p)

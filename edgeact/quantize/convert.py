@@ -71,6 +71,7 @@ def with_tables(model: fx.GraphModule) -> fx.GraphModule:
         if isinstance(m, Q.QuantizedActivation) and m.lowering != "none":
             m.lowering = "table"
     copied.edgeact_example = getattr(model, "edgeact_example", None)
+    copied.edgeact_backend = getattr(model, "edgeact_backend", "ideal")  # deepcopy keeps no custom attributes
     return copied
 
 
