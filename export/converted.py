@@ -12,15 +12,20 @@ import torch
 import torch.fx as fx
 
 from edgeact.errors import ModelFileError
-from edgeact.export.onnxruntime.graph import save_atomic
+from edgeact.fileio import atomic_write
 from edgeact.quantized import modules as Q
+
+
+def is_converted(model) -> bool:
+    """Whether `model` is what edgeact.convert returns: an fx graph of edgeact's integer modules."""
+    return isinstance(model, fx.GraphModule) and any(isinstance(m, Q.QuantizedModule) for m in model.modules())
 
 
 def save_converted(model: fx.GraphModule, path) -> Path:
     """torch.save the converted model, atomically."""
     buf = io.BytesIO()
     torch.save(model, buf)
-    return save_atomic(buf.getvalue(), path)
+    return atomic_write(path, buf.getvalue(), create_dirs=False)
 
 
 def load_converted(path) -> fx.GraphModule:
@@ -34,7 +39,7 @@ def load_converted(path) -> fx.GraphModule:
     except Exception as exc:  # pickle, zip and torch errors alike
         raise ModelFileError(f"{str(path)!r} is not a readable torch.save file ({type(exc).__name__}: {exc}); "
                              "save the converted model with save_converted") from exc
-    if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
+    if not is_converted(model):
         raise ModelFileError(f"{str(path)!r} holds a {type(model).__name__}, not a converted model: save the "
                              "result of edgeact.convert(prepared_model)")
     return model

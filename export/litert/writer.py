@@ -37,6 +37,7 @@ from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.backend import get_backend
+from edgeact.export.converted import is_converted
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
 
@@ -510,7 +511,7 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
     default: the example recorded by convert(). io: 'float' (float32 in and out with QUANTIZE /
     DEQUANTIZE at the edges) or 'int8' (the codes in and out). 4-D inputs and outputs are NHWC.
     """
-    if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
+    if not is_converted(model):
         raise UnsupportedError(
             f"to_tflite needs a converted model (edgeact.convert(prepared_model)), got {type(model).__name__}; "
             "prepare, calibrate and convert it first")

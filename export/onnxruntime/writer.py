@@ -33,6 +33,7 @@ import torch.fx as fx
 from torch.fx.passes.shape_prop import ShapeProp
 
 from edgeact.backend import get_backend
+from edgeact.export.converted import is_converted
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.handlers import Handlers
 from edgeact.qparams import QuantParams
@@ -347,7 +348,7 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
     U8U8 kernels, exact on every CPU) or 'int8' (zero point 0: its u8s8 kernels, which saturate pairs of
     products on AVX2); default: the backend's ('int8' for 'onnxruntime:x86-avx2', else 'uint8').
     """
-    if not isinstance(model, fx.GraphModule) or not any(isinstance(m, Q.QuantizedModule) for m in model.modules()):
+    if not is_converted(model):
         raise UnsupportedError(
             f"to_onnx needs a converted model (edgeact.convert(prepared_model)), got {type(model).__name__}; "
             "prepare, calibrate and convert it first")
