@@ -40,13 +40,13 @@ _REGISTRY: dict[str, "Backend"] = {}
 class ActivationPlan:
     """How one activation is lowered for a backend, and the codes that lowering computes.
 
-    lowering: 'native' (the runtime's own op; `op` names it where the runtime has several), 'table'
-    (an exact lookup table) or 'none' (identity between equal parameters: no op at all).
+    lowering: 'native' (the runtime's own op), 'table' (an exact lookup table), 'chain' (a few int8 ops the
+    runtime's fast path runs) or 'none' (identity between equal parameters: no op at all). Which ops a file
+    holds is recorded by its writer in the file's metadata.
     """
 
     lowering: str
     table: np.ndarray
-    op: str | None = None
 
 
 class Backend:

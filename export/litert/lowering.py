@@ -99,7 +99,7 @@ def plan_activation(backend, act, in_qp: QuantParams, out_qp: QuantParams,
         if kernel is None:
             raise UnsupportedError(f"{act.name}: no native int8 TFLite kernel at these parameters; use lowering='table'")
         table = arm_native_table(kernel, in_qp, out_qp) if backend.prefer == "arm" else native_table(kernel, in_qp, out_qp)
-        return ActivationPlan("native", table, kernel.op)
+        return ActivationPlan("native", table)
     table = np.asarray(backend.arithmetic.activation_table(act, in_qp, out_qp), dtype=np.int64)
     chains = backend.arithmetic.uses_chains
     if requested == "table":
@@ -110,9 +110,9 @@ def plan_activation(backend, act, in_qp: QuantParams, out_qp: QuantParams,
     if plan.kind == "none" and np.array_equal(table, in_qp.codes()):
         return ActivationPlan("none", table)
     if plan.kind == "native" and np.array_equal(table, native_table(NativeKernel(plan.op, plan.options), in_qp, out_qp)):
-        return ActivationPlan("native", table, plan.op)
+        return ActivationPlan("native", table)
     if plan.kind == "chain" and np.array_equal(table, chain_codes(plan.options["chain"], in_qp, backend.arithmetic)):
-        return ActivationPlan("chain", table, " → ".join(plan.options["chain"].ops))
+        return ActivationPlan("chain", table)
     return ActivationPlan("table", table)
 
 
