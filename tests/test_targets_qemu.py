@@ -9,7 +9,7 @@ import pytest
 
 import fixtures_models as F
 from edgeact.errors import TargetError
-from edgeact.targets import get_target
+from edgeact.targets import get_target, list_targets
 from edgeact.targets import sysroot
 
 
@@ -84,3 +84,9 @@ def test_cpu_views_carry_their_own_cpuinfo(aarch64_root):
         assert f"CPU part\t: {cpu.part}" in text
     with pytest.raises(TargetError, match="cortex-a53"):
         get_target("qemu-aarch64:cortex-x9")
+
+
+def test_targets_list_names_each_arm_targets_kernel_family_and_backend(aarch64_root, armv7_root):
+    details = {s.name: s.detail for s in list_targets()}
+    assert "kernels: aarch64" in details["qemu-aarch64"] and "backend litert:aarch64" in details["qemu-aarch64"]
+    assert "backend tflite-runtime:armv7" in details["qemu-armv7"]

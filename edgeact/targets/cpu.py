@@ -17,8 +17,9 @@ DESCRIPTION = {
     "x86-avx512bw": "x86-64 AVX-512BW without VNNI (u8s8 pairs saturate to int16, VPMADDUBSW)",
     "x86-avx2": "x86-64 AVX2 (u8s8 pairs saturate to int16, VPMADDUBSW)",
     "x86-sse4": "x86-64 SSE4 (u8s8 products widened to int16, exact)",
-    "aarch64": "aarch64 (exact int32 dot products)",
-    "armv7": "32-bit ARM",
+    "aarch64": "aarch64 (exact int32 dot products; LiteRT's NEON HARD_SWISH and XNNPACK's fixed-point MUL: "
+               "backend litert:aarch64)",
+    "armv7": "32-bit ARM (tflite-runtime 2.14's builtin NEON kernels: backend tflite-runtime:armv7)",
     "unknown": "an unrecognised CPU",
 }
 

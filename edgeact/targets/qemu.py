@@ -87,8 +87,11 @@ class QemuTarget(Target):
         except TargetError as exc:
             return TargetStatus(self.name, False, self.spec.backends, str(exc),
                                 f"edgeact target setup {self.name}")
+        from edgeact.targets.cpu import DESCRIPTION, target_family
+
         return TargetStatus(self.name, True, self.spec.backends,
-                            f"{self.spec.why}; CPUs {', '.join(c.name for c in self.spec.cpus)}")
+                            f"{self.spec.why}; CPUs {', '.join(c.name for c in self.spec.cpus)}; kernels: "
+                            f"{DESCRIPTION[target_family(self)]}")
 
     def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
             count=True, session_options=None) -> RunResult:
