@@ -21,6 +21,48 @@ def is_converted(model) -> bool:
     return isinstance(model, fx.GraphModule) and any(isinstance(m, Q.QuantizedModule) for m in model.modules())
 
 
+def checked_for_export(model, example_inputs, io: str, ios, *, writer: str, fmt: str, runtime: str,
+                       exact_backend: str, batch_one: bool = False):
+    """What both writers check before they write: a converted model, a known `io`, example inputs that fit
+    (shapes are propagated through the model, which loses them in torch.save). Returns the model's backend,
+    whether convert planned its activations for this format (else: a warning, every activation a table) and
+    the example tensors (`batch_one`: cut to one sample)."""
+    import warnings
+
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    from edgeact.backend import get_backend
+    from edgeact.errors import ExportError, UnsupportedError
+
+    if not is_converted(model):
+        raise UnsupportedError(
+            f"{writer} needs a converted model (edgeact.convert(prepared_model)), got {type(model).__name__}; "
+            "prepare, calibrate and convert it first")
+    if io not in ios:
+        raise UnsupportedError(f"io must be one of {ios}, got {io!r}")
+    backend = get_backend(getattr(model, "edgeact_backend", "ideal"))
+    planned = backend.format == fmt
+    if not planned:
+        warnings.warn(f"the model was converted for backend {backend.name!r}: {runtime} rounds differently at some "
+                      f"ties, so its codes may differ; convert with backend={exact_backend!r} for a bit-exact "
+                      "export", stacklevel=3)
+    if example_inputs is None:
+        example_inputs = getattr(model, "edgeact_example", None)
+        if example_inputs is None:
+            raise ExportError(f"{writer} needs example_inputs (a tensor of the input shape)")
+    examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    examples = tuple(torch.as_tensor(e, dtype=torch.float32) for e in examples)
+    if batch_one:
+        examples = tuple(e[:1] for e in examples)
+    try:
+        with torch.no_grad():
+            ShapeProp(model).propagate(*examples)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ExportError(f"the example input(s) of shape {[tuple(e.shape) for e in examples]} do not fit the "
+                          f"model ({exc}); pass tensors shaped like the model's input") from exc
+    return backend, planned, examples
+
+
 def save_converted(model: fx.GraphModule, path) -> Path:
     """torch.save the converted model, atomically."""
     buf = io.BytesIO()

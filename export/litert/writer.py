@@ -19,13 +19,11 @@ activation's table.
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import torch
 import torch.fx as fx
 from ai_edge_litert import schema_py_generated as schema
-from torch.fx.passes.shape_prop import ShapeProp
 
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.export.litert.lowering import add_activation, add_table
@@ -36,8 +34,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
-from edgeact.backend import get_backend
-from edgeact.export.converted import is_converted
+from edgeact.export.converted import checked_for_export
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
 
@@ -511,30 +508,9 @@ def to_tflite(model: fx.GraphModule, example_inputs=None, path=None, *, io: str 
     default: the example recorded by convert(). io: 'float' (float32 in and out with QUANTIZE /
     DEQUANTIZE at the edges) or 'int8' (the codes in and out). 4-D inputs and outputs are NHWC.
     """
-    if not is_converted(model):
-        raise UnsupportedError(
-            f"to_tflite needs a converted model (edgeact.convert(prepared_model)), got {type(model).__name__}; "
-            "prepare, calibrate and convert it first")
-    if io not in IOS:
-        raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
-    backend = get_backend(getattr(model, "edgeact_backend", "ideal"))
-    planned = backend.format == "tflite"
-    if not planned:
-        warnings.warn(f"the model was converted for backend {backend.name!r}: LiteRT rounds differently at some "
-                      "ties, so its codes may differ; convert with backend='litert' for a bit-exact export",
-                      stacklevel=2)
-    if example_inputs is None:
-        example_inputs = getattr(model, "edgeact_example", None)
-        if example_inputs is None:
-            raise ExportError("to_tflite needs example_inputs (a tensor of the input shape)")
-    examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    examples = tuple(torch.as_tensor(e, dtype=torch.float32)[:1] for e in examples)
-    try:
-        with torch.no_grad():
-            ShapeProp(model).propagate(*examples)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ExportError(f"the example input(s) of shape {[tuple(e.shape) for e in examples]} do not fit the "
-                          f"model ({exc}); pass tensors shaped like the model's input") from exc
+    backend, planned, examples = checked_for_export(
+        model, example_inputs, io, IOS, writer="to_tflite", fmt="tflite", runtime="LiteRT", exact_backend="litert",
+        batch_one=True)
     exporter = _Exporter(model, io, planned)
     exporter.run([tuple(e.shape) for e in examples])
     meta = tensor_map(exporter)

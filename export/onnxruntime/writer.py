@@ -24,16 +24,12 @@ converted model computes); the conv sums integers and requantizes once, like the
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import onnx
-import torch
 import torch.fx as fx
-from torch.fx.passes.shape_prop import ShapeProp
 
-from edgeact.backend import get_backend
-from edgeact.export.converted import is_converted
+from edgeact.export.converted import checked_for_export
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.handlers import Handlers
 from edgeact.qparams import QuantParams
@@ -348,35 +344,13 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
     U8U8 kernels, exact on every CPU) or 'int8' (zero point 0: its u8s8 kernels, which saturate pairs of
     products on AVX2); default: the backend's ('int8' for 'onnxruntime:x86-avx2', else 'uint8').
     """
-    if not is_converted(model):
-        raise UnsupportedError(
-            f"to_onnx needs a converted model (edgeact.convert(prepared_model)), got {type(model).__name__}; "
-            "prepare, calibrate and convert it first")
-    if io not in IOS:
-        raise UnsupportedError(f"io must be one of {IOS}, got {io!r}")
-    backend = get_backend(getattr(model, "edgeact_backend", "ideal"))
-    planned = backend.format == "onnx"
+    backend, planned, examples = checked_for_export(
+        model, example_inputs, io, IOS, writer="to_onnx", fmt="onnx", runtime="ONNX Runtime",
+        exact_backend="onnxruntime")
+    shapes = [tuple(e.shape) for e in examples]
     weights = weights or getattr(backend, "weights", "uint8")
     if weights not in WEIGHTS:
         raise UnsupportedError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    if not planned:
-        warnings.warn(f"the model was converted for backend {backend.name!r}: ONNX Runtime rounds differently at "
-                      "some ties, so its codes may differ; convert with backend='onnxruntime' for a bit-exact "
-                      "export", stacklevel=2)
-    if example_inputs is None:
-        example_inputs = getattr(model, "edgeact_example", None)
-        if example_inputs is None:
-            raise ExportError("to_onnx needs example_inputs (a tensor of the input shape)")
-    examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    examples = tuple(torch.as_tensor(e, dtype=torch.float32) for e in examples)
-    shapes = [tuple(e.shape) for e in examples]
-    # Shapes of every node (a model that went through torch.save/torch.load has lost them).
-    try:
-        with torch.no_grad():
-            ShapeProp(model).propagate(*examples)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ExportError(f"the example input(s) of shape {shapes} do not fit the model ({exc}); pass tensors "
-                          "shaped like the model's input") from exc
     exporter = _Exporter(model, io, require_exact, planned, weights)
     g = exporter.run(shapes)
     lowered = ", ".join(f"{k}: {v}" for k, v in exporter.used_lowerings.items()) or "none"
