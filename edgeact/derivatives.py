@@ -7,14 +7,9 @@ from __future__ import annotations
 
 from edgeact import activations as _A
 
-globals().update({name: spec.derivative for name, spec in _A.REGISTRY.items()})
-silu = _A.get("swish").derivative
-
-
-def __getattr__(name: str):
-    if name in _A.REGISTRY:
-        return _A.REGISTRY[name].derivative
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_functions, __getattr__ = _A.view(__name__, "derivative")
+globals().update(_functions)
+silu = _functions["swish"]
 
 
 __all__ = [*_A.names(), "silu"]

@@ -10,14 +10,9 @@ from __future__ import annotations
 from edgeact import activations as _A
 from edgeact.activations.selu import SELU_ALPHA, SELU_SCALE
 
-globals().update({name: spec.torch_fn for name, spec in _A.REGISTRY.items()})
-silu = _A.get("swish").torch_fn
-
-
-def __getattr__(name: str):
-    if name in _A.REGISTRY:
-        return _A.REGISTRY[name].torch_fn
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_functions, __getattr__ = _A.view(__name__, "torch_fn")
+globals().update(_functions)
+silu = _functions["swish"]
 
 
 __all__ = [*_A.names(), "silu", "SELU_ALPHA", "SELU_SCALE"]

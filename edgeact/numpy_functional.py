@@ -9,14 +9,9 @@ from __future__ import annotations
 from edgeact import activations as _A
 from edgeact.activations.gelu import GELU_APPROXIMATIONS, check_gelu_approximate
 
-globals().update({name: spec.numpy_fn for name, spec in _A.REGISTRY.items()})
-silu = _A.get("swish").numpy_fn
-
-
-def __getattr__(name: str):
-    if name in _A.REGISTRY:
-        return _A.REGISTRY[name].numpy_fn
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_functions, __getattr__ = _A.view(__name__, "numpy_fn")
+globals().update(_functions)
+silu = _functions["swish"]
 
 
 __all__ = [*_A.names(), "silu", "GELU_APPROXIMATIONS", "check_gelu_approximate"]

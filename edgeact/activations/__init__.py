@@ -105,6 +105,19 @@ def names() -> list[str]:
     return list(_DEFS)
 
 
+def view(module: str, attr: str) -> tuple[dict[str, Callable], Callable[[str], Callable]]:
+    """One spec attribute ('torch_fn', 'numpy_fn', 'derivative') of every activation, for a module that is a
+    view of the registry (edgeact.functional, numpy_functional, derivatives): its functions by name, and a
+    module `__getattr__` that finds activations registered later."""
+
+    def __getattr__(name: str) -> Callable:
+        if name in _DEFS:
+            return getattr(_DEFS[name], attr)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return {name: getattr(spec, attr) for name, spec in _DEFS.items()}, __getattr__
+
+
 def module_class(name: str) -> type:
     """The edgeact.nn class of an activation (name or alias)."""
     return _MODULES[canonical_name(name)]
@@ -190,5 +203,5 @@ _load_builtin()
 __all__ = [
     "ActivationDef", "BoundActivation", "Activation", "REGISTRY", "ALIASES", "TORCH_EQUIVALENTS", "TORCH_FUNCTIONS",
     "register",
-    "unregister", "canonical_name", "get", "names", "bind", "module_class", "module_classes", "on_change",
+    "unregister", "canonical_name", "get", "names", "bind", "view", "module_class", "module_classes", "on_change",
 ]
