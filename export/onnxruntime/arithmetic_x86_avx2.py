@@ -23,7 +23,6 @@ differs from the converted model exactly where a pair saturates; edgeact verify 
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
