@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import edgeact
+from layouts import codes, nchw, nhwc
 from edgeact import fixedpoint as fp
 from edgeact.export.litert import interpreter as rt
 from edgeact.errors import ModelFileError, UnsupportedError
@@ -44,18 +45,6 @@ def qp(scale, zero_point=0) -> QuantParams:
 
 def litert(data: bytes, feeds, mode: str) -> np.ndarray:
     return rt.run(rt.load(data, mode), feeds)[0]
-
-
-def codes(t: torch.Tensor) -> np.ndarray:
-    return t.numpy().astype(np.int64)
-
-
-def nchw(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).long()
-
-
-def nhwc(t: torch.Tensor) -> np.ndarray:
-    return codes(t).transpose(0, 2, 3, 1)
 
 
 # ---- fixed point: the vector (NEON) rounding against exact rationals --------------------------------

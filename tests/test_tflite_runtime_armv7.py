@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from ai_edge_litert import schema_py_generated as schema
 
 import edgeact
+from layouts import codes, nchw, nhwc
 from edgeact import QuantParams
 from edgeact.activations import bind
 from edgeact.backend import get_backend
@@ -44,18 +45,6 @@ def run_armv7(data: bytes, feeds, tmp_path, name="model") -> list[np.ndarray]:
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(data)
     return [o.astype(np.int64) for o in get_target("qemu-armv7").run(path, feeds, count=False).outputs]
-
-
-def codes(t: torch.Tensor) -> np.ndarray:
-    return t.numpy().astype(np.int64)
-
-
-def nchw(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).long()
-
-
-def nhwc(t: torch.Tensor) -> np.ndarray:
-    return codes(t).transpose(0, 2, 3, 1)
 
 
 def tie_prone(rng, s_in, s_w, exponents=(3, 8)):
