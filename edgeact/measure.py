@@ -266,6 +266,53 @@ def bench(model, target="host", backend: str | None = None, threads: int = 1, wa
     )
 
 
+def bench_all(models, targets, *, executor="serial", address: str | None = None, progress: bool = True,
+              **options) -> list[BenchResult]:
+    """`bench` of every model on every target, in that order (model-major), with `options` as for `bench`.
+
+    Emulated instruction counts do not depend on what else runs, so those cells run as independent tasks
+    on `executor` ('serial', 'ray', 'auto' or an edgeact.executor object; Ray: in parallel, here or on a
+    cluster at `address`). Wall-clock timings (host, SSH, QEMU with count=False) run one at a time in this
+    process, before the parallel cells start, so no concurrent work skews them.
+    """
+    from tqdm.auto import tqdm
+
+    from edgeact.executor import get_executor
+
+    cells = [(m, _resolve(t)) for m in models for t in targets]
+    counted = options.get("count", True) and options.get("threads", 1) == 1
+    parallel = [i for i, (_, t) in enumerate(cells) if t.emulated and counted]
+    results: dict[int, BenchResult] = {}
+    with tqdm(total=len(cells), desc="bench", unit="cell", disable=not progress or len(cells) < 2) as bar:
+        for i, (m, t) in enumerate(cells):
+            if i not in parallel:
+                results[i] = bench(m, t, progress=progress and len(cells) == 1, **options)
+                bar.update(1)
+        if parallel:
+            ex = get_executor(executor, address) if isinstance(executor, str) else executor
+            try:
+                futures = [ex.submit(_bench_file, Path(cells[i][0]).name, check_model(cells[i][0]).read_bytes(),
+                                     cells[i][1], options) for i in parallel]
+                done: dict[int, BenchResult] = {}
+                ex.gather(futures, progress=bar, results=done)
+            finally:
+                if isinstance(executor, str):
+                    ex.shutdown()
+            for k, i in enumerate(parallel):
+                results[i] = dataclasses.replace(done[k], model=str(cells[i][0]))
+    return [results[i] for i in range(len(cells))]
+
+
+def _bench_file(name: str, content: bytes, target: Target, options: dict) -> BenchResult:
+    """One emulated cell as a task: the file travels as bytes, so a worker on another machine can run it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgeact-bench-") as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(content)
+        return bench(path, target, progress=False, **options)
+
+
 def xnnpack_partitions(model) -> dict | None:
     """{'delegated': n, 'outside': [op, …]} of a .tflite under LiteRT's default XNNPACK delegate (the same
     split on every CPU: XNNPACK decides by op and type, on the host), None for other formats."""

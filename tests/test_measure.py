@@ -83,6 +83,29 @@ def test_bench_on_qemu_reports_instruction_counts(aarch64_root, target_models, t
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
+def test_cli_bench_over_many_files_on_ray_gives_the_serial_counts(aarch64_root, target_models, tmp_path):
+    """Emulated instruction counts run as Ray tasks (files shipped as bytes), host timings stay in this process;
+    the table is the serial one, in the same order, with the user's paths."""
+    pytest.importorskip("ray")
+    files = [str(target_models[n]) for n in ("hardswish_int8.tflite", "conv_int8.tflite", "hardswish_gather.tflite")]
+    runs = {}
+    for executor in ("serial", "ray"):
+        out = tmp_path / f"{executor}.json"
+        argv = ["bench", *files, "--target", "host", "--target", "qemu-aarch64", "--runs", "2", "--executor",
+                executor, "--json", str(out), "--no-progress"]
+        assert main(argv) == 0
+        runs[executor] = json.loads(out.read_text())
+    serial, ray_rows = runs["serial"], runs["ray"]
+    assert [(r["model"], r["target"]) for r in ray_rows] == [(r["model"], r["target"]) for r in serial] \
+        == [(f, t) for f in files for t in ("host", "qemu-aarch64")]
+    for a, b in zip(ray_rows, serial):
+        if b["emulated"]:
+            assert a["insns"]["median"] == b["insns"]["median"] > 10_000
+        else:
+            assert a["insns"] is None and a["latency_ms"]["n"] == 2
+
+
 def test_check_on_host_against_float(target_models, tmp_path):
     data = tmp_path / "x.npz"
     np.savez(data, x=F.sample_input((1, 16, 56, 56), seed=7))

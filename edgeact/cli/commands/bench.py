@@ -24,6 +24,12 @@ def register(subparsers) -> None:
     p.add_argument("--json", nargs="?", const="-", metavar="PATH", help="write JSON (stdout if no path)")
     p.add_argument("--csv", nargs="?", const="-", metavar="PATH", help="write CSV (stdout if no path)")
     p.add_argument("--plot", metavar="PNG", help="write a latency / instruction-count plot")
+    p.add_argument("--executor", default="serial", choices=("auto", "serial", "ray"),
+                   help="where the emulated instruction-count cells run: one after another (default), or as "
+                   "parallel Ray tasks ('ray'; 'auto': Ray when installed). Wall-clock timings always run one at "
+                   "a time here")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to attach to (default $RAY_ADDRESS, else Ray embedded in this process)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=handler)
 
@@ -35,12 +41,9 @@ def handler(args) -> int:
 
     targets = get_targets(args.target, args.cpu)
     data = read_arrays(args.data) if args.data else None
-    results = []
-    for model in args.models:
-        for t in targets:
-            results.append(measure.bench(model, t, backend=args.backend, threads=args.threads,
-                                         warmup=args.warmup, runs=args.runs, inputs=data,
-                                         progress=not args.no_progress, count=not args.no_count))
+    results = measure.bench_all(args.models, targets, executor=args.executor, address=args.address,
+                                progress=not args.no_progress, backend=args.backend, threads=args.threads,
+                                warmup=args.warmup, runs=args.runs, inputs=data, count=not args.no_count)
     report.emit_all(report.bench_markdown(results), report.bench_json(results), report.bench_csv(results),
                     args.json, args.csv)
     if args.plot:
