@@ -24,6 +24,7 @@ registry in natives.py), because the table this semantics returns must be the on
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -165,7 +166,8 @@ class OnnxRuntimeArithmetic(Arithmetic):
     Model ops, as ORT runs edgeact's QDQ graph (uint8 tensors inside, see export/onnx_model.py):
     Conv / depthwise Conv → QLinearConv and Linear → QGemm: exact int32 accumulator, then
     float32(acc) · float32(s_in·s_w[c] / s_out), round half to even (MlasRequantizeOutput).
-    Add, Mul, Concat stay DQ → float32 op → Q (ORT 1.32 does not fuse them on CPU). Average
+    Mul → QLinearMul (the writer gives its Q/DQ rank-0 scales so ORT fuses it; `qlinear_mul`). Add and
+    Concat stay DQ → float32 op → Q (shape-[1] scales: ORT does not fuse them). Average
     pooling and the spatial mean are exported as a depthwise conv with weights 1 of scale 1/count,
     i.e. the conv requantization of the integer window sum.
     """
@@ -205,8 +207,17 @@ class OnnxRuntimeArithmetic(Arithmetic):
                                   out_qp)
 
     def mul(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        """QLinearMul where `mul_is_fused` (the writer then lets ORT fuse it), else DQ → float32 Mul → Q."""
+        if self.mul_is_fused(qa, qb, out_qp):
+            return qlinear_mul(a, qa, b, qb, out_qp)
         return self._quantize_f32((self.dequantize(a, qa) * self.dequantize(b, qb)) / torch.tensor(F32(out_qp.scale)),
                                   out_qp)
+
+    def mul_is_fused(self, qa: QuantParams, qb: QuantParams, out_qp: QuantParams) -> bool:
+        """Whether a Mul with these parameters is written for QLinearMul: when its codes are the same on every
+        CPU, i.e. MLAS's x86 kernel (separate float32 multiply and add) and its aarch64 kernel (GCC contracts
+        them into one fused multiply-add) agree on every pair of input codes."""
+        return qlinear_mul_portable(*_key(qa), *_key(qb), *_key(out_qp))
 
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
                 op: str = "mean") -> torch.Tensor:
@@ -236,6 +247,35 @@ class OnnxRuntimeArithmetic(Arithmetic):
         else:
             s = s.reshape(())
         return OnnxRuntimeArithmetic._quantize_f32(acc.float() * s, out_qp)
+
+
+def qlinear_mul(a: torch.Tensor, qa: QuantParams, b: torch.Tensor, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+    """MlasQLinearMul on x86-64: the exact integer product (a − z_a)(b − z_b), converted to float32, times the
+    float32 ratio (s_a·s_b)/s_c, plus the output zero point (of the uint8 codes ORT runs: int8 codes + 128),
+    rounded half to even and saturated; a separate float32 multiply and add (its SSE2 kernel, used on every
+    x86-64 CPU). ORT's aarch64 build fuses the two into one FMA (measured under QEMU), which rounds differently
+    near ties; `qlinear_mul_portable` says when the two agree."""
+    shift = 128 if out_qp.dtype == "int8" else 0
+    ratio = F32(F32(F32(qa.scale) * F32(qb.scale)) / F32(out_qp.scale))
+    p = ((a.long() - qa.zero_point) * (b.long() - qb.zero_point)).float()
+    t = p * torch.tensor(ratio) + torch.tensor(F32(out_qp.zero_point + shift))
+    return torch.round(t).clamp(out_qp.qmin + shift, out_qp.qmax + shift).long() - shift
+
+
+def _key(qp: QuantParams) -> tuple:
+    return float(qp.scale), int(qp.zero_point), int(qp.qmin), int(qp.qmax)
+
+
+@functools.lru_cache(maxsize=4096)
+def qlinear_mul_portable(sa, za, amin, amax, sb, zb, bmin, bmax, sc, zc, cmin, cmax) -> bool:
+    """x86's and aarch64's QLinearMul give the same codes for every pair of input codes (see mul_is_fused)."""
+    shift = 128 if cmin == -128 else 0
+    ratio = F32(F32(F32(sa) * F32(sb)) / F32(sc))
+    p = np.unique(np.outer(np.arange(amin, amax + 1) - za, np.arange(bmin, bmax + 1) - zb)).astype(F32)
+    zero = F32(zc + shift)
+    separate = np.clip(np.rint((p * ratio).astype(F32) + zero), cmin + shift, cmax + shift)
+    fused = np.clip(np.rint(fma32(p, ratio, zero)), cmin + shift, cmax + shift)
+    return bool(np.array_equal(separate, fused))
 
 
 def average_weight_scale(count: int) -> np.float32:

@@ -46,16 +46,22 @@ class GraphBuilder:
         self._used.add(name)
         return name
 
-    def constant(self, array, hint: str, dtype=None) -> str:
-        """An initializer; identical scalars (scales, zero points) are written once."""
+    def constant(self, array, hint: str, dtype=None, *, rank0: bool = False) -> str:
+        """An initializer; identical scalars (scales, zero points) are written once.
+
+        A scalar is written as a one-element tensor (shape [1]) unless `rank0`: onnxruntime fuses
+        DQ → Add/Mul/Concat/… → Q into its QLinear kernels only when the scales and zero points are rank 0,
+        so the shape decides which ops run in ORT's integer kernels (see `qconst` in writer.py).
+        """
         arr = np.asarray(array, dtype=dtype) if dtype is not None else np.asarray(array)
         key = None
         if arr.ndim == 0:
-            key = (arr.dtype.str, arr.tobytes())
+            key = (arr.dtype.str, arr.tobytes(), rank0)
             if key in self._scalars:
                 return self._scalars[key]
         name = self.unique(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        arr = arr if arr.ndim == 0 and rank0 else np.ascontiguousarray(arr)  # ascontiguousarray makes rank 1
+        self.initializers.append(numpy_helper.from_array(arr, name))
         if key is not None:
             self._scalars[key] = name
         return name

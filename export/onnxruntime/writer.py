@@ -36,7 +36,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
-from edgeact.export.onnxruntime.arithmetic import average_weight_scale
+from edgeact.export.onnxruntime.arithmetic import ARITHMETIC, average_weight_scale
 from edgeact.export.onnxruntime.lowering import lower_activation
 from edgeact.export.onnxruntime.graph import GraphBuilder, check, save_atomic
 
@@ -62,8 +62,10 @@ ONNX_OPS = Handlers("ONNX writer")
 
 
 class _Exporter:
-    def __init__(self, gm: fx.GraphModule, io: str, require_exact: bool, planned: bool, weights: str = "uint8"):
+    def __init__(self, gm: fx.GraphModule, io: str, require_exact: bool, planned: bool, weights: str = "uint8",
+                 arithmetic=ARITHMETIC):
         self.gm = gm
+        self.arithmetic = arithmetic  # decides which Muls are written for QLinearMul
         self.modules = dict(gm.named_modules())
         self.g = GraphBuilder("edgeact")
         self.codes: dict[fx.Node, tuple[str, QuantParams]] = {}  # node → (onnx name of uint8 codes, model qp)
@@ -76,16 +78,20 @@ class _Exporter:
         self.input_shapes: dict[fx.Node, list] = {}
 
     # ---- helpers -------------------------------------------------------------------------------
-    def qconst(self, qp: QuantParams) -> tuple[str, str]:
+    def qconst(self, qp: QuantParams, fused: bool = False) -> tuple[str, str]:
+        """Scale and zero point of a Q/DQ node. `fused`: rank 0, so that ORT fuses the op between its DQs and
+        Q into its integer kernel (only for ops whose integer kernel the arithmetic models and that compute
+        the same on every CPU: Mul → QLinearMul); otherwise shape [1], and ORT runs the op in float32."""
         q = inner(qp)
-        return self.g.constant(F32(q.scale), "scale"), self.g.constant(np.asarray(q.zero_point, q.np_dtype), "zero_point")
+        return (self.g.constant(F32(q.scale), "scale", rank0=fused),
+                self.g.constant(np.asarray(q.zero_point, q.np_dtype), "zero_point", rank0=fused))
 
-    def dq(self, node: fx.Node, hint: str) -> str:
+    def dq(self, node: fx.Node, hint: str, fused: bool = False) -> str:
         name, qp = self.codes[node]
-        return self.g.node("DequantizeLinear", [name, *self.qconst(qp)], f"{hint}_dq")
+        return self.g.node("DequantizeLinear", [name, *self.qconst(qp, fused)], f"{hint}_dq")
 
-    def q(self, x: str, qp: QuantParams, hint: str) -> str:
-        return self.g.node("QuantizeLinear", [x, *self.qconst(qp)], hint)
+    def q(self, x: str, qp: QuantParams, hint: str, fused: bool = False) -> str:
+        return self.g.node("QuantizeLinear", [x, *self.qconst(qp, fused)], hint)
 
     def shape(self, node: fx.Node) -> tuple[int, ...]:
         meta = node.meta.get("tensor_meta")
@@ -216,9 +222,13 @@ def _dequantize(ex, node, m):
 @ONNX_OPS.register(Q.QuantizedAdd, Q.QuantizedMul)
 def _binary(ex, node, m):
     a, b = node.args
-    op = "Add" if isinstance(m, Q.QuantizedAdd) else "Mul"
-    y = ex.g.node(op, [ex.dq(a, f"{node.name}_a"), ex.dq(b, f"{node.name}_b")], node.name)
-    ex.codes[node] = (ex.q(y, m.out_qparams, f"{node.name}_q"), m.out_qparams)
+    # Mul runs as QLinearMul where its codes are the same on every CPU (the arithmetic decides, and computes
+    # them); Add stays in float32: QLinearAdd rounds differently with FMA (AVX2, NEON) and without (SSE).
+    op, fused = "Add", False
+    if isinstance(m, Q.QuantizedMul):
+        op, fused = "Mul", ex.arithmetic.mul_is_fused(*m.in_qparams, m.out_qparams)
+    y = ex.g.node(op, [ex.dq(a, f"{node.name}_a", fused), ex.dq(b, f"{node.name}_b", fused)], node.name)
+    ex.codes[node] = (ex.q(y, m.out_qparams, f"{node.name}_q", fused), m.out_qparams)
 
 
 @ONNX_OPS.register(Q.QuantizedConcat)
@@ -351,7 +361,8 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
     weights = weights or getattr(backend, "weights", "uint8")
     if weights not in WEIGHTS:
         raise UnsupportedError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    exporter = _Exporter(model, io, require_exact, planned, weights)
+    arithmetic = backend.arithmetic if planned else ARITHMETIC
+    exporter = _Exporter(model, io, require_exact, planned, weights, arithmetic)
     g = exporter.run(shapes)
     lowered = ", ".join(f"{k}: {v}" for k, v in exporter.used_lowerings.items()) or "none"
     onnx_model = g.model(doc=f"edgeact QDQ int8 export (backend={backend.name}); activations: {lowered}")

@@ -1,0 +1,127 @@
+"""onnxruntime's fused integer kernels edgeact relies on, checked exhaustively on several CPUs.
+
+A Mul of two int8 tensors is written with rank-0 Q/DQ scales, so that onnxruntime runs it as QLinearMul, when
+MLAS's x86-64 kernel (separate float32 multiply and add) and its aarch64 kernel (one fused multiply-add) give
+the same codes for every pair of input codes; otherwise it stays DQ → float32 Mul → Q. The converted model
+computes whichever the file runs. Every one of the 65,536 code pairs, for scale triples that fuse, that do
+not, and that land every product on a rounding tie, must give the same codes in ORT as in the converted
+model — natively, under qemu-x86_64 -cpu Haswell (AVX2) and Nehalem (SSE4.2, no FMA), and in ORT's aarch64
+build under qemu-aarch64. The references are the kernels' float32 steps written out here with NumPy.
+"""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+import edgeact
+from edgeact import QuantParams
+from edgeact.export import to_onnx
+from edgeact.export.onnxruntime.arithmetic import fma32
+from edgeact.targets import get_target
+
+F32 = np.float32
+# (s_a, z_a, s_b, z_b, s_c, z_c); the last: products · ratio land on .5 exactly (ratio 1/2, z_c even)
+SCALES = [(0.0213, 7, 0.0041, -128, 0.0077, -24), (0.05, -3, 0.11, 20, 0.9, 100), (0.25, 0, 0.5, 0, 0.25, 2)]
+
+
+class Product(nn.Module):
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+def numpy_qlinear_mul(a, b, sa, za, sc, zc, fma: bool) -> np.ndarray:
+    """MLAS's QLinearMul written out independently: uint8 codes, float32 product · ratio + zero point, with a
+    separate multiply and add (x86-64) or one fused multiply-add (aarch64; FMA emulated exactly in float64
+    plus a correction for the double rounding)."""
+    ratio = F32(F32(F32(sa) * F32(sa)) / F32(sc))
+    p = ((a.astype(np.int64) - za) * (b.astype(np.int64) - za)).astype(F32)
+    t = fma32(p, ratio, F32(zc + 128)) if fma else (p * ratio).astype(F32) + F32(zc + 128)
+    return np.clip(np.rint(t), 0, 255).astype(np.int64) - 128
+
+
+def numpy_float_mul(a, b, sa, za, sc, zc) -> np.ndarray:
+    """DQ → float32 Mul → Q (QuantizeLinear divides by the scale, rounds half to even)."""
+    da = ((a - za).astype(F32) * F32(sa)).astype(F32)
+    db = ((b - za).astype(F32) * F32(sa)).astype(F32)
+    return np.clip(np.rint(((da * db).astype(F32) / F32(sc)).astype(F32)) + zc, -128, 127).astype(np.int64)
+
+
+def _all_pairs() -> np.ndarray:
+    """(256, 512) int8 codes: row r pairs a = every code with b = every code shifted by r — all 65,536 pairs."""
+    codes = np.arange(-128, 128)
+    return np.stack([np.concatenate([codes, np.roll(codes, r)]) for r in range(256)]).astype(np.int8)
+
+
+def _product_file(tmp_path, sa, za, sc, zc):
+    """The converted a·b (both halves of one input: one scale) with these parameters, as an int8-io ONNX file."""
+    prepared = edgeact.prepare(Product())
+    edgeact.calibrate(prepared, [torch.randn(4, 512)], progress=False)
+    conv = edgeact.convert(prepared, backend="onnxruntime")
+    qa, qc = QuantParams(sa, za), QuantParams(sc, zc)
+    for m in conv.modules():  # the parameters under test, set exactly on every module
+        if hasattr(m, "out_qparams"):
+            is_mul = type(m).__name__ == "QuantizedMul"
+            m.in_qparams = [qa, qa] if is_mul else ([qc] if type(m).__name__ == "Dequantize" else
+                                                     ([qa] if m.in_qparams else []))
+            m.out_qparams = qc if is_mul or type(m).__name__ == "Dequantize" else qa
+    path = tmp_path / f"mul_{sa}_{sc}.onnx"
+    to_onnx(conv, torch.zeros(1, 512), path, io="int8")
+    x = torch.from_numpy(_all_pairs().astype(np.int64))
+    expected = conv.mul_q_int(x[:, :256], x[:, 256:]).numpy()
+    return path, expected
+
+
+# (s_a, z_a, s_c, z_c). The second rounds 2 pairs differently with and without FMA; the last puts every
+# product · 1/2 on a multiple of 1/2: ties everywhere (round half to even in both kernels).
+SCALES = [(0.0213, 7, 0.0077, -24), (0.05, -3, 0.31, 100), (0.5, 0, 0.5, 2)]
+FUSED = [True, False, True]
+
+
+def test_the_converted_mul_is_qlinear_mul_where_x86_and_arm_agree_else_float(tmp_path):
+    x = _all_pairs().astype(np.int64)
+    a, b = x[:, :256], x[:, 256:]
+    for (sa, za, sc, zc), fused in zip(SCALES, FUSED):
+        _, expected = _product_file(tmp_path, sa, za, sc, zc)
+        x86, arm = (numpy_qlinear_mul(a, b, sa, za, sc, zc, fma) for fma in (False, True))
+        assert np.array_equal(x86, arm) == fused
+        assert np.array_equal(expected, x86 if fused else numpy_float_mul(a, b, sa, za, sc, zc))
+
+
+def test_onnxruntime_fuses_the_portable_mul_into_qlinear_mul(tmp_path):
+    for (sa, za, sc, zc), fused in zip(SCALES, FUSED):
+        path, _ = _product_file(tmp_path, sa, za, sc, zc)
+        so = ort.SessionOptions()
+        so.optimized_model_filepath, so.log_severity_level = str(tmp_path / "opt.onnx"), 3
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+        assert (ops["QLinearMul"], ops["Mul"]) == ((1, 0) if fused else (0, 1)), ops
+
+
+def _check_on(target: str, tmp_path) -> None:
+    feed = _all_pairs()
+    for sa, za, sc, zc in SCALES:
+        path, expected = _product_file(tmp_path, sa, za, sc, zc)
+        got = get_target(target).run(path, [feed]).outputs[0].astype(np.int64)
+        assert int(np.count_nonzero(got != expected)) == 0, (target, sa, sc)
+
+
+def test_every_code_pair_on_this_cpu(tmp_path):
+    _check_on("host", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["qemu-x86_64:haswell", "qemu-x86_64:nehalem"])
+def test_every_code_pair_on_emulated_x86(target, tmp_path, qemu_user):
+    _check_on(target, tmp_path)
+
+
+@pytest.mark.slow
+def test_every_code_pair_on_aarch64(tmp_path, aarch64_root):
+    _check_on("qemu-aarch64", tmp_path)
