@@ -125,3 +125,58 @@ def test_every_code_pair_on_emulated_x86(target, tmp_path, qemu_user):
 @pytest.mark.slow
 def test_every_code_pair_on_aarch64(tmp_path, aarch64_root):
     _check_on("qemu-aarch64", tmp_path)
+
+
+# ---- activation chains (export/onnxruntime/chains.py): QLinearSigmoid / QLinearMul / Clip on codes
+
+CHAINED = {"swish": nn.SiLU, "hard_swish": nn.Hardswish, "hard_mish": None}
+
+
+def _chain_files(tmp_path) -> list[tuple]:
+    """Each chained activation alone in a model, calibrated on three ranges; (path, expected codes, name)."""
+    from edgeact.nn import HardMish
+
+    out = []
+    for name, cls in CHAINED.items():
+        for k, (lo, hi) in enumerate([(-4.0, 4.0), (-1.3, 7.1), (-6.2, 2.9)]):
+            model = nn.Sequential(cls() if cls else HardMish())
+            prepared = edgeact.prepare(model)
+            edgeact.calibrate(prepared, [torch.linspace(lo, hi, 512).reshape(2, 256)], progress=False)
+            conv = edgeact.convert(prepared, backend="onnxruntime")
+            act = next(m for m in conv.modules() if type(m).__name__ == "QuantizedActivation")
+            if act.lowering != "chain":
+                continue
+            path = tmp_path / f"{name}_{k}.onnx"
+            to_onnx(conv, torch.zeros(1, 256), path, io="int8")
+            out.append((path, act.table.numpy().astype(np.int64), name))
+    assert {n for *_, n in out} == set(CHAINED)
+    return out
+
+
+def _check_chains_on(target: str, tmp_path) -> None:
+    feed = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    for path, expected, name in _chain_files(tmp_path):
+        got = get_target(target).run(path, [feed]).outputs[0].astype(np.int64).reshape(-1)
+        assert int(np.count_nonzero(got != expected)) == 0, (target, path.name)
+
+
+def test_chains_run_in_the_integer_kernels_and_match_on_this_cpu(tmp_path):
+    for path, _, name in _chain_files(tmp_path):
+        so = ort.SessionOptions()
+        so.optimized_model_filepath, so.log_severity_level = str(tmp_path / "opt.onnx"), 3
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+        assert ops["QLinearMul"] == (1 if name == "swish" else 2) and ops["Mul"] == 0, ops
+        assert ops["QLinearSigmoid"] == (name == "swish"), ops
+    _check_chains_on("host", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["qemu-x86_64:haswell", "qemu-x86_64:nehalem"])
+def test_chains_on_emulated_x86(target, tmp_path, qemu_user):
+    _check_chains_on(target, tmp_path)
+
+
+@pytest.mark.slow
+def test_chains_on_aarch64(tmp_path, aarch64_root):
+    _check_chains_on("qemu-aarch64", tmp_path)

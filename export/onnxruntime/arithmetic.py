@@ -82,18 +82,24 @@ _TANH = {k: F32(v) for k, v in dict(
     b6=1.19825839466702e-06, b4=1.18534705686654e-04, b2=2.26843463243900e-03, b0=4.89352518554385e-03).items()}
 
 
-def mlas_logistic(x) -> np.ndarray:
-    """MlasComputeLogistic (FMA3 kernel): clamp to ±18, p(x)/q(x) + 0.5, floored at 0."""
-    c = _LOGISTIC
+def _mul_add(a, b, c) -> np.ndarray:
+    """a·b + c in float32 with two roundings (SSE: no fused multiply-add)."""
+    return (_f32(a) * _f32(b)).astype(F32) + _f32(c)
+
+
+def mlas_logistic(x, fused: bool = True) -> np.ndarray:
+    """MlasComputeLogistic: clamp to ±18, p(x)/q(x) + 0.5, floored at 0. `fused`: its FMA3 kernel (x86-64 with
+    FMA3) and its NEON kernel (aarch64) multiply-add in one rounding; the SSE kernel (older x86-64) in two."""
+    c, ma = _LOGISTIC, (fma32 if fused else _mul_add)
     v = np.minimum(np.maximum(_f32(x), c["lo"]), c["hi"])
     v2 = v * v
-    p = fma32(v2, c["a9"], c["a7"])
+    p = ma(v2, c["a9"], c["a7"])
     for k in ("a5", "a3", "a1"):
-        p = fma32(v2, p, c[k])
+        p = ma(v2, p, c[k])
     p = v * p
-    q = fma32(v2, c["b10"], c["b8"])
+    q = ma(v2, c["b10"], c["b8"])
     for k in ("b6", "b4", "b2", "b0"):
-        q = fma32(v2, q, c[k])
+        q = ma(v2, q, c[k])
     return np.maximum(F32(0), (p / q).astype(F32) + F32(0.5)).astype(F32)
 
 
@@ -175,6 +181,11 @@ class OnnxRuntimeArithmetic(Arithmetic):
     name = "onnxruntime"
 
     def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
+        from edgeact.export.onnxruntime import chains
+
+        chain = chains.search(act, in_qp, out_qp)  # the integer kernels' codes, where they are the same everywhere
+        if chain is not None:
+            return chain.table
         if default_lowering(act) == "native":
             return self.native_table(act, in_qp, out_qp)
         return super().activation_table(act, in_qp, out_qp)

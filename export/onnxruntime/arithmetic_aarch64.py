@@ -31,7 +31,9 @@ class OnnxRuntimeAarch64Arithmetic(OnnxRuntimeArithmetic):
     name = "onnxruntime-aarch64"
 
     def activation_table(self, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> np.ndarray:
-        if prefers_native_on_arm(act):
+        from edgeact.export.onnxruntime import chains
+
+        if prefers_native_on_arm(act) and chains.search(act, in_qp, out_qp) is None:
             return self.native_table(act, in_qp, out_qp)
         return super().activation_table(act, in_qp, out_qp)
 

@@ -23,9 +23,10 @@ from edgeact.qparams import QuantParams
 from edgeact.export.onnxruntime.arithmetic import ARITHMETIC as ORT, default_lowering, native_kernel
 from edgeact.export.onnxruntime.arithmetic_aarch64 import ARITHMETIC as ORT_ARM, prefers_native_on_arm
 from edgeact.export.onnxruntime.natives import NATIVES
+from edgeact.export.onnxruntime import chains
 from edgeact.export.onnxruntime.graph import ELEM_TYPE, GraphBuilder, check, save_atomic
 
-LOWERINGS = ("native", "table")
+LOWERINGS = ("native", "table", "chain")
 F32 = np.float32
 
 
@@ -61,9 +62,18 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     """
     at = f" at {where!r}" if where else ""
     if requested not in (None, *LOWERINGS):
-        raise UnsupportedError(f"unknown lowering {requested!r}{at}; choose 'native', 'table' or None (automatic)")
+        raise UnsupportedError(f"unknown lowering {requested!r}{at}; choose 'native', 'table', 'chain' or None "
+                               "(automatic)")
     if requested == "table":
         return "table"
+    if requested in (None, "chain"):
+        chain = chains.search(act, in_qp, out_qp)
+        if chain is not None and (table is None or np.array_equal(chain.table, table)):
+            return "chain"
+        if requested == "chain":
+            raise UnsupportedError(f"{act.name!r}{at} has no onnxruntime chain with these quantization parameters "
+                                   "(export/onnxruntime/chains.py says which activations have one, and when it is "
+                                   "exact on every CPU); use lowering=None or 'table'")
     if requested is None and act.name == "identity" and (in_qp.scale, in_qp.zero_point) != (out_qp.scale, out_qp.zero_point):
         # A bare DQ→Q requantization: ORT's DoubleQDQPairsRemover folds it into its neighbours'
         # Q/DQ and skips a rounding step (measured: ±3 LSB at the output of mnv3s). A table keeps it.
@@ -128,6 +138,8 @@ def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: Quant
     used = choose_lowering(act, in_qp, out_qp, table, lowering, require_exact=require_exact, where=where,
                            prefer=prefer)
     hint = act.name if act.definition is not None else "act"
+    if used == "chain":
+        return lower_chain(g, x, chains.search(act, in_qp, out_qp), in_qp, out_qp, hint), used
     if used == "native":
         xf = g.node("DequantizeLinear", [x, g.constant(F32(in_qp.scale), "scale"),
                                          g.constant(np.asarray(in_qp.zero_point, in_qp.np_dtype), "zero_point")],
@@ -138,6 +150,44 @@ def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: Quant
                    f"{hint}_q")
         return y, used
     return lower_table(g, x, table, in_qp, out_qp, hint=hint, rank=rank), used
+
+
+def lower_chain(g: GraphBuilder, x: str, chain: chains.OrtChain, in_qp: QuantParams, out_qp: QuantParams,
+                hint: str) -> str:
+    """Append `chain`'s ops from input codes `x` (rank-0 Q/DQ parameters: ORT fuses each into its kernel)."""
+    def qdq(op: str, t: str, qp: QuantParams, name: str) -> str:
+        return g.node(op, [t, g.constant(F32(qp.scale), "scale", rank0=True),
+                           g.constant(np.asarray(qp.zero_point, qp.np_dtype), "zero_point", rank0=True)],
+                      f"{hint}_{name}")
+
+    def mul(a: str, b: str, qp: QuantParams, name: str) -> str:
+        return qdq("QuantizeLinear", g.node("Mul", [a, b], f"{hint}_{name}"), qp, f"{name}_q")
+
+    def as_uint8(t: str, qp: QuantParams, u8: QuantParams, name: str) -> str:
+        """The same real values in the other 8-bit type (ORT fuses its QLinear kernels for uint8 codes)."""
+        return qdq("QuantizeLinear", qdq("DequantizeLinear", t, qp, f"{name}_dq"), u8, name)
+
+    if in_qp.dtype == "int8":  # a lone activation with int8 io; inside a model the writer passes uint8 codes
+        u8 = QuantParams(in_qp.scale, in_qp.zero_point + 128, "uint8")
+        x, in_qp = as_uint8(x, in_qp, u8, "x_uint8"), u8
+    if out_qp.dtype == "int8":
+        u8 = QuantParams(out_qp.scale, out_qp.zero_point + 128, "uint8")
+        return as_uint8(lower_chain(g, x, chain, in_qp, u8, hint), u8, out_qp, "y_int8")
+    if chain.name == "swish":
+        sig = g.node("Sigmoid", [qdq("DequantizeLinear", x, in_qp, "sigmoid_dq")], f"{hint}_sigmoid")
+        gate = qdq("QuantizeLinear", sig, chains.SIGMOID_QP, "sigmoid_q")
+        gate_qp = chains.SIGMOID_QP
+    else:
+        a = qdq("DequantizeLinear", g.constant(np.uint8(1), f"{hint}_a_code", rank0=True),
+                QuantParams(chain.a, 0, "uint8"), "a")
+        gate_qp = QuantParams(float(F32(1 / chain.n)), 0, "uint8")
+        gate = mul(qdq("DequantizeLinear", x, in_qp, "gate_dq"), a, QuantParams(gate_qp.scale, chain.offset, "uint8"),
+                   "gate")
+        if chain.n < 255:
+            gate = g.node("Clip", [gate, g.constant(np.uint8(0), "gate_min", rank0=True),
+                                   g.constant(np.uint8(chain.n), "gate_max", rank0=True)], f"{hint}_gate_clip")
+    return mul(qdq("DequantizeLinear", x, in_qp, "x_dq"), qdq("DequantizeLinear", gate, gate_qp, "gate_dq"), out_qp,
+               "times_x")
 
 
 def lower_table(g: GraphBuilder, x: str, table: np.ndarray, in_qp: QuantParams, out_qp: QuantParams,

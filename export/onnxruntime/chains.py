@@ -1,0 +1,129 @@
+"""Activation chains for onnxruntime: a few ops ORT runs in its integer kernels, instead of a table.
+
+Why: the table lowering (Cast → GatherElements) and the float lowerings (DQ → Mul/Add/Clip/… → Q) run
+outside ORT's integer kernels, and its layout transformer cannot carry the NHWC Transposes of QLinearConv
+through a GatherElements (benchmarks/RESULTS-peers.md). QLinearMul, QLinearSigmoid and Clip on codes are
+elementwise kernels it carries them through.
+
+| activation            | chain (uint8 codes between the ops)                                         |
+|-----------------------|-----------------------------------------------------------------------------|
+| swish (β = 1)         | QLinearSigmoid → σ (1/255, 0); QLinearMul(x, σ)                              |
+| hard_swish, hard_mish | QLinearMul(x, a) → n·(a·x + b) at (1/n, n·b), whose saturation is the clamp  |
+|                       | at 0 (and at 1 when n = 255); Clip(0, n) when n = 254; QLinearMul(x, gate)   |
+|                       | (a, b = 1/6, 1/2: n = 254; 1/2, 1: n = 255 — n·b must be a whole code)       |
+
+Exact by construction, as the LiteRT chains: the arithmetic defines the activation's table as what the chain
+computes — QLinearSigmoid's table (MlasComputeLogistic on the dequantized codes, MlasQuantizeLinear) and
+QLinearMul's float32 steps (`qlinear_mul`). A chain is eligible when its table stays within TOLERANCE_LSB of
+the ideal one and when it is the same on every CPU: MLAS evaluates the logistic with FMA on x86-64 with FMA3
+and on aarch64 and without it on older x86-64 (SSE), and QLinearMul with FMA on aarch64 only, so each step is
+computed both ways for the 256 input codes and the chain is taken only if they agree.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeact.activations import BoundActivation, bind
+from edgeact.arithmetic import Arithmetic
+from edgeact.export.onnxruntime.arithmetic import dequantize_f32, fma32, mlas_logistic, quantize_f32
+from edgeact.qparams import QuantParams
+
+F32 = np.float32
+TOLERANCE_LSB = 1  # as the LiteRT chains: at most one output step from the ideal table at any input code
+SIGMOID_QP = QuantParams(float(F32(1 / 255)), 0, "uint8")
+GATES = {"hard_swish": (1 / 6, 0.5), "hard_mish": (0.5, 1.0)}  # gate = clamp(a·x + b, 0, 1)
+
+
+@dataclass(frozen=True)
+class OrtChain:
+    """A chain and the codes it computes (int64, indexed by input code − qmin)."""
+
+    name: str
+    ops: tuple[str, ...]
+    table: np.ndarray
+    a: float = 0.0  # gate chains: the multiplier, its whole-code offset n·b and n
+    offset: int = 0
+    n: int = 0
+
+
+def _shift(qp: QuantParams) -> int:
+    """int8 codes run as uint8 inside onnxruntime (+128, zero point +128: the same real values)."""
+    return 128 if qp.dtype == "int8" else 0
+
+
+def qmul(p: np.ndarray, ratio: F32, zero_point: int, fused: bool) -> np.ndarray:
+    """QLinearMul's requantization of integer products `p` to uint8 codes (see arithmetic.qlinear_mul)."""
+    p, z = np.asarray(p, dtype=F32), F32(zero_point)
+    t = fma32(p, ratio, z) if fused else (p * ratio).astype(F32) + z
+    return np.clip(np.rint(t), 0, 255).astype(np.int64)
+
+
+def _ratio(sa: float, sb: float, sc: float) -> F32:
+    return F32(F32(F32(sa) * F32(sb)) / F32(sc))
+
+
+def _both(p, ratio, zero_point) -> np.ndarray | None:
+    """The codes, if MLAS's x86 (separate) and aarch64 (fused) QLinearMul agree on all of them."""
+    separate, fused = qmul(p, ratio, zero_point, False), qmul(p, ratio, zero_point, True)
+    return separate if np.array_equal(separate, fused) else None
+
+
+def _swish(in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None:
+    x = in_qp.codes().astype(np.int64)
+    xf = dequantize_f32(x, in_qp)
+    sig = [quantize_f32(mlas_logistic(xf, fused=f), SIGMOID_QP) for f in (True, False)]
+    if not np.array_equal(*sig):
+        return None
+    y = _both((x - in_qp.zero_point) * sig[0], _ratio(in_qp.scale, SIGMOID_QP.scale, out_qp.scale),
+              out_qp.zero_point + _shift(out_qp))
+    if y is None:
+        return None
+    return OrtChain("swish", ("QLinearSigmoid", "QLinearMul"), y - _shift(out_qp))
+
+
+def _gate(name: str, in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None:
+    a, b = GATES[name]
+    n = next(n for n in (255, 254) if float(n * b).is_integer())
+    offset = int(n * b)
+    x = in_qp.codes().astype(np.int64)
+    # QLinearMul(x, a): a is the code 1 of a constant with scale f32(a) and zero point 0.
+    g = _both(x - in_qp.zero_point, _ratio(in_qp.scale, F32(a), F32(1 / n)), offset)
+    if g is None:
+        return None
+    g = np.minimum(g, n)  # Clip on the codes (a no-op when n = 255)
+    y = _both((x - in_qp.zero_point) * g, _ratio(in_qp.scale, F32(1 / n), out_qp.scale),
+              out_qp.zero_point + _shift(out_qp))
+    if y is None:
+        return None
+    ops = ("QLinearMul", "Clip", "QLinearMul") if n < 255 else ("QLinearMul", "QLinearMul")
+    return OrtChain(name, ops, y - _shift(out_qp), a=float(F32(a)), offset=offset, n=n)
+
+
+@functools.lru_cache(maxsize=1024)
+def _search(name: str, in_key: tuple, out_key: tuple) -> OrtChain | None:
+    in_qp, out_qp = QuantParams(*in_key), QuantParams(*out_key)
+    chain = _swish(in_qp, out_qp) if name == "swish" else _gate(name, in_qp, out_qp)
+    if chain is None:
+        return None
+    ideal = Arithmetic().activation_table(bind(name), in_qp, out_qp)
+    if int(np.max(np.abs(chain.table - ideal))) > TOLERANCE_LSB:
+        return None
+    return chain
+
+
+def search(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None:
+    """The chain for `act` with these parameters, if there is an eligible one (see the module docstring)."""
+    if act.definition is None or act.name not in ("swish", *GATES) or act.channels is not None:
+        return None
+    if act.params != bind(act.name).params:  # swish with β ≠ 1
+        return None
+    if in_qp.per_channel or out_qp.per_channel or {in_qp.dtype, out_qp.dtype} - {"int8", "uint8"}:
+        return None
+    key = lambda qp: (float(qp.scale), int(qp.zero_point), qp.dtype)  # noqa: E731
+    return _search(act.name, key(in_qp), key(out_qp))
+
+
+__all__ = ["OrtChain", "search", "qmul", "SIGMOID_QP", "TOLERANCE_LSB"]
