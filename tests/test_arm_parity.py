@@ -20,6 +20,7 @@ import torch
 import edgeact
 from edgeact import QuantParams
 from edgeact.activations import bind
+from edgeact.export.onnxruntime import chains
 from edgeact.errors import UnsupportedError
 from edgeact.export import to_onnx, to_tflite
 from edgeact.export.litert.lowering import activation_batch_model
@@ -170,21 +171,34 @@ def test_bad_preference_is_named():
 
 
 def test_onnx_prefer_arm_goes_native_only_for_the_tables_its_kernel_computes():
-    """A model converted with 'onnxruntime' carries swish's ideal table, which ORT's float ops do not
-    compute everywhere: prefer='arm' keeps the table then; with 'onnxruntime-aarch64''s table it is native."""
-    from edgeact.export.onnxruntime.lowering import choose_lowering
+    """A model converted for another backend carries swish's ideal table, which ORT's float ops do not
+    compute everywhere: prefer='arm' keeps the table then; with the native kernel's table it is native. Where
+    an integer chain is exact on every CPU, a model converted for onnxruntime carries the chain's table and
+    the chain is the lowering."""
+    from edgeact.arithmetic import Arithmetic
     from edgeact.export.onnxruntime.arithmetic import ARITHMETIC as ORT
+    from edgeact.export.onnxruntime.lowering import choose_lowering
 
     near_tie = (QuantParams(0.010231898166239262, 80), QuantParams(0.002169219311326742, 114))  # 1 in 4,000
     swish, pairs = bind("swish"), native_pairs(20, seed=9) + [near_tie]
-    ideal = [ORT.activation_table(swish, i, o) for i, o in pairs]
-    native = [get_backend("onnxruntime-aarch64").arithmetic.activation_table(swish, i, o) for i, o in pairs]
+    ideal = [Arithmetic().activation_table(swish, i, o) for i, o in pairs]
+    native = [ORT.native_table(swish, i, o) for i, o in pairs]
     assert not np.array_equal(ideal[-1], native[-1])
+    chained = 0
     for (i, o), t_ideal, t_native in zip(pairs, ideal, native):
-        assert choose_lowering(swish, i, o, t_native, prefer="arm") == "native"
-        assert choose_lowering(swish, i, o, t_native, prefer="x86") == "table"
-        assert choose_lowering(swish, i, o, t_ideal, prefer="arm") == ("native" if np.array_equal(t_ideal, t_native)
-                                                                       else "table")
+        chain = chains.search(swish, i, o)
+        if chain is not None:
+            chained += 1
+            assert np.array_equal(ORT.activation_table(swish, i, o), chain.table)
+            assert choose_lowering(swish, i, o, chain.table, prefer="arm") == "chain"
+            assert choose_lowering(swish, i, o, chain.table, prefer="x86") == "chain"
+        if chain is None or not np.array_equal(chain.table, t_native):
+            assert choose_lowering(swish, i, o, t_native, prefer="arm") == "native"
+            assert choose_lowering(swish, i, o, t_native, prefer="x86") == "table"
+        if chain is None or not np.array_equal(chain.table, t_ideal):
+            assert choose_lowering(swish, i, o, t_ideal, prefer="arm") == (
+                "native" if np.array_equal(t_ideal, t_native) else "table")
+    assert 0 < chained < len(pairs)
 
 
 # ------------------------------------------------- the study's model (mnv3s) on ARM and on the host
@@ -227,8 +241,8 @@ CASES = [  # activation, semantics, format, an op the file must (True) or must n
     ("hard_swish", "tflite", "tflite", ("GATHER", False)),  # MUL → ADD → MUL inside XNNPACK (chains.py)
     ("hard_swish", "tflite-aarch64", "tflite", ("GATHER", False)),  # the same chain, ARM's MUL arithmetic
     ("hard_swish", "onnxruntime", "onnx", ("GatherElements", False)),
-    ("swish", "onnxruntime", "onnx", ("Sigmoid", False)),  # x86's choice: the table
-    ("swish", "onnxruntime-aarch64", "onnx", ("Sigmoid", True)),  # ARM's: DQ → Sigmoid → Mul → Q
+    ("swish", "onnxruntime", "onnx", ("GatherElements", False)),  # QLinearSigmoid → QLinearMul (a chain)
+    ("swish", "onnxruntime-aarch64", "onnx", ("Sigmoid", True)),  # the same chain on ARM
 ]
 
 

@@ -42,7 +42,7 @@ def test_every_native_activation_on_aarch64(aarch64_root, tmp_path):
             y, used = lower_activation(g, x, act, in_qp, out_qp, rank=2, lowering="native")
             assert used == "native"
             g.add_output(y, f"y{a_i}_{k}", "int8", [1, 256])
-            expected.append(ARITHMETIC.activation_table(act, in_qp, out_qp))
+            expected.append(ARITHMETIC.native_table(act, in_qp, out_qp))
     path = tmp_path / "acts.onnx"
     save_atomic(g.model().SerializeToString(), path)
     got = np.stack([o.reshape(-1) for o in _run_arm(path, {"x": np.arange(-128, 128, dtype=np.int8)[None]})])

@@ -8,9 +8,10 @@ elementwise kernels it carries them through.
 | activation            | chain (uint8 codes between the ops)                                         |
 |-----------------------|-----------------------------------------------------------------------------|
 | swish (β = 1)         | QLinearSigmoid → σ (1/255, 0); QLinearMul(x, σ)                              |
-| hard_swish, hard_mish | QLinearMul(x, a) → n·(a·x + b) at (1/n, n·b), whose saturation is the clamp  |
-|                       | at 0 (and at 1 when n = 255); Clip(0, n) when n = 254; QLinearMul(x, gate)   |
-|                       | (a, b = 1/6, 1/2: n = 254; 1/2, 1: n = 255 — n·b must be a whole code)       |
+| hard_swish, hard_mish | QLinearMul(x, a) → gate codes n·(a·x + b) at (1/n, n·b), whose uint8          |
+|                       | saturation clamps; QLinearMul(x, gate). a, b = 1/2, 1 (hard_mish): n = 255,  |
+|                       | exact. a, b = 1/6, 1/2 (hard_swish): n = 255 with the offset 127.5 rounded   |
+|                       | to 127 or 128 where that stays within tolerance, else n = 254 and Clip(0, 254) |
 
 Exact by construction, as the LiteRT chains: the arithmetic defines the activation's table as what the chain
 computes — QLinearSigmoid's table (MlasComputeLogistic on the dequantized codes, MlasQuantizeLinear) and
@@ -84,10 +85,18 @@ def _swish(in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None:
     return OrtChain("swish", ("QLinearSigmoid", "QLinearMul"), y - _shift(out_qp))
 
 
-def _gate(name: str, in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None:
-    a, b = GATES[name]
-    n = next(n for n in (255, 254) if float(n * b).is_integer())
-    offset = int(n * b)
+def _gate_candidates(b: float) -> list[tuple[int, int]]:
+    """(n, offset) for the gate codes n·(a·x + b) ≈ rint(n·a·x) + offset, cheapest first: with n = 255 the uint8
+    saturation is the whole clamp (no Clip op); exact when 255·b is a whole code, else rounded either way
+    (the search keeps it only if the table stays within tolerance); n = 254 then Clip(0, 254) is exact for
+    b = 1/2."""
+    out = [(255, int(255 * b))] if float(255 * b).is_integer() else [(255, int(np.floor(255 * b))),
+                                                                        (255, int(np.ceil(255 * b)))]
+    return out + [(254, int(254 * b))] if float(254 * b).is_integer() else out
+
+
+def _gate(name: str, in_qp: QuantParams, out_qp: QuantParams, n: int, offset: int) -> OrtChain | None:
+    a, _ = GATES[name]
     x = in_qp.codes().astype(np.int64)
     # QLinearMul(x, a): a is the code 1 of a constant with scale f32(a) and zero point 0.
     g = _both(x - in_qp.zero_point, _ratio(in_qp.scale, F32(a), F32(1 / n)), offset)
@@ -105,13 +114,15 @@ def _gate(name: str, in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None
 @functools.lru_cache(maxsize=1024)
 def _search(name: str, in_key: tuple, out_key: tuple) -> OrtChain | None:
     in_qp, out_qp = QuantParams(*in_key), QuantParams(*out_key)
-    chain = _swish(in_qp, out_qp) if name == "swish" else _gate(name, in_qp, out_qp)
-    if chain is None:
-        return None
     ideal = Arithmetic().activation_table(bind(name), in_qp, out_qp)
-    if int(np.max(np.abs(chain.table - ideal))) > TOLERANCE_LSB:
-        return None
-    return chain
+    if name == "swish":
+        found = [_swish(in_qp, out_qp)]
+    else:
+        found = [_gate(name, in_qp, out_qp, n, offset) for n, offset in _gate_candidates(GATES[name][1])]
+    for chain in found:  # cheapest first
+        if chain is not None and int(np.max(np.abs(chain.table - ideal))) <= TOLERANCE_LSB:
+            return chain
+    return None
 
 
 def search(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None:

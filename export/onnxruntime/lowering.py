@@ -64,6 +64,8 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     if requested not in (None, *LOWERINGS):
         raise UnsupportedError(f"unknown lowering {requested!r}{at}; choose 'native', 'table', 'chain' or None "
                                "(automatic)")
+    if prefer not in ("x86", "arm"):
+        raise UnsupportedError(f"prefer must be 'x86' or 'arm', got {prefer!r}")
     if requested == "table":
         return "table"
     if requested in (None, "chain"):
@@ -78,8 +80,6 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
         # A bare DQ→Q requantization: ORT's DoubleQDQPairsRemover folds it into its neighbours'
         # Q/DQ and skips a rounding step (measured: ±3 LSB at the output of mnv3s). A table keeps it.
         return "table"
-    if prefer not in ("x86", "arm"):
-        raise UnsupportedError(f"prefer must be 'x86' or 'arm', got {prefer!r}")
     if requested is None:
         native_first = default_lowering(act) == "native" or (prefer == "arm" and prefers_native_on_arm(act))
         if native_first and has_native_op(act):
@@ -133,7 +133,8 @@ def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: Quant
     index channel axis 1.
     """
     if table is None:
-        table = (ORT_ARM if prefer == "arm" else ORT).activation_table(act, in_qp, out_qp)
+        arithmetic = ORT_ARM if prefer == "arm" else ORT
+        table = (arithmetic.native_table if lowering == "native" else arithmetic.activation_table)(act, in_qp, out_qp)
     table = np.asarray(table, dtype=np.int64)
     used = choose_lowering(act, in_qp, out_qp, table, lowering, require_exact=require_exact, where=where,
                            prefer=prefer)
