@@ -55,11 +55,13 @@ class Backend:
     format: str | None = None  # 'onnx' or 'tflite'; None: no file (the ideal arithmetic)
 
     def __init__(self, name: str, *, runtime: str, cpu: str, kernels: str, description: str,
-                 arithmetic: Callable[[], Any], default_kernels: bool = True):
+                 arithmetic: Callable[[], Any], default_kernels: bool = True, families: tuple[str, ...] = ()):
         self.name, self.runtime, self.cpu, self.kernels = name, runtime, cpu, kernels
         self.description = description
         # Whether the runtime runs these kernels unless told otherwise ('RUNTIME:host' picks only such).
         self.default_kernels = default_kernels
+        # x86-64 kernel families (`x86_kernel_family`) 'RUNTIME:host' picks this backend on; () = any.
+        self.families = families
         self._arithmetic = arithmetic
 
     @cached_property
@@ -153,8 +155,10 @@ def get_backend(name: "str | Backend" = "ideal") -> Backend:
     if key.endswith(":host"):
         runtime = key.split(":", 1)[0]
         cpu = host_cpu()
+        family = x86_kernel_family() if cpu == "x86-64" else None
         candidates = [b for b in _REGISTRY.values()
-                      if b.runtime == runtime and b.default_kernels and b.cpu in (cpu, "any")]
+                      if b.runtime == runtime and b.default_kernels and b.cpu in (cpu, "any")
+                      and (not b.families or family in b.families)]
         # The CPU's own variant first, then the portable one.
         candidates.sort(key=lambda b: (b.cpu != cpu, b.name))
         if not candidates:

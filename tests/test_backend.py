@@ -137,15 +137,20 @@ def test_ideal_backend_has_no_file_format():
         np.clip(np.arange(-128, 128), 0, 127))
 
 
-@pytest.mark.parametrize("cpu, name, expected", [
-    ("x86-64", "litert:host", "litert"),
-    ("x86-64", "onnxruntime:host", "onnxruntime"),
-    ("aarch64", "litert:host", "litert:aarch64"),
-    ("aarch64", "onnxruntime:host", "onnxruntime:aarch64"),
-    ("armv7", "tflite-runtime:host", "tflite-runtime:armv7"),
+@pytest.mark.parametrize("cpu, family, name, expected", [
+    ("x86-64", "avx2", "litert:host", "litert"),
+    ("x86-64", "avx2", "onnxruntime:host", "onnxruntime"),
+    ("x86-64", "sse4", "onnxruntime:host", "onnxruntime"),
+    ("x86-64", "avx512bw", "onnxruntime:host", "onnxruntime"),
+    ("x86-64", "avx512-vnni", "onnxruntime:host", "onnxruntime:x86-vnni"),  # int8 weights: exact and faster
+    ("x86-64", "amx", "onnxruntime:host", "onnxruntime:x86-vnni"),
+    ("aarch64", None, "litert:host", "litert:aarch64"),
+    ("aarch64", None, "onnxruntime:host", "onnxruntime:aarch64"),
+    ("armv7", None, "tflite-runtime:host", "tflite-runtime:armv7"),
 ])
-def test_host_picks_the_default_kernels_of_this_cpu(monkeypatch, cpu, name, expected):
+def test_host_picks_the_default_kernels_of_this_cpu(monkeypatch, cpu, family, name, expected):
     monkeypatch.setattr("edgeact.backend.host_cpu", lambda: cpu)
+    monkeypatch.setattr("edgeact.backend.x86_kernel_family", lambda flags=None: family)
     assert get_backend(name).name == expected
 
 

@@ -3,6 +3,8 @@ Haswell (AVX2: onnxruntime's u8s8 kernels saturate pairs of products to int16) a
 
 Every file must give, code for code, what the converted model of its backend computes in PyTorch:
 - the portable ONNX export (backend 'onnxruntime', U8U8 weights): exact on every family;
+- the ONNX export for backend 'onnxruntime:x86-vnni' (the same arithmetic, s8 weights): exact on every
+  family, with the session option verify and bench set on the families that saturate;
 - the ONNX export for backend 'onnxruntime:x86-avx2' (s8 weights): the saturating model on AVX2 and
   AVX-512BW, and on a family that does not saturate (VNNI, SSE4, aarch64) the exact model — the test net
   is built so that thousands of pairs saturate, so the two differ;
@@ -72,7 +74,8 @@ def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("x86")
     x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 1.5
     p = _prepared()
-    models = {sem: edgeact.convert(p, backend=sem) for sem in ("onnxruntime", "onnxruntime:x86-avx2")}
+    models = {sem: edgeact.convert(p, backend=sem) for sem in ("onnxruntime", "onnxruntime:x86-avx2",
+                                                               "onnxruntime:x86-vnni")}
     models["tflite"] = edgeact.convert(_prepared(groups=1, head=False), backend="litert")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,6 +83,7 @@ def files(tmp_path_factory):
         to_onnx(models["onnxruntime:x86-avx2"], x[:1], d / "avx2.onnx")
         # int8 weights for the exact arithmetic: ORT's u8s8 kernels, what other tools write
         to_onnx(models["onnxruntime"], x[:1], d / "u8s8.onnx", weights="int8")
+        to_onnx(models["onnxruntime:x86-vnni"], x[:1], d / "vnni.onnx")  # int8 weights by default
         to_tflite(models["tflite"], x[:1], d / "model.tflite")
     with torch.no_grad():
         expected = {sem: m(x).numpy() for sem, m in models.items()}
@@ -105,6 +109,12 @@ def test_the_net_saturates_under_the_avx2_model(files):
 def _check_target(target: str, family: str, files):
     d, x, expected = files
     assert _differ(_run(target, d / "portable.onnx", x), expected["onnxruntime"]) == 0
+    # the exact sums with int8 weights: as run by verify / bench, which set the session option on AVX2
+    options = compatibility(d / "vnni.onnx", family).session_options
+    assert bool(options) == SATURATES_U8S8[family]
+    vnni = get_target(target).run(d / "vnni.onnx", [x], session_options=options).outputs[0]
+    assert _differ(vnni, expected["onnxruntime:x86-vnni"]) == 0
+    assert _differ(expected["onnxruntime:x86-vnni"], expected["onnxruntime"]) == 0  # one arithmetic
     want = "onnxruntime:x86-avx2" if SATURATES_U8S8[family] else "onnxruntime"
     assert _differ(_run(target, d / "avx2.onnx", x), expected[want]) == 0, \
         f"{target} ({family}) should compute the {want} arithmetic"

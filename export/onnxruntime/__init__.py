@@ -6,6 +6,9 @@ Backends:
   activations get the lowering that is cheapest on x86 (benchmarks/RESULTS-onnx-x86.md).
 - 'onnxruntime:aarch64': the same arithmetic with the lowering ARM runs fastest (native swish and
   hard-mish, `arithmetic_aarch64`), exact on x86 too.
+- 'onnxruntime:x86-vnni': the portable arithmetic written with int8 weights, so that a CPU with VNNI or AMX runs
+  its u8s8 kernels (exact sums, faster than U8U8: benchmarks/RESULTS-peers.md); 'onnxruntime:host' picks it
+  there. On AVX2 the same file needs session.x64quantprecision=1 (edgeact.targets.compat sets it).
 - 'onnxruntime:x86-avx2': full 8-bit int8 weights for an AVX2 fleet: ORT's u8s8 kernels, whose int16 pair
   saturation (VPMADDUBSW) `arithmetic_x86_avx2` reproduces; exact on AVX2 (and AVX-512BW without VNNI),
   differs elsewhere wherever a pair saturates.
@@ -52,6 +55,11 @@ class OnnxRuntimeU8S8Backend(OnnxRuntimeBackend):
     weights = "int8"
 
 
+register(OnnxRuntimeU8S8Backend(
+    "onnxruntime:x86-vnni", runtime="onnxruntime", cpu="x86-64", kernels="mlas-u8s8-vnni",
+    description="onnxruntime, int8 weights: u8s8 kernels that sum exactly (VNNI, AMX; faster than U8U8 there); "
+                "exact elsewhere too with session.x64quantprecision=1 on AVX2, which verify and bench set",
+    arithmetic=_arithmetic("arithmetic"), families=("avx512-vnni", "avx-vnni", "amx")))
 register(OnnxRuntimeU8S8Backend(
     "onnxruntime:x86-avx2", runtime="onnxruntime", cpu="x86-64", kernels="mlas-u8s8-avx2",
     description="onnxruntime, int8 weights on AVX2: u8s8 kernels with int16 pair saturation (modelled)",
