@@ -13,7 +13,10 @@ images, becomes:
     float           torch.onnx.export of the float model
     qs U8/S8 ±rr    onnxruntime.quantization.quantize_static after quant_pre_process, QDQ, int8
                     weights, uint8 or int8 activations, with and without reduce_range (peer)
-    edgeact         edgeact's ONNX file (convert(backend='onnxruntime') → to_onnx)
+    edgeact         edgeact's portable ONNX file (convert(backend='onnxruntime') → to_onnx: uint8 weights,
+                    exact on every CPU)
+    edgeact host    convert(backend='onnxruntime:host'): this CPU's kernels ('onnxruntime:x86-vnni' on a
+                    VNNI/AMX CPU: int8 weights), exact here
 
 Times are medians over interleaved rounds (every file once per round, so a busy neighbour slows all
 alike); the ratio is edgeact over the fastest peer int8 file of the same runtime. "partitions" counts
@@ -44,7 +47,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ACTS = ("hard_swish", "swish", "relu6", "mish", "hard_mish")
 TFLITE_COLS = ("float", "ai-edge-quantizer", "edgeact", "edgeact table")
-ORT_COLS = ("float", "qs U8", "qs U8 rr", "qs S8", "qs S8 rr", "edgeact")
+ORT_COLS = ("float", "qs U8", "qs U8 rr", "qs S8", "qs S8 rr", "edgeact", "edgeact host")
 PEERS = {"litert": ("ai-edge-quantizer",), "onnxruntime": ("qs U8", "qs U8 rr", "qs S8", "qs S8 rr")}
 
 
@@ -102,6 +105,8 @@ def onnx_files(act: str, d: Path) -> dict[str, bytes | str]:
     edgeact.calibrate(prepared, data.calibration_batches(), progress=False)
     conv = edgeact.convert(prepared, backend="onnxruntime")
     files: dict[str, bytes | str] = {"edgeact": to_onnx(conv, data.x_test[:1]).SerializeToString()}
+    host = edgeact.convert(prepared, backend="onnxruntime:host")  # this CPU's kernels (x86-vnni: int8 weights)
+    files["edgeact host"] = to_onnx(host, data.x_test[:1]).SerializeToString()
     fpath = d / f"{act}_float.onnx"
     torch.onnx.export(net, (data.x_test[:1],), str(fpath), dynamo=False, opset_version=17,
                       input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
@@ -209,11 +214,11 @@ def measure(act: str, rounds: int, peers_python: str | None, d: Path, qemu_cpu: 
     return res
 
 
-def _ratio(res: dict, runtime: str) -> str:
+def _ratio(res: dict, runtime: str, mine: str = "edgeact") -> str:
     peers = [res[runtime][p]["ms"] for p in PEERS[runtime] if "ms" in res[runtime].get(p, {})]
     if not peers:
         return "—"
-    return f"{res[runtime]['edgeact']['ms'] / min(peers):.2f}×"
+    return f"{res[runtime][mine]['ms'] / min(peers):.2f}×"
 
 
 def tables(results: list[dict]) -> str:
@@ -238,11 +243,12 @@ def tables(results: list[dict]) -> str:
             lines.append(f"| {r['act']} | " + " | ".join(f"{e[c]['insns'] / 1e6:.2f} M" if "insns" in e.get(c, {})
                                                         else "—" for c in TFLITE_COLS) + f" | {ratio} |")
     lines += ["", "### onnxruntime (CPU EP, 1 thread): ms per inference · top-1", "",
-              "| activation | " + " | ".join(ORT_COLS) + " | edgeact / fastest peer |",
-              "|---" * (len(ORT_COLS) + 2) + "|"]
+              "| activation | " + " | ".join(ORT_COLS) + " | edgeact / fastest peer | edgeact host / fastest peer |",
+              "|---" * (len(ORT_COLS) + 3) + "|"]
     for r in results:
         cells = [f"{r['onnxruntime'][c]['ms']:.3f} · {100 * r['onnxruntime'][c]['top1']:.1f}%" for c in ORT_COLS]
-        lines.append(f"| {r['act']} | " + " | ".join(cells) + f" | {_ratio(r, 'onnxruntime')} |")
+        lines.append(f"| {r['act']} | " + " | ".join(cells) + f" | {_ratio(r, 'onnxruntime')} | "
+                     f"{_ratio(r, 'onnxruntime', 'edgeact host')} |")
     return "\n".join(lines)
 
 
@@ -266,10 +272,13 @@ def main(argv=None) -> int:
         import ai_edge_litert
         import onnxruntime
 
+        from edgeact.backend import get_backend, x86_kernel_family
+
         head = (f"# edgeact vs peers on mnv3s (digits)\n\n`benchmarks/bench_vs_peers.py --rounds {args.rounds}`: "
                 f"{platform.machine()}, {platform.processor() or 'x86_64'}, Python {platform.python_version()}, "
                 f"ai-edge-litert {ai_edge_litert.__version__ if hasattr(ai_edge_litert, '__version__') else ''}, "
-                f"onnxruntime {onnxruntime.__version__}; medians of interleaved rounds, batch 1.\n\n")
+                f"onnxruntime {onnxruntime.__version__}; medians of interleaved rounds, batch 1; 'edgeact host' is "
+                f"{get_backend('onnxruntime:host').name} on this CPU ({x86_kernel_family()}).\n\n")
         (HERE / "RESULTS-peers.md").write_text(head + text + "\n")
     return 0
 

@@ -180,3 +180,116 @@ def test_chains_on_emulated_x86(target, tmp_path, qemu_user):
 @pytest.mark.slow
 def test_chains_on_aarch64(tmp_path, aarch64_root):
     _check_chains_on("qemu-aarch64", tmp_path)
+
+
+# ---- Add of two tensors of one shape: QLinearAdd where SSE, AVX2 and NEON agree, else float
+
+
+class Sum(nn.Module):
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        return a + b
+
+
+def _sum_file(tmp_path, qa: QuantParams, qc: QuantParams):
+    """The converted a + b (both halves of one input: one scale) with these parameters, as an int8-io file."""
+    prepared = edgeact.prepare(Sum())
+    edgeact.calibrate(prepared, [torch.randn(4, 512)], progress=False)
+    conv = edgeact.convert(prepared, backend="onnxruntime")
+    params = {"input_quant_x_int": ([], qa), "getitem_int": ([qa], qa), "getitem_1_int": ([qa], qa),
+              "add_q_int": ([qa, qa], qc), "dequantize_add_q_int": ([qc], qc)}
+    for name, (ins, out) in params.items():
+        m = conv.get_submodule(name)
+        m.in_qparams, m.out_qparams = ins, out
+    path = tmp_path / f"add_{qa.scale}_{qc.scale}.onnx"
+    to_onnx(conv, torch.zeros(1, 512), path, io="int8")
+    x = torch.from_numpy(_all_pairs().astype(np.int64))
+    return path, conv.add_q_int(x[:, :256], x[:, 256:]).numpy()
+
+
+def numpy_qlinear_add_sse(a, b, qa, qb, qc) -> np.ndarray:
+    """MLAS's SSE2 QLinearAdd written out: uint8 codes, ratios s_a/s_c and s_b/s_c, a fixed part with the zero
+    points, then (fixed + a·r_a) + b·r_b in float32, rounded half to even."""
+    za, zb, zc = qa.zero_point + 128, qb.zero_point + 128, qc.zero_point + 128
+    ra, rb = F32(F32(qa.scale) / F32(qc.scale)), F32(F32(qb.scale) / F32(qc.scale))
+    fixed = F32(F32(zc) - F32(F32(ra * F32(za)) + F32(rb * F32(zb))))
+    t = ((fixed + ((a + 128).astype(F32) * ra).astype(F32)).astype(F32) + ((b + 128).astype(F32) * rb).astype(F32))
+    return np.clip(np.rint(t.astype(F32)), 0, 255).astype(np.int64) - 128
+
+
+SUMS = [(QuantParams(0.0213, 7), QuantParams(0.0257, -24)), (QuantParams(0.013, -20), QuantParams(0.027, 5))]
+
+
+def test_the_converted_add_is_qlinear_add_and_onnxruntime_fuses_it(tmp_path):
+    from edgeact.export.onnxruntime.arithmetic import ARITHMETIC
+
+    x = _all_pairs().astype(np.int64)
+    for qa, qc in SUMS:
+        assert ARITHMETIC.add_is_fused(qa, qa, qc)
+        path, expected = _sum_file(tmp_path, qa, qc)
+        assert np.array_equal(expected, numpy_qlinear_add_sse(x[:, :256], x[:, 256:], qa, qa, qc))
+        so = ort.SessionOptions()
+        so.optimized_model_filepath, so.log_severity_level = str(tmp_path / "opt.onnx"), 3
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+        assert (ops["QLinearAdd"], ops["Add"]) == (1, 0), ops
+
+
+# Two scales: MLAS's three QLinearAdd kernels agree on every pair for the first and not for the second, which
+# edgeact therefore keeps in float. Each CPU's onnxruntime must compute the kernel modelled for it.
+ADDS = [(QuantParams(0.0213, 7), QuantParams(0.0041, -100), QuantParams(0.0257, -24)),
+        (QuantParams(0.09971584379673004, -80), QuantParams(0.007108292542397976, 39),
+         QuantParams(0.091972216963768, -61))]
+
+
+def _qdq_add_file(tmp_path, qa, qb, qc):
+    from edgeact.export.onnxruntime.graph import GraphBuilder, save_atomic
+
+    g = GraphBuilder("add")
+    u8 = [QuantParams(q.scale, q.zero_point + 128, "uint8") for q in (qa, qb, qc)]
+    ins = [g.add_input(n, "uint8", [256, 256]) for n in ("a", "b")]
+
+    def par(q):
+        return [g.constant(F32(q.scale), "s", rank0=True), g.constant(np.uint8(q.zero_point), "z", rank0=True)]
+
+    y = g.node("Add", [g.node("DequantizeLinear", [t, *par(q)]) for t, q in zip(ins, u8)])
+    g.add_output(g.node("QuantizeLinear", [y, *par(u8[2])]), "c", "uint8", [256, 256])
+    path = tmp_path / "qdq_add.onnx"
+    save_atomic(g.model().SerializeToString(), path)
+    return path
+
+
+def _check_adds_on(target: str, kernel: str, tmp_path) -> None:
+    from edgeact.export.onnxruntime.arithmetic import ARITHMETIC, _key, qlinear_add_codes
+
+    x = (_all_pairs().astype(np.int64) + 128).astype(np.uint8)
+    for qa, qb, qc in ADDS:
+        path = _qdq_add_file(tmp_path, qa, qb, qc)
+        got = get_target(target).run(path, [x[:, :256], x[:, 256:]]).outputs[0].astype(np.int64)
+        table = qlinear_add_codes(*_key(qa), *_key(qb), *_key(qc), kernel).reshape(256, 256)
+        want = table[x[:, :256].astype(np.int64), x[:, 256:].astype(np.int64)]
+        assert int(np.count_nonzero(got != want)) == 0, (target, kernel)
+        if ARITHMETIC.add_is_fused(qa, qb, qc):  # then every kernel gives the converted model's codes
+            sse = qlinear_add_codes(*_key(qa), *_key(qb), *_key(qc), "sse").reshape(256, 256)
+            assert np.array_equal(table, sse)
+    assert [ARITHMETIC.add_is_fused(*q) for q in ADDS] == [True, False]
+
+
+def test_adds_on_this_cpu(tmp_path):
+    from edgeact.targets.cpu import host_family
+
+    family = host_family()
+    if not family.startswith("x86") or family == "x86-sse4":
+        pytest.skip(f"this test reads the AVX2 kernel on an x86-64 host with AVX2 or later; this host: {family}")
+    _check_adds_on("host", "avx2", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,kernel", [("qemu-x86_64:haswell", "avx2"), ("qemu-x86_64:nehalem", "sse")])
+def test_adds_on_emulated_x86(target, kernel, tmp_path, qemu_user):
+    _check_adds_on(target, kernel, tmp_path)
+
+
+@pytest.mark.slow
+def test_adds_on_aarch64(tmp_path, aarch64_root):
+    _check_adds_on("qemu-aarch64", "neon", tmp_path)

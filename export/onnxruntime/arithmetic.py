@@ -172,8 +172,9 @@ class OnnxRuntimeArithmetic(Arithmetic):
     Model ops, as ORT runs edgeact's QDQ graph (uint8 tensors inside, see export/onnx_model.py):
     Conv / depthwise Conv → QLinearConv and Linear → QGemm: exact int32 accumulator, then
     float32(acc) · float32(s_in·s_w[c] / s_out), round half to even (MlasRequantizeOutput).
-    Mul → QLinearMul (the writer gives its Q/DQ rank-0 scales so ORT fuses it; `qlinear_mul`). Add and
-    Concat stay DQ → float32 op → Q (shape-[1] scales: ORT does not fuse them). Average
+    Mul → QLinearMul and Add → QLinearAdd where their codes are the same on every CPU (the writer then gives
+    their Q/DQ rank-0 scales so ORT fuses them; `qlinear_mul`, `qlinear_add_codes`); otherwise they and Concat
+    stay DQ → float32 op → Q (shape-[1] scales: ORT does not fuse them). Average
     pooling and the spatial mean are exported as a depthwise conv with weights 1 of scale 1/count,
     i.e. the conv requantization of the integer window sum.
     """
@@ -214,8 +215,21 @@ class OnnxRuntimeArithmetic(Arithmetic):
         return self._requantize_int32(acc, scale.astype(F32), out_qp, channel_axis)
 
     def add(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+        """QLinearAdd where `add_is_fused` (the writer then lets ORT fuse it), else DQ → float32 Add → Q."""
+        if a.shape == b.shape and self.add_is_fused(qa, qb, out_qp):
+            shift = 128 if out_qp.dtype == "int8" else 0
+            codes = qlinear_add_codes(*_key(qa), *_key(qb), *_key(out_qp), "sse")
+            n_b = qb.qmax - qb.qmin + 1
+            return torch.from_numpy(codes)[(a.long() - qa.qmin) * n_b + (b.long() - qb.qmin)] - shift
         return self._quantize_f32((self.dequantize(a, qa) + self.dequantize(b, qb)) / torch.tensor(F32(out_qp.scale)),
                                   out_qp)
+
+    def add_is_fused(self, qa: QuantParams, qb: QuantParams, out_qp: QuantParams) -> bool:
+        """Whether an Add of two tensors of one shape is written for QLinearAdd: when MLAS's three kernels —
+        SSE2 (separate float32 multiply and add), AVX2 (fused multiply-add) and NEON (fixed-point multipliers,
+        or float when the scale ratios are out of its range) — give the same codes for every pair of codes."""
+        variants = [qlinear_add_codes(*_key(qa), *_key(qb), *_key(out_qp), k) for k in ("sse", "avx2", "neon")]
+        return all(np.array_equal(variants[0], v) for v in variants[1:])
 
     def mul(self, a, qa: QuantParams, b, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
         """QLinearMul where `mul_is_fused` (the writer then lets ORT fuse it), else DQ → float32 Mul → Q."""
@@ -287,6 +301,51 @@ def qlinear_mul_portable(sa, za, amin, amax, sb, zb, bmin, bmax, sc, zc, cmin, c
     separate = np.clip(np.rint((p * ratio).astype(F32) + zero), cmin + shift, cmax + shift)
     fused = np.clip(np.rint(fma32(p, ratio, zero)), cmin + shift, cmax + shift)
     return bool(np.array_equal(separate, fused))
+
+
+@functools.lru_cache(maxsize=1024)
+def qlinear_add_codes(sa, za, amin, amax, sb, zb, bmin, bmax, sc, zc, cmin, cmax, kernel: str) -> np.ndarray:
+    """MlasQLinearAdd's output codes (uint8 inside ORT) for every pair of input codes, a-major, per kernel:
+    'sse' (x86-64 without AVX2), 'avx2' (x86-64 with AVX2 and later) or 'neon' (aarch64); the int8 model's
+    codes run shifted by 128, zero points too (the same differences)."""
+    sh = [128 if lo == -128 else 0 for lo in (amin, bmin, cmin)]
+    a = np.repeat(np.arange(amin, amax + 1) + sh[0], bmax - bmin + 1).astype(np.int64)
+    b = np.tile(np.arange(bmin, bmax + 1) + sh[1], amax - amin + 1).astype(np.int64)
+    za, zb, zc = za + sh[0], zb + sh[1], zc + sh[2]
+    lo, hi = cmin + sh[2], cmax + sh[2]
+    ra, rb = F32(F32(sa) / F32(sc)), F32(F32(sb) / F32(sc))
+    if kernel == "neon":
+        codes = _neon_fixed_point_add(a - za, b - zb, ra, rb)
+        if codes is None:  # MlasQLinearAddKernelRawHelper: float32 values, one division, nearbyintf
+            va = (F32(sa) * (a - za).astype(F32)).astype(F32)
+            vb = (F32(sb) * (b - zb).astype(F32)).astype(F32)
+            v = np.clip(((va + vb).astype(F32) / F32(sc)).astype(F32), F32(lo - zc), F32(hi - zc))
+            return np.rint((v + F32(zc)).astype(F32)).astype(np.int64)
+        return np.clip(codes + zc, lo, hi)
+    fixed = F32(F32(zc) - F32(F32(ra * F32(za)) + F32(rb * F32(zb))))
+    af, bf = a.astype(F32), b.astype(F32)
+    if kernel == "avx2":
+        t = fma32(af, ra, fma32(bf, rb, fixed))
+    else:
+        t = ((fixed + (af * ra).astype(F32)).astype(F32) + (bf * rb).astype(F32)).astype(F32)
+    return np.clip(np.rint(t), lo, hi).astype(np.int64)
+
+
+def _neon_fixed_point_add(da: np.ndarray, db: np.ndarray, ra: F32, rb: F32) -> np.ndarray | None:
+    """MlasCalcQLinearAddParameters and the NEON kernel: 22-bit multipliers, a shift that rounds half away from
+    zero; None where MLAS falls back to float (ratios outside [2^-14, 256) or multipliers out of range)."""
+    if not (2.0 ** -14 <= ra < 256 and 2.0 ** -14 <= rb < 256):
+        return None
+    exponent = int(np.asarray(max(ra, rb), F32).view(np.uint32) >> 23) - 127
+    shift = 21 - exponent
+    if not 13 <= shift <= 31:
+        return None
+    ma, mb = (int(np.rint(F32(r * F32(2.0 ** shift)))) for r in (ra, rb))
+    if not (ma < 1 << 22 and mb < 1 << 22 and (ma >= 1 << 21 or mb >= 1 << 21)):
+        return None
+    acc = da * ma + db * mb
+    acc = acc - (acc < 0)
+    return (acc + (1 << (shift - 1))) >> shift
 
 
 def average_weight_scale(count: int) -> np.float32:

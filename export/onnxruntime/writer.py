@@ -222,11 +222,12 @@ def _dequantize(ex, node, m):
 @ONNX_OPS.register(Q.QuantizedAdd, Q.QuantizedMul)
 def _binary(ex, node, m):
     a, b = node.args
-    # Mul runs as QLinearMul where its codes are the same on every CPU (the arithmetic decides, and computes
-    # them); Add stays in float32: QLinearAdd rounds differently with FMA (AVX2, NEON) and without (SSE).
-    op, fused = "Add", False
+    # Mul and Add run as QLinearMul / QLinearAdd where their codes are the same on every CPU (the arithmetic
+    # decides, and computes them); elsewhere in float32.
     if isinstance(m, Q.QuantizedMul):
         op, fused = "Mul", ex.arithmetic.mul_is_fused(*m.in_qparams, m.out_qparams)
+    else:  # QLinearAdd's kernels differ on broadcast operands: only an add of two tensors of one shape
+        op, fused = "Add", ex.shape(a) == ex.shape(b) and ex.arithmetic.add_is_fused(*m.in_qparams, m.out_qparams)
     y = ex.g.node(op, [ex.dq(a, f"{node.name}_a", fused), ex.dq(b, f"{node.name}_b", fused)], node.name)
     ex.codes[node] = (ex.q(y, m.out_qparams, f"{node.name}_q", fused), m.out_qparams)
 
