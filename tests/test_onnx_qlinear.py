@@ -129,7 +129,7 @@ def test_every_code_pair_on_aarch64(tmp_path, aarch64_root):
 
 # ---- activation chains (export/onnxruntime/chains.py): QLinearSigmoid / QLinearMul / Clip on codes
 
-CHAINED = {"swish": nn.SiLU, "hard_swish": nn.Hardswish, "hard_mish": None}
+CHAINED = {"swish": nn.SiLU, "hard_swish": nn.Hardswish, "hard_mish": None, "hard_sigmoid": nn.Hardsigmoid}
 
 
 def _chain_files(tmp_path) -> list[tuple]:

@@ -12,6 +12,7 @@ elementwise kernels it carries them through.
 |                       | saturation clamps; QLinearMul(x, gate). a, b = 1/2, 1 (hard_mish): n = 255,  |
 |                       | exact. a, b = 1/6, 1/2 (hard_swish): n = 255 with the offset 127.5 rounded   |
 |                       | to 127 or 128 where that stays within tolerance, else n = 254 and Clip(0, 254) |
+| hard_sigmoid (1/6, ½) | the hard-swish gate, then QLinearMul(gate, 1) into the output's parameters    |
 
 Exact by construction, as the LiteRT chains: the arithmetic defines the activation's table as what the chain
 computes — QLinearSigmoid's table (MlasComputeLogistic on the dequantized codes, MlasQuantizeLinear) and
@@ -35,7 +36,7 @@ from edgeact.qparams import QuantParams
 F32 = np.float32
 TOLERANCE_LSB = 1  # as the LiteRT chains: at most one output step from the ideal table at any input code
 SIGMOID_QP = QuantParams(float(F32(1 / 255)), 0, "uint8")
-GATES = {"hard_swish": (1 / 6, 0.5), "hard_mish": (0.5, 1.0)}  # gate = clamp(a·x + b, 0, 1)
+GATES = {"hard_swish": (1 / 6, 0.5), "hard_mish": (0.5, 1.0), "hard_sigmoid": (1 / 6, 0.5)}  # clamp(a·x + b, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,9 @@ def _gate(name: str, in_qp: QuantParams, out_qp: QuantParams, n: int, offset: in
     if g is None:
         return None
     g = np.minimum(g, n)  # Clip on the codes (a no-op when n = 255)
-    y = _both((x - in_qp.zero_point) * g, _ratio(in_qp.scale, F32(1 / n), out_qp.scale),
-              out_qp.zero_point + _shift(out_qp))
+    # hard_swish / hard_mish: QLinearMul(x, gate); hard_sigmoid: the gate requantized, QLinearMul(gate, 1)
+    other, scale = (x - in_qp.zero_point, in_qp.scale) if name != "hard_sigmoid" else (1, 1.0)
+    y = _both(other * g, _ratio(scale, F32(1 / n), out_qp.scale), out_qp.zero_point + _shift(out_qp))
     if y is None:
         return None
     ops = ("QLinearMul", "Clip", "QLinearMul") if n < 255 else ("QLinearMul", "QLinearMul")
@@ -129,7 +131,7 @@ def search(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> Ort
     """The chain for `act` with these parameters, if there is an eligible one (see the module docstring)."""
     if act.definition is None or act.name not in ("swish", *GATES) or act.channels is not None:
         return None
-    if act.params != bind(act.name).params:  # swish with β ≠ 1
+    if act.params != bind(act.name).params:  # swish with β ≠ 1, a hard-sigmoid with other α, β
         return None
     if in_qp.per_channel or out_qp.per_channel or {in_qp.dtype, out_qp.dtype} - {"int8", "uint8"}:
         return None

@@ -187,8 +187,12 @@ def lower_chain(g: GraphBuilder, x: str, chain: chains.OrtChain, in_qp: QuantPar
         if chain.n < 255:
             gate = g.node("Clip", [gate, g.constant(np.uint8(0), "gate_min", rank0=True),
                                    g.constant(np.uint8(chain.n), "gate_max", rank0=True)], f"{hint}_gate_clip")
-    return mul(qdq("DequantizeLinear", x, in_qp, "x_dq"), qdq("DequantizeLinear", gate, gate_qp, "gate_dq"), out_qp,
-               "times_x")
+    if chain.name == "hard_sigmoid":  # requantize the gate: times the constant 1.0
+        other = qdq("DequantizeLinear", g.constant(np.uint8(1), f"{hint}_one_code", rank0=True),
+                    QuantParams(1.0, 0, "uint8"), "one")
+    else:
+        other = qdq("DequantizeLinear", x, in_qp, "x_dq")
+    return mul(other, qdq("DequantizeLinear", gate, gate_qp, "gate_dq"), out_qp, "times_x")
 
 
 def lower_table(g: GraphBuilder, x: str, table: np.ndarray, in_qp: QuantParams, out_qp: QuantParams,
