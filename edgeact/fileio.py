@@ -5,7 +5,7 @@ renames it into place (atomic on POSIX); on any error the temporary file is remo
 file, if any, stays. Every file edgeact writes goes through here.
 
 A run killed outright (SIGKILL, power loss) cannot clean up, so temporary names carry the writer's
-process id (`.NAME.edgeact<pid>.XXXX.tmp`, `edgeact-run-<pid>-XXXX`): the next run removes those
+process id (`.NAME.edgeact<pid>.XXXX.tmp`, `edgeact-run-<pid, 7 digits>-XXXX`): the next run removes those
 whose process is gone (and unnamed ones from older versions once they are an hour old).
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def temp_dir(prefix: str = "edgeact-run-") -> Path:
             m = _TMP_DIR.match(e.name)
             if m and e.is_dir() and _is_stale(e, m.group(1), legacy=True):
                 shutil.rmtree(e, ignore_errors=True)
-    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid():07d}-"))  # one length: see targets/qemu.py
     interrupt.track(path)
     return path
 

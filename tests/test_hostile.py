@@ -408,7 +408,7 @@ def test_stale_temp_files_of_killed_runs_are_removed(files, tmp_path):
     (run_dir / "inputs.npz").write_bytes(b"x")
     fresh = temp_dir()
     try:
-        assert not run_dir.exists() and fresh.name.startswith(f"edgeact-run-{os.getpid()}-")
+        assert not run_dir.exists() and fresh.name.startswith(f"edgeact-run-{os.getpid():07d}-")
     finally:
         fresh.rmdir()
 
@@ -550,7 +550,7 @@ def test_ctrl_c_ends_every_command_within_2_s(files, tmp_path):
     try:
         time.sleep(0.3)
         _assert_interrupted(*_interrupt(procs["loading"]), procs["loading"])
-        runs = lambda: [q for q in Path(os.environ.get("TMPDIR", "/tmp")).glob(f"edgeact-run-{procs['bench'].pid}-*")]
+        runs = lambda: [q for q in Path(os.environ.get("TMPDIR", "/tmp")).glob(f"edgeact-run-{procs['bench'].pid:07d}-*")]
         _wait_for(lambda: runs(), 120, "the bench runner to start")
         seconds, err = _interrupt(procs["bench"])
         _assert_interrupted(seconds, err, procs["bench"])

@@ -184,7 +184,7 @@ class LocalJob:
 
 
 def stream(cmd: list[str], env: dict | None, total: int, desc: str, progress: bool,
-           timeout: float | None = None) -> tuple[int, str]:
+           timeout: float | None = None, cwd: Path | None = None) -> tuple[int, str]:
     """Run `cmd`, advancing a progress bar on the runner's progress lines; return (exit code, stderr)."""
     from tqdm import tqdm
 
@@ -192,7 +192,7 @@ def stream(cmd: list[str], env: dict | None, total: int, desc: str, progress: bo
     err_file = tempfile.TemporaryFile(mode="w+")
     try:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=err_file, text=True,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, cwd=cwd)
     except FileNotFoundError as exc:
         raise TargetError(f"{exc.filename} not found; see `edgeact targets` for how to install it.") from None
     deadline = time.monotonic() + timeout if timeout else None

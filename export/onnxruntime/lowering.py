@@ -134,7 +134,8 @@ def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: Quant
     """
     if table is None:
         arithmetic = ORT_ARM if prefer == "arm" else ORT
-        table = (arithmetic.native_table if lowering == "native" else arithmetic.activation_table)(act, in_qp, out_qp)
+        forced_native = lowering == "native" and native_kernel(act) is not None  # else choose_lowering says why not
+        table = (arithmetic.native_table if forced_native else arithmetic.activation_table)(act, in_qp, out_qp)
     table = np.asarray(table, dtype=np.int64)
     used = choose_lowering(act, in_qp, out_qp, table, lowering, require_exact=require_exact, where=where,
                            prefer=prefer)
