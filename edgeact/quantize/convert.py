@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import ShapeProp, _extract_tensor_metadata
 
 from edgeact.errors import QuantizationError, UnsupportedError
 from edgeact.fake_quant import FakeQuantize
@@ -20,11 +20,14 @@ from edgeact.nn.quant_act import QuantAct
 from edgeact.quantize.prepare import quantizers
 from edgeact.quantize.prepared import (
     PreparedAdd, PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
+    PreparedResizeBilinear,
 )
+from edgeact.quantize import transposed
 from edgeact.quantize import data_movement as dm
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
+from edgeact.quantized.zero_insert import QuantizedZeroInsert
 from edgeact.backend import Backend, get_backend
 from edgeact.handlers import Handlers
 
@@ -138,6 +141,34 @@ def _max_pool(cv, node, m):
 @CONVERTERS.register(nn.ZeroPad2d)
 def _zero_pad(cv, node, m):
     return cv.swap(node, QuantizedZeroPad2d(cv.input_qp(node), cv.backend.name, m.padding))
+
+
+@CONVERTERS.register(transposed.ZeroInsert2d)
+def _zero_insert(cv, node, m):
+    return cv.swap(node, QuantizedZeroInsert(cv.input_qp(node), cv.backend.name, m.stride, m.pads))
+
+
+@CONVERTERS.register(PreparedResizeBilinear)
+def _resize_bilinear(cv, node, m):
+    """Zero insertion (border replicated once) → a depthwise conv with the exact tent weights."""
+    in_qp, src = m.in_qparams()[0], node.args[0]
+    fh, fw = m.factors
+    codes, scale = transposed.bilinear_kernel(fh, fw)
+    pads, edge = transposed.bilinear_insert(fh, fw)
+    n, c, h, w = (int(d) for d in src.meta["tensor_meta"].shape)
+    insert = QuantizedZeroInsert(in_qp, cv.backend.name, (fh, fw), pads, edge)
+    conv = nn.Conv2d(c, c, codes.shape, groups=c, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(codes * scale).reshape(1, 1, *codes.shape).expand(c, 1, *codes.shape))
+    qconv = Q.QuantizedConv2d(conv, in_qp, m.output_quant.qparams(), cv.backend.name, weight_scale=scale)
+    name = f"{node.target}_insert".replace(".", "_")
+    cv.gm.add_module(name, insert)
+    with cv.gm.graph.inserting_before(node):
+        ins = cv.gm.graph.call_module(name, (src,))
+    ins.meta = dict(node.meta)
+    ins.meta["tensor_meta"] = _extract_tensor_metadata(insert(torch.zeros(n, c, h, w, dtype=torch.long)))
+    cv.qp[ins] = in_qp
+    return cv.swap(node, qconv, args=(ins,))
 
 
 MOVING_MODULES = (nn.Flatten, nn.Unflatten, nn.Upsample)  # modules that only move codes (see data_movement)

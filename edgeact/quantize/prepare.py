@@ -23,10 +23,11 @@ from edgeact.nn.activations import Activation, from_torch, make_activation
 from edgeact.nn.quant_act import QuantAct, SharedQuant
 from edgeact.quantize.prepared import (
     PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
-    PreparedAdd,
+    PreparedAdd, PreparedResizeBilinear,
 )
 from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
 from edgeact.quantize.float_graph import simplify
+from edgeact.quantize.transposed import ZeroInsert2d, whole_factors
 from edgeact.tracing import describe, trace
 
 # Functional activations and the registry names they stand for (with their positional params), from the
@@ -35,7 +36,8 @@ FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = TORCH_FUNCTIONS
 METHOD_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 ADD_OPS = {operator.add, torch.add, operator.iadd}
 MUL_OPS = {operator.mul, torch.mul, operator.imul}
-PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten, nn.ZeroPad2d)
+PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten, nn.ZeroPad2d,
+                       ZeroInsert2d)
 # Data movement: codes and parameters unchanged (convert() works out which element goes where).
 PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze,
                          torch.transpose, torch.permute, torch.chunk, torch.split, operator.getitem}
@@ -51,12 +53,13 @@ def _flat_args(node: fx.Node) -> list:
     return flat
 
 SUPPORTED = (
-    "Conv1d/Conv2d (incl. depthwise/grouped) and Linear (and their subclasses), each optionally followed by "
+    "Conv1d/Conv2d and ConvTranspose1d/2d (incl. depthwise/grouped, any stride, padding, output_padding, dilation) "
+    "and Linear (and their subclasses), each optionally followed by "
     "BatchNorm (folded; a BatchNorm2d elsewhere becomes a depthwise 1×1 conv); activations (torch.nn, edgeact.nn, "
     "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
     "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; nearest Upsample / "
-    "F.interpolate by whole factors; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "F.interpolate by whole factors, bilinear (align_corners=False) by whole factors up to 7; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
     "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 
@@ -76,21 +79,22 @@ _LAYERNORM_WHY = (
 _ATTENTION_WHY = ("attention (matmul of two activations): the product of two int8 activations, followed by a "
                   "softmax in attention — " + _SOFTMAX_WHY.split(": ", 1)[1])
 _RESIZE_WHY = (
-    "{mode} interpolation: it computes weighted averages of neighbours, and LiteRT's int8 resize kernels and "
-    "onnxruntime's Resize each round them their own way, which edgeact does not model yet, so it cannot promise "
-    "the same codes (0 LSB); use mode='nearest' (exact: codes are only repeated) or resize the float output")
-_CONV_TRANSPOSE_WHY = (
-    "ConvTranspose: onnxruntime keeps a QDQ ConvTranspose in float on x86 (it has no integer kernel for it; "
-    "measured: 1 of 76,800 codes differs from the integer accumulator), and edgeact has no exact lowering for it "
-    "yet (zero insertion on codes followed by a plain conv would be one); replace it by nearest Upsample + Conv2d, "
-    "which is exact, or keep that part of the model in float")
-REFUSED_MODULES = {nn.ConvTranspose1d: _CONV_TRANSPOSE_WHY, nn.ConvTranspose2d: _CONV_TRANSPOSE_WHY,
-                   nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
+    "{mode} interpolation: its weights (products of cubic or area coefficients) do not fit one int8 conv exactly, "
+    "and LiteRT's and onnxruntime's own resize kernels each round their own way, which edgeact does not model, so "
+    "it cannot promise the same codes (0 LSB); use mode='nearest' or 'bilinear' by a whole factor (both exact), or "
+    "resize the float output")
+_BILINEAR_WHY = (
+    "bilinear interpolation {how}: edgeact computes bilinear upsampling exactly as a fixed depthwise conv, which "
+    "needs the same blend of neighbours at every output, i.e. a whole scale_factor (2, 3, … up to 7: the weights "
+    "k/(4·f²) must fit int8 codes) and align_corners=False; with align_corners=True (nn.UpsamplingBilinear2d) "
+    "output i samples i·(H−1)/(f·H−1), a position whose blend changes across the image, and LiteRT's and "
+    "onnxruntime's resize kernels round such blends their own way, so neither file would be 0 LSB from the "
+    "converted model; use nn.Upsample(scale_factor=f, mode='bilinear') (align_corners=False) or mode='nearest'")
+REFUSED_MODULES = {nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
                    nn.GroupNorm: _LAYERNORM_WHY.replace("LayerNorm:", "GroupNorm:", 1)}
 REFUSED_FUNCTIONS = {F.softmax: _SOFTMAX_WHY, torch.softmax: _SOFTMAX_WHY, F.layer_norm: _LAYERNORM_WHY,
                      F.scaled_dot_product_attention: _ATTENTION_WHY, torch.matmul: _ATTENTION_WHY,
-                     operator.matmul: _ATTENTION_WHY, F.conv_transpose2d: _CONV_TRANSPOSE_WHY,
-                     F.conv_transpose1d: _CONV_TRANSPOSE_WHY}
+                     operator.matmul: _ATTENTION_WHY}
 REFUSED_METHODS = {"softmax": _SOFTMAX_WHY}
 
 
@@ -291,9 +295,10 @@ class _Builder:
             new = self.replace(node, self.add_module(f"{path}_q", op), (src,))
             self.owner[new] = self.owner[src]  # average pooling keeps its input's parameters
         elif isinstance(mod, nn.Upsample):
-            if mod.mode != "nearest":
-                raise self.refused(_RESIZE_WHY.format(mode=mod.mode))
-            self.passthrough(node, path)
+            if mod.mode == "nearest":
+                self.passthrough(node, path)
+            else:
+                self.resize(node, path, mod.mode, mod.size, mod.scale_factor, mod.align_corners)
         elif isinstance(mod, PASSTHROUGH_MODULES):
             self.passthrough(node, path)
         else:
@@ -336,6 +341,27 @@ class _Builder:
             raise self.unsupported(f"{node.target} on a tensor that is not quantized")
         self.owner[node] = self.owner[src]
 
+    def resize(self, node: fx.Node, where: str, mode: str, size, scale_factor, align_corners) -> None:
+        """Bilinear upsampling by whole factors (align_corners=False): a PreparedResizeBilinear; others refused."""
+        if mode != "bilinear":
+            raise self.refused(_RESIZE_WHY.format(mode=mode))
+        if align_corners:
+            raise self.refused(_BILINEAR_WHY.format(how="with align_corners=True"))
+        factors = whole_factors(scale_factor)
+        if size is not None or factors is None:
+            how = "to a given size" if size is not None else f"by scale_factor={scale_factor!r}"
+            raise self.refused(_BILINEAR_WHY.format(how=how))
+        from edgeact.quantize.transposed import bilinear_kernel
+
+        try:
+            bilinear_kernel(*factors)
+        except ValueError as exc:
+            raise self.refused(_BILINEAR_WHY.format(how=str(exc))) from None
+        src = node.args[0]
+        op = PreparedResizeBilinear([self.source(src, where)], self.fq(f"{where} output"), factors)
+        new = self.replace(node, self.add_module(f"{where}_q", op), (src,))
+        self.owner[new] = op.output_quant
+
     def mean(self, node: fx.Node, where: str, keepdim: bool) -> None:
         op = PreparedMean([self.source(node.args[0], where)], self.fq(f"{where} output"), keepdim)
         new = self.replace(node, self.add_module(f"{where}_q", op), (node.args[0],))
@@ -356,10 +382,14 @@ class _Builder:
         if fn in REFUSED_FUNCTIONS:
             raise self.refused(REFUSED_FUNCTIONS[fn])
         if fn is F.interpolate:
-            mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
-            if mode != "nearest":
-                raise self.refused(_RESIZE_WHY.format(mode=mode))
-            self.passthrough(node, where)
+            arg = lambda i, k, d=None: node.args[i] if len(node.args) > i else node.kwargs.get(k, d)  # noqa: E731
+            mode = arg(3, "mode", "nearest")
+            if mode == "nearest":
+                self.passthrough(node, where)
+            else:
+                if arg(6, "antialias", False):
+                    raise self.refused(_BILINEAR_WHY.format(how="with antialias=True"))
+                self.resize(node, where, mode, arg(1, "size"), arg(2, "scale_factor"), arg(4, "align_corners"))
             return
         if fn in FUNCTIONAL_ACTIVATIONS:
             name, positional = FUNCTIONAL_ACTIVATIONS[fn]

@@ -96,3 +96,16 @@ class PreparedAvgPool2d(PreparedOp):
         from edgeact.fake_quant import fake_quantize
 
         return fake_quantize(y, qp)
+
+
+class PreparedResizeBilinear(PreparedOp):
+    """Bilinear upsampling by whole factors (align_corners=False); convert() writes it as zero insertion and a
+    fixed depthwise conv (edgeact.quantize.transposed), which computes the same blend of neighbours."""
+
+    def __init__(self, inputs, output_quant, factors: tuple[int, int]):
+        super().__init__(inputs, output_quant)
+        self.factors = tuple(factors)
+
+    def forward(self, x):
+        y = F.interpolate(x, scale_factor=self.factors, mode="bilinear", align_corners=False)
+        return self.output_quant(y)

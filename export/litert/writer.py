@@ -34,6 +34,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
+from edgeact.quantized.zero_insert import QuantizedZeroInsert
 from edgeact.export.converted import checked_for_export
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
@@ -469,6 +470,62 @@ def _zero_pad(exporter, node, m) -> None:
     y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
     exporter.b.op("PAD", [x, pads], [y], schema.PadOptionsT(), version=2)
     exporter.put(node, y, qp, "nhwc")
+
+
+@TFLITE_OPS.register(QuantizedZeroInsert)
+def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
+    """MIRROR_PAD 'symmetric' (border copies), then per spatial axis RESHAPE to a unit axis after it, PAD that
+    axis to the stride (int8 PAD fills with the zero point), RESHAPE back; last PAD / SLICE to the conv's frame.
+    All 4-D, so XNNPACK takes the RESHAPEs and PADs."""
+    b, hint = exporter.b, node.name
+    x, qp, layout = exporter.get(node.args[0], hint)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{hint!r}: zero insertion into a tensor that is not (N, C, H, W)")
+    n, c, h, w = exporter.shape(node.args[0])
+
+    def pad(x, pads, shape, name, op="PAD"):
+        y = b.tensor(name, shape, "int8", qp)
+        consts = b.constant(f"{name}/paddings", np.array(pads, np.int32), "int32")
+        if op == "MIRROR_PAD":
+            opts = schema.MirrorPadOptionsT()
+            opts.mode = schema.MirrorPadMode.SYMMETRIC
+            b.op("MIRROR_PAD", [x, consts], [y], opts)
+        else:
+            b.op("PAD", [x, consts], [y], schema.PadOptionsT(), version=2)
+        return y
+
+    if m.edge:
+        e = m.edge
+        h, w = h + 2 * e, w + 2 * e
+        x = pad(x, [[0, 0], [e, e], [e, e], [0, 0]], (n, h, w, c), f"{hint}/edge", op="MIRROR_PAD")
+    sh, sw = m.stride
+    if sh > 1:
+        x = exporter._reshape(x, (n, h, 1, w * c), qp, f"{hint}/rows")
+        x = pad(x, [[0, 0], [0, 0], [0, sh - 1], [0, 0]], (n, h, sh, w * c), f"{hint}/rows_spread")
+        h *= sh
+        x = exporter._reshape(x, (n, h, w, c), qp, f"{hint}/rows_merged")
+    if sw > 1:
+        x = exporter._reshape(x, (n * h, w, 1, c), qp, f"{hint}/cols")
+        x = pad(x, [[0, 0], [0, 0], [0, sw - 1], [0, 0]], (n * h, w, sw, c), f"{hint}/cols_spread")
+        w *= sw
+        x = exporter._reshape(x, (n, h, w, c), qp, f"{hint}/cols_merged")
+    left, right, top, bottom = m.pads
+    edges = [top, bottom - (sh - 1), left, right - (sw - 1)]
+    if any(p > 0 for p in edges):
+        t, bo, le, ri = (max(p, 0) for p in edges)
+        h, w = h + t + bo, w + le + ri
+        x = pad(x, [[0, 0], [t, bo], [le, ri], [0, 0]], (n, h, w, c), f"{hint}/pad")
+    if any(p < 0 for p in edges):
+        t, bo, le, ri = (max(-p, 0) for p in edges)
+        size = (n, h - t - bo, w - le - ri, c)
+        y = b.tensor(f"{hint}/crop", size, "int8", qp)
+        opts = schema.StridedSliceOptionsT()
+        opts.beginMask = opts.endMask = 0b1001  # whole batch and channel axes
+        b.op("STRIDED_SLICE", [x, b.constant(f"{hint}/begin", np.array([0, t, le, 0], np.int32), "int32"),
+                               b.constant(f"{hint}/end", np.array([0, h - bo, w - ri, 0], np.int32), "int32"),
+                               b.constant(f"{hint}/strides", np.ones(4, np.int32), "int32")], [y], opts, version=2)
+        x = y
+    exporter.put(node, x, qp, "nhwc")
 
 
 @TFLITE_OPS.register(QuantizedUpsampleNearest)

@@ -36,6 +36,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
+from edgeact.quantized.zero_insert import QuantizedZeroInsert
 from edgeact.export.onnxruntime.arithmetic import average_weight_scale
 from edgeact.export.onnxruntime.lowering import lower_activation
 from edgeact.export.onnxruntime.graph import GraphBuilder, check, save_atomic
@@ -317,6 +318,33 @@ def _zero_pad(exporter, node, m) -> None:
     q = inner(qp)
     value = exporter.g.constant(np.asarray(q.zero_point, q.np_dtype), f"{node.name}_value")
     exporter.codes[node] = (exporter.g.node("Pad", [name, pads, value], node.name, mode="constant"), qp)
+
+
+@ONNX_OPS.register(QuantizedZeroInsert)
+def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
+    """Pad 'edge' (border copies), Reshape to (N, C, H, 1, W, 1), Pad the unit axes to the stride with the zero
+    point, Reshape back, Pad (negative: crop) to the conv's frame: all on the uint8 codes."""
+    g, hint = exporter.g, node.name
+    name, qp = exporter.codes[node.args[0]]
+    zp = exporter.g.constant(np.asarray(inner(qp).zero_point, inner(qp).np_dtype), f"{hint}_value")
+    _, c, h, w = exporter.shape(node.args[0])
+    if m.edge:
+        e = m.edge
+        name = g.node("Pad", [name, g.constant(np.array([0, 0, e, e, 0, 0, e, e], np.int64), f"{hint}_edge")],
+                      f"{hint}_edge", mode="edge")
+        h, w = h + 2 * e, w + 2 * e
+    sh, sw = m.stride
+    if (sh, sw) != (1, 1):
+        x = g.node("Reshape", [name, g.constant(np.array([0, c, h, 1, w, 1], np.int64), "shape")], f"{hint}_split")
+        pads = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0, sw - 1], np.int64)
+        x = g.node("Pad", [x, g.constant(pads, f"{hint}_stride_pads"), zp], f"{hint}_spread", mode="constant")
+        name = g.node("Reshape", [x, g.constant(np.array([0, c, h * sh, w * sw], np.int64), "shape")],
+                      f"{hint}_merge")
+    left, right, top, bottom = m.pads
+    pads = np.array([0, 0, top, left, 0, 0, bottom - (sh - 1), right - (sw - 1)], np.int64)
+    if pads.any():
+        name = g.node("Pad", [name, g.constant(pads, f"{hint}_pads"), zp], hint, mode="constant")
+    exporter.codes[node] = (name, qp)
 
 
 @ONNX_OPS.register(QuantizedUpsampleNearest)

@@ -1,0 +1,165 @@
+"""Transposed convolution and bilinear upsampling as zero insertion on codes followed by a plain conv.
+
+A transposed conv (stride s, padding p, output_padding a, dilation d, groups g, kernel k) equals: put s−1 zeros
+between neighbouring input elements, pad d·(k−1)−p zeros before and d·(k−1)−p+a after, then an ordinary conv
+(stride 1, same dilation and groups) with the kernel flipped in space and in/out channels swapped per group.
+The zeros are the zero point's code (every edgeact range contains 0.0), so the insertion moves codes and adds
+no arithmetic; the conv is the integer conv each backend already models. Bilinear upsampling by a whole factor f
+(align_corners=False) is the same construction with a fixed depthwise "tent" kernel (weights j/(2f) per axis)
+after replicating the edge element once, so every output is torch's 2×2 blend of its neighbours.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def insert_zeros(x: torch.Tensor, stride: tuple[int, int], pads: tuple[int, int, int, int], value=0,
+                 edge: int = 0) -> torch.Tensor:
+    """(N, C, H, W) → replicate the border `edge` times, put stride−1 `value`s between neighbours along H and W,
+    then pad (left, right, top, bottom) with `value` (negative: crop)."""
+    if edge:
+        x = torch.cat([x[:, :, :1]] * edge + [x] + [x[:, :, -1:]] * edge, dim=2)
+        x = torch.cat([x[:, :, :, :1]] * edge + [x] + [x[:, :, :, -1:]] * edge, dim=3)
+    n, c, h, w = x.shape
+    sh, sw = stride
+    out = torch.full((n, c, (h - 1) * sh + 1, (w - 1) * sw + 1), value, dtype=x.dtype, device=x.device)
+    out[:, :, ::sh, ::sw] = x
+    left, right, top, bottom = pads
+    out = F.pad(out, (max(left, 0), max(right, 0), max(top, 0), max(bottom, 0)), value=value)
+    hh, ww = out.shape[2], out.shape[3]
+    return out[:, :, max(-top, 0):hh - max(-bottom, 0), max(-left, 0):ww - max(-right, 0)]
+
+
+class ZeroInsert2d(nn.Module):
+    """The data movement in front of the conv a ConvTranspose becomes (float side; zeros are exact codes)."""
+
+    def __init__(self, stride: tuple[int, int], pads: tuple[int, int, int, int]):
+        super().__init__()
+        self.stride, self.pads = tuple(int(s) for s in stride), tuple(int(p) for p in pads)
+
+    def forward(self, x):
+        return insert_zeros(x, self.stride, self.pads)
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, pads={self.pads}"
+
+
+def _two(v) -> tuple[int, int]:
+    return (int(v[0]), int(v[1])) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def as_zero_insert_and_conv(ct: nn.ConvTranspose2d) -> tuple[ZeroInsert2d, nn.Conv2d]:
+    """The (ZeroInsert2d, Conv2d) pair computing `ct` (same float function, up to summation order)."""
+    (kh, kw), (sh, sw), (ph, pw) = _two(ct.kernel_size), _two(ct.stride), _two(ct.padding)
+    (ah, aw), (dh, dw), g = _two(ct.output_padding), _two(ct.dilation), ct.groups
+    eh, ew = dh * (kh - 1) - ph, dw * (kw - 1) - pw
+    insert = ZeroInsert2d((sh, sw), (ew, ew + aw, eh, eh + ah))
+    cin, cout_g = ct.weight.shape[0], ct.weight.shape[1]
+    conv = nn.Conv2d(cin, cout_g * g, (kh, kw), 1, 0, (dh, dw), g, bias=ct.bias is not None)
+    with torch.no_grad():
+        w = ct.weight.detach().reshape(g, cin // g, cout_g, kh, kw).transpose(1, 2)  # (g, out/g, in/g, kh, kw)
+        conv.weight.copy_(w.reshape(cout_g * g, cin // g, kh, kw).flip(2, 3))
+        if ct.bias is not None:
+            conv.bias.copy_(ct.bias.detach())
+    return insert, conv.eval()
+
+
+def rewrite_conv_transpose(gm: fx.GraphModule, add_module, around_2d) -> None:
+    """Every ConvTranspose2d/1d module (with a BatchNorm right after it folded in) → ZeroInsert2d + Conv2d;
+    a 1-D one runs on (N, C, 1, L) between unsqueeze(2) and squeeze(2)."""
+    graph = gm.graph
+    modules = dict(gm.named_modules())
+    for node in list(graph.nodes):
+        mod = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)) or mod.padding_mode != "zeros":
+            continue
+        ct = mod
+        users = list(node.users)
+        bn_type = nn.BatchNorm2d if isinstance(mod, nn.ConvTranspose2d) else nn.BatchNorm1d
+        if len(users) == 1 and users[0].op == "call_module" and isinstance(modules.get(users[0].target), bn_type):
+            ct = fuse_conv_bn_eval(copy.deepcopy(mod).eval(), modules[users[0].target].eval(), transpose=True)
+            users[0].replace_all_uses_with(node)
+            graph.erase_node(users[0])
+        if isinstance(ct, nn.ConvTranspose1d):
+            as2d = nn.ConvTranspose2d(ct.in_channels, ct.out_channels, (1, ct.kernel_size[0]), (1, ct.stride[0]),
+                                      (0, ct.padding[0]), (0, ct.output_padding[0]), ct.groups,
+                                      ct.bias is not None, (1, ct.dilation[0]))
+            with torch.no_grad():
+                as2d.weight.copy_(ct.weight.unsqueeze(2))
+                if ct.bias is not None:
+                    as2d.bias.copy_(ct.bias)
+            ct = as2d
+        insert, conv = as_zero_insert_and_conv(ct)
+        insert_name = add_module(gm, f"{node.target}.insert", insert)
+        conv_name = add_module(gm, f"{node.target}.conv", conv)
+        created = []
+        with graph.inserting_before(node):
+            x = node.args[0]
+            if isinstance(mod, nn.ConvTranspose1d):
+                x = graph.call_method("unsqueeze", (x, 2))
+                created.append(x)
+            created.append(graph.call_module(insert_name, (x,)))
+            y = graph.call_module(conv_name, (created[-1],))
+            created.append(y)
+            if isinstance(mod, nn.ConvTranspose1d):
+                y = graph.call_method("squeeze", (y, 2))
+                created.append(y)
+        for n in created:  # the user's module path and source line, for messages
+            n.meta = dict(node.meta)
+        node.replace_all_uses_with(y)
+        graph.erase_node(node)
+
+
+# ------------------------------------------------------------------------------------------ bilinear upsampling
+def tent(f: int) -> np.ndarray:
+    """Numerators (over 2f) of the 1-D kernel of a transposed conv with stride f that computes torch's
+    bilinear upsampling by f (align_corners=False) from an input with its border replicated once."""
+    k = 2 * f - (f % 2)
+    return np.array([2 * f - abs(2 * j - (k - 1)) for j in range(k)], np.int64)
+
+
+def bilinear_kernel(fh: int, fw: int) -> tuple[np.ndarray, float]:
+    """(int8 weight codes (Kh, Kw), weight scale): the 2-D tent kernel for factors (fh, fw), exact in int8.
+
+    The weights are n/(4·fh·fw) for integers n; the scale is 1/(that denominator reduced, times the largest
+    multiplier — a power of two where the denominator is one — that keeps every code ≤ 127)."""
+    num = np.outer(tent(fh), tent(fw))
+    den = 4 * fh * fw
+    g = math.gcd(int(np.gcd.reduce(num.ravel())), den)
+    num, den = num // g, den // g
+    m = 127 // int(num.max())
+    if m == 0:
+        raise ValueError(f"by ×({fh}, {fw}), whose weights range from 1/{den} to {num.max()}/{den}, more than int8 "
+                         "codes hold exactly")
+    if den & (den - 1) == 0:
+        m = 1 << (m.bit_length() - 1)
+    return num * m, 1.0 / (den * m)
+
+
+def bilinear_insert(fh: int, fw: int) -> tuple[tuple[int, int, int, int], int]:
+    """(pads, edge) of the zero insertion in front of the tent conv: output size (f·H, f·W)."""
+    ph = (len(tent(fh)) - fh - 2) // 2
+    pw = (len(tent(fw)) - fw - 2) // 2
+    return (pw, pw, ph, ph), 1
+
+
+def whole_factors(scale_factor) -> tuple[int, int] | None:
+    """(fh, fw) if `scale_factor` is one or two whole numbers ≥ 1 (not both 1), else None."""
+    if scale_factor is None:
+        return None
+    fs = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor, scale_factor)
+    if len(fs) != 2 or any(not isinstance(f, (int, float)) or f != int(f) or f < 1 for f in fs) or fs == (1, 1):
+        return None
+    return int(fs[0]), int(fs[1])
+
+
+__all__ = ["ZeroInsert2d", "insert_zeros", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
+           "bilinear_kernel", "bilinear_insert", "whole_factors"]
