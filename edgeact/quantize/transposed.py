@@ -10,7 +10,6 @@ after replicating the edge element once, so every output is torch's 2×2 blend o
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -82,12 +81,6 @@ def rewrite_conv_transpose(gm: fx.GraphModule, add_module, around_2d) -> None:
         if not isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)) or mod.padding_mode != "zeros":
             continue
         ct = mod
-        users = list(node.users)
-        bn_type = nn.BatchNorm2d if isinstance(mod, nn.ConvTranspose2d) else nn.BatchNorm1d
-        if len(users) == 1 and users[0].op == "call_module" and isinstance(modules.get(users[0].target), bn_type):
-            ct = fuse_conv_bn_eval(copy.deepcopy(mod).eval(), modules[users[0].target].eval(), transpose=True)
-            users[0].replace_all_uses_with(node)
-            graph.erase_node(users[0])
         if isinstance(ct, nn.ConvTranspose1d):
             as2d = nn.ConvTranspose2d(ct.in_channels, ct.out_channels, (1, ct.kernel_size[0]), (1, ct.stride[0]),
                                       (0, ct.padding[0]), (0, ct.output_padding[0]), ct.groups,
@@ -98,6 +91,13 @@ def rewrite_conv_transpose(gm: fx.GraphModule, add_module, around_2d) -> None:
                     as2d.bias.copy_(ct.bias)
             ct = as2d
         insert, conv = as_zero_insert_and_conv(ct)
+        users = list(node.users)
+        bn_type = nn.BatchNorm2d if isinstance(mod, nn.ConvTranspose2d) else nn.BatchNorm1d
+        if len(users) == 1 and users[0].op == "call_module" and isinstance(modules.get(users[0].target), bn_type):
+            # folded into the equivalent conv (torch's transpose=True fold assumes groups=1)
+            conv = fuse_conv_bn_eval(conv, modules[users[0].target].eval())
+            users[0].replace_all_uses_with(node)
+            graph.erase_node(users[0])
         insert_name = add_module(gm, f"{node.target}.insert", insert)
         conv_name = add_module(gm, f"{node.target}.conv", conv)
         created = []

@@ -474,30 +474,47 @@ def _zero_pad(exporter, node, m) -> None:
 
 @TFLITE_OPS.register(QuantizedZeroInsert)
 def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
-    """MIRROR_PAD 'symmetric' (border copies), then per spatial axis RESHAPE to a unit axis after it, PAD that
-    axis to the stride (int8 PAD fills with the zero point), RESHAPE back; last PAD / SLICE to the conv's frame.
-    All 4-D, so XNNPACK takes the RESHAPEs and PADs."""
+    """Border copies as STRIDED_SLICEs + CONCATENATION, then per spatial axis RESHAPE to a unit axis after it,
+    PAD that axis to the stride (int8 PAD fills with the zero point), RESHAPE back; last PAD / STRIDED_SLICE to
+    the conv's frame. All 4-D ops XNNPACK delegates (MIRROR_PAD, the one-op border copy, it does not)."""
     b, hint = exporter.b, node.name
     x, qp, layout = exporter.get(node.args[0], hint)
     if layout != "nhwc":
         raise UnsupportedError(f"{hint!r}: zero insertion into a tensor that is not (N, C, H, W)")
     n, c, h, w = exporter.shape(node.args[0])
 
-    def pad(x, pads, shape, name, op="PAD"):
+    def pad(x, pads, shape, name):
         y = b.tensor(name, shape, "int8", qp)
         consts = b.constant(f"{name}/paddings", np.array(pads, np.int32), "int32")
-        if op == "MIRROR_PAD":
-            opts = schema.MirrorPadOptionsT()
-            opts.mode = schema.MirrorPadMode.SYMMETRIC
-            b.op("MIRROR_PAD", [x, consts], [y], opts)
-        else:
-            b.op("PAD", [x, consts], [y], schema.PadOptionsT(), version=2)
+        b.op("PAD", [x, consts], [y], schema.PadOptionsT(), version=2)
         return y
 
-    if m.edge:
-        e = m.edge
-        h, w = h + 2 * e, w + 2 * e
-        x = pad(x, [[0, 0], [e, e], [e, e], [0, 0]], (n, h, w, c), f"{hint}/edge", op="MIRROR_PAD")
+    def strided_slice(x, begin, end, shape, name):
+        y = b.tensor(name, shape, "int8", qp)
+        opts = schema.StridedSliceOptionsT()
+        opts.beginMask = opts.endMask = sum(1 << i for i in range(4) if end[i] == 0)  # whole axes
+        b.op("STRIDED_SLICE", [x, b.constant(f"{name}/begin", np.array(begin, np.int32), "int32"),
+                               b.constant(f"{name}/end", np.array(end, np.int32), "int32"),
+                               b.constant(f"{name}/strides", np.ones(4, np.int32), "int32")], [y], opts, version=2)
+        return y
+
+    for _ in range(m.edge):  # one border copy per side: (H, W) → (H + 2, W + 2)
+        for axis in (1, 2):
+            size = (n, h, w, c)
+            one = tuple(1 if i == axis else d for i, d in enumerate(size))
+            last = size[axis]
+            first_end = [0, 0, 0, 0]
+            first_end[axis] = 1
+            last_begin, last_end = [0, 0, 0, 0], [0, 0, 0, 0]
+            last_begin[axis], last_end[axis] = last - 1, last
+            parts = [strided_slice(x, [0, 0, 0, 0], first_end, one, f"{hint}/first{axis}"), x,
+                     strided_slice(x, last_begin, last_end, one, f"{hint}/last{axis}")]
+            h, w = (h + 2, w) if axis == 1 else (h, w + 2)
+            y = b.tensor(f"{hint}/edge{axis}", (n, h, w, c), "int8", qp)
+            opts = schema.ConcatenationOptionsT()
+            opts.axis = axis
+            b.op("CONCATENATION", parts, [y], opts)
+            x = y
     sh, sw = m.stride
     if sh > 1:
         x = exporter._reshape(x, (n, h, 1, w * c), qp, f"{hint}/rows")
@@ -518,13 +535,7 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
     if any(p < 0 for p in edges):
         t, bo, le, ri = (max(-p, 0) for p in edges)
         size = (n, h - t - bo, w - le - ri, c)
-        y = b.tensor(f"{hint}/crop", size, "int8", qp)
-        opts = schema.StridedSliceOptionsT()
-        opts.beginMask = opts.endMask = 0b1001  # whole batch and channel axes
-        b.op("STRIDED_SLICE", [x, b.constant(f"{hint}/begin", np.array([0, t, le, 0], np.int32), "int32"),
-                               b.constant(f"{hint}/end", np.array([0, h - bo, w - ri, 0], np.int32), "int32"),
-                               b.constant(f"{hint}/strides", np.ones(4, np.int32), "int32")], [y], opts, version=2)
-        x = y
+        x = strided_slice(x, [0, t, le, 0], [0, h - bo, w - ri, 0], size, f"{hint}/crop")
     exporter.put(node, x, qp, "nhwc")
 
 
