@@ -150,25 +150,47 @@ def _zero_insert(cv, node, m):
 
 @CONVERTERS.register(PreparedResizeBilinear)
 def _resize_bilinear(cv, node, m):
-    """Zero insertion (border replicated once) → a depthwise conv with the exact tent weights."""
-    in_qp, src = m.in_qparams()[0], node.args[0]
-    fh, fw = m.factors
-    codes, scale = transposed.bilinear_kernel(fh, fw)
-    pads, edge = transposed.bilinear_insert(fh, fw)
+    """Zero insertion (border replicated once) → depthwise conv(s) with the exact tent weights."""
+    in_qp, out_qp, src = m.in_qparams()[0], m.output_quant.qparams(), node.args[0]
     n, c, h, w = (int(d) for d in src.meta["tensor_meta"].shape)
-    insert = QuantizedZeroInsert(in_qp, cv.backend.name, (fh, fw), pads, edge)
-    conv = nn.Conv2d(c, c, codes.shape, groups=c, bias=False)
+    h2, w2 = (int(d) for d in node.meta["tensor_meta"].shape[2:])
+    if h2 % h or w2 % w:
+        from edgeact.quantize.prepare import _BILINEAR_WHY
+
+        why = _BILINEAR_WHY.format(how=f"from {h}×{w} to {h2}×{w2}")
+        raise UnsupportedError(f"cannot quantize {why.split(': ', 1)[0]} at {cv.current!r}: {why.split(': ', 1)[1]}")
+    fh, fw = h2 // h, w2 // w
+    try:
+        kernels = transposed.bilinear_kernels(fh, fw)
+    except ValueError as exc:
+        raise UnsupportedError(f"{cv.current!r}: bilinear interpolation {exc}") from None
+    pads, edge = transposed.bilinear_insert(fh, fw)
+    x = _insert_node(cv, node, f"{node.target}_insert", QuantizedZeroInsert(in_qp, cv.backend.name, (fh, fw), pads,
+                                                                             edge), src, in_qp)
+    for i, (codes, scale) in enumerate(kernels):
+        conv = nn.Conv2d(c, c, codes.shape, groups=c, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(codes * scale).reshape(1, 1, *codes.shape).expand(c, 1, *codes.shape))
+        last = i == len(kernels) - 1
+        qconv = Q.QuantizedConv2d(conv, in_qp, out_qp if last else in_qp, cv.backend.name, weight_scale=scale)
+        if last:
+            return cv.swap(node, qconv, args=(x,))
+        x = _insert_node(cv, node, f"{node.target}_pass{i}", qconv, x, in_qp)  # rows first, rounded at in_qp
+
+
+def _insert_node(cv, before: fx.Node, name: str, module: nn.Module, arg: fx.Node, qp) -> fx.Node:
+    """A call of `module` on `arg` before `before`, with its traced shape (the writers read it)."""
+    name = name.replace(".", "_")
+    cv.gm.add_module(name, module)
+    with cv.gm.graph.inserting_before(before):
+        new = cv.gm.graph.call_module(name, (arg,))
+    new.meta = dict(before.meta)
     with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(codes * scale).reshape(1, 1, *codes.shape).expand(c, 1, *codes.shape))
-    qconv = Q.QuantizedConv2d(conv, in_qp, m.output_quant.qparams(), cv.backend.name, weight_scale=scale)
-    name = f"{node.target}_insert".replace(".", "_")
-    cv.gm.add_module(name, insert)
-    with cv.gm.graph.inserting_before(node):
-        ins = cv.gm.graph.call_module(name, (src,))
-    ins.meta = dict(node.meta)
-    ins.meta["tensor_meta"] = _extract_tensor_metadata(insert(torch.zeros(n, c, h, w, dtype=torch.long)))
-    cv.qp[ins] = in_qp
-    return cv.swap(node, qconv, args=(ins,))
+        probe = module(torch.full(tuple(int(d) for d in arg.meta["tensor_meta"].shape), qp.zero_point,
+                                  dtype=torch.long))
+    new.meta["tensor_meta"] = _extract_tensor_metadata(probe)
+    cv.qp[new] = qp
+    return new
 
 
 MOVING_MODULES = (nn.Flatten, nn.Unflatten, nn.Upsample)  # modules that only move codes (see data_movement)

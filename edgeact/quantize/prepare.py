@@ -27,7 +27,7 @@ from edgeact.quantize.prepared import (
 )
 from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
 from edgeact.quantize.float_graph import simplify
-from edgeact.quantize.transposed import ZeroInsert2d, whole_factors
+from edgeact.quantize.transposed import ZeroInsert2d, bilinear_kernels, whole_factors
 from edgeact.tracing import describe, trace
 
 # Functional activations and the registry names they stand for (with their positional params), from the
@@ -47,6 +47,12 @@ SHAPE_METHODS = {"size", "dim"}
 SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda", "requires_grad"}
 
 
+def _flat_args_of(value) -> list:
+    flat: list = []
+    fx.node.map_aggregate(value, flat.append)
+    return flat
+
+
 def _flat_args(node: fx.Node) -> list:
     flat: list = []
     fx.node.map_aggregate((node.args, node.kwargs), flat.append)
@@ -59,7 +65,7 @@ SUPPORTED = (
     "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
     "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; nearest Upsample / "
-    "F.interpolate by whole factors, bilinear (align_corners=False) by whole factors up to 7; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "F.interpolate by whole factors, bilinear (align_corners=False) by whole factors; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
     "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 
@@ -85,8 +91,8 @@ _RESIZE_WHY = (
     "resize the float output")
 _BILINEAR_WHY = (
     "bilinear interpolation {how}: edgeact computes bilinear upsampling exactly as a fixed depthwise conv, which "
-    "needs the same blend of neighbours at every output, i.e. a whole scale_factor (2, 3, … up to 7: the weights "
-    "k/(4·f²) must fit int8 codes) and align_corners=False; with align_corners=True (nn.UpsamplingBilinear2d) "
+    "needs the same blend of neighbours at every output, i.e. output size a whole multiple of the input's (×2, ×3, …; "
+    "beyond ×7 as two 1-D passes) and align_corners=False; with align_corners=True (nn.UpsamplingBilinear2d) "
     "output i samples i·(H−1)/(f·H−1), a position whose blend changes across the image, and LiteRT's and "
     "onnxruntime's resize kernels round such blends their own way, so neither file would be 0 LSB from the "
     "converted model; use nn.Upsample(scale_factor=f, mode='bilinear') (align_corners=False) or mode='nearest'")
@@ -342,24 +348,26 @@ class _Builder:
         self.owner[node] = self.owner[src]
 
     def resize(self, node: fx.Node, where: str, mode: str, size, scale_factor, align_corners) -> None:
-        """Bilinear upsampling by whole factors (align_corners=False): a PreparedResizeBilinear; others refused."""
+        """Bilinear upsampling by whole factors (align_corners=False): a PreparedResizeBilinear; others refused.
+        With `size` (torchvision's segmentation heads pass the skip's or the input's shape) the factors are
+        known only from the traced shapes: convert() checks they are whole."""
         if mode != "bilinear":
             raise self.refused(_RESIZE_WHY.format(mode=mode))
         if align_corners:
             raise self.refused(_BILINEAR_WHY.format(how="with align_corners=True"))
-        factors = whole_factors(scale_factor)
-        if size is not None or factors is None:
-            how = "to a given size" if size is not None else f"by scale_factor={scale_factor!r}"
-            raise self.refused(_BILINEAR_WHY.format(how=how))
-        from edgeact.quantize.transposed import bilinear_kernel
-
-        try:
-            bilinear_kernel(*factors)
-        except ValueError as exc:
-            raise self.refused(_BILINEAR_WHY.format(how=str(exc))) from None
+        factors = whole_factors(scale_factor) if size is None else None
+        if size is None and factors is None:
+            raise self.refused(_BILINEAR_WHY.format(how=f"by scale_factor={scale_factor!r}"))
+        if factors is not None:
+            try:
+                bilinear_kernels(*factors)
+            except ValueError as exc:
+                raise self.refused(_BILINEAR_WHY.format(how=str(exc))) from None
         src = node.args[0]
-        op = PreparedResizeBilinear([self.source(src, where)], self.fq(f"{where} output"), factors)
-        new = self.replace(node, self.add_module(f"{where}_q", op), (src,))
+        dynamic = size is not None and any(isinstance(a, fx.Node) for a in _flat_args_of(size))
+        op = PreparedResizeBilinear([self.source(src, where)], self.fq(f"{where} output"), factors,
+                                    None if dynamic or size is None else size)
+        new = self.replace(node, self.add_module(f"{where}_q", op), (src, size) if dynamic else (src,))
         self.owner[new] = op.output_quant
 
     def mean(self, node: fx.Node, where: str, keepdim: bool) -> None:

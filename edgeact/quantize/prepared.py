@@ -100,12 +100,30 @@ class PreparedAvgPool2d(PreparedOp):
 
 class PreparedResizeBilinear(PreparedOp):
     """Bilinear upsampling by whole factors (align_corners=False); convert() writes it as zero insertion and a
-    fixed depthwise conv (edgeact.quantize.transposed), which computes the same blend of neighbours."""
+    fixed depthwise conv (edgeact.quantize.transposed), which computes the same blend of neighbours.
+    `factors` (from scale_factor) or `size` (constant, or given at run time as the second input)."""
 
-    def __init__(self, inputs, output_quant, factors: tuple[int, int]):
+    def __init__(self, inputs, output_quant, factors: tuple[int, int] | None, size=None):
         super().__init__(inputs, output_quant)
-        self.factors = tuple(factors)
+        self.factors = None if factors is None else tuple(factors)
+        self.size = size
 
-    def forward(self, x):
-        y = F.interpolate(x, scale_factor=self.factors, mode="bilinear", align_corners=False)
-        return self.output_quant(y)
+    def forward(self, x, size=None):
+        size = size if size is not None else self.size
+        if size is not None:
+            size = tuple(int(s) for s in (size if isinstance(size, (tuple, list, torch.Size)) else (size, size)))
+            factors = (size[0] // x.shape[2], size[1] // x.shape[3])
+            if size != (factors[0] * x.shape[2], factors[1] * x.shape[3]):  # convert() refuses it
+                return self.output_quant(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
+        else:
+            factors = self.factors
+        from edgeact.quantize.transposed import bilinear_kernels
+
+        qp = self.input_quants[0].qparams() if self.input_quants[0].enabled else None
+        if qp is not None and len(bilinear_kernels(*factors)) == 2:
+            # Two 1-D passes in the integer model: the rows' result is rounded to the input's grid in between.
+            from edgeact.fake_quant import fake_quantize
+
+            x = fake_quantize(F.interpolate(x, scale_factor=(factors[0], 1), mode="bilinear"), qp)
+            return self.output_quant(F.interpolate(x, scale_factor=(1, factors[1]), mode="bilinear"))
+        return self.output_quant(F.interpolate(x, scale_factor=factors, mode="bilinear", align_corners=False))

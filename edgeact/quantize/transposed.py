@@ -126,22 +126,33 @@ def tent(f: int) -> np.ndarray:
     return np.array([2 * f - abs(2 * j - (k - 1)) for j in range(k)], np.int64)
 
 
-def bilinear_kernel(fh: int, fw: int) -> tuple[np.ndarray, float]:
-    """(int8 weight codes (Kh, Kw), weight scale): the 2-D tent kernel for factors (fh, fw), exact in int8.
-
-    The weights are n/(4·fh·fw) for integers n; the scale is 1/(that denominator reduced, times the largest
-    multiplier — a power of two where the denominator is one — that keeps every code ≤ 127)."""
-    num = np.outer(tent(fh), tent(fw))
-    den = 4 * fh * fw
+def _int8_kernel(num: np.ndarray, den: int) -> tuple[np.ndarray, float] | None:
+    """(codes, scale) with codes·scale == num/den exactly and codes ≤ 127, or None if they do not fit."""
     g = math.gcd(int(np.gcd.reduce(num.ravel())), den)
     num, den = num // g, den // g
     m = 127 // int(num.max())
     if m == 0:
-        raise ValueError(f"by ×({fh}, {fw}), whose weights range from 1/{den} to {num.max()}/{den}, more than int8 "
-                         "codes hold exactly")
-    if den & (den - 1) == 0:
+        return None
+    if den & (den - 1) == 0:  # a power-of-two scale where one exists
         m = 1 << (m.bit_length() - 1)
     return num * m, 1.0 / (den * m)
+
+
+MAX_FACTOR = 64  # 1-D tent numerators up to 2f − 1 over 2f must fit int8 codes
+
+
+def bilinear_kernels(fh: int, fw: int) -> list[tuple[np.ndarray, float]]:
+    """The depthwise conv(s) computing bilinear ×(fh, fw) after the zero insertion: [(codes (Kh, Kw), weight
+    scale)] — one 2-D tent kernel where its weights n/(4·fh·fw) fit int8 exactly (factors up to 7), else a
+    vertical (Kh, 1) and a horizontal (1, Kw) pass (weights n/(2f)), with one rounding in between."""
+    if max(fh, fw) > MAX_FACTOR:
+        raise ValueError(f"by ×({fh}, {fw}), whose weights 1/(2f) per axis do not fit int8 codes beyond "
+                         f"×{MAX_FACTOR}")
+    both = _int8_kernel(np.outer(tent(fh), tent(fw)), 4 * fh * fw)
+    if both is not None:
+        return [both]
+    (ch, sh), (cw, sw) = _int8_kernel(tent(fh), 2 * fh), _int8_kernel(tent(fw), 2 * fw)
+    return [(ch.reshape(-1, 1), sh), (cw.reshape(1, -1), sw)]
 
 
 def bilinear_insert(fh: int, fw: int) -> tuple[tuple[int, int, int, int], int]:
@@ -162,4 +173,4 @@ def whole_factors(scale_factor) -> tuple[int, int] | None:
 
 
 __all__ = ["ZeroInsert2d", "insert_zeros", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
-           "bilinear_kernel", "bilinear_insert", "whole_factors"]
+           "bilinear_kernels", "bilinear_insert", "whole_factors", "MAX_FACTOR"]
