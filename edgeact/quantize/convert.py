@@ -161,21 +161,21 @@ def _resize_bilinear(cv, node, m):
         raise UnsupportedError(f"cannot quantize {why.split(': ', 1)[0]} at {cv.current!r}: {why.split(': ', 1)[1]}")
     fh, fw = h2 // h, w2 // w
     try:
-        kernels = transposed.bilinear_kernels(fh, fw)
+        steps = transposed.bilinear_steps(fh, fw)
     except ValueError as exc:
         raise UnsupportedError(f"{cv.current!r}: bilinear interpolation {exc}") from None
-    pads, edge = transposed.bilinear_insert(fh, fw)
-    x = _insert_node(cv, node, f"{node.target}_insert", QuantizedZeroInsert(in_qp, cv.backend.name, (fh, fw), pads,
-                                                                             edge), src, in_qp)
-    for i, (codes, scale) in enumerate(kernels):
+    x = src
+    for i, (insertion, codes, scale) in enumerate(steps):
+        x = _insert_node(cv, node, f"{node.target}_insert{i}", QuantizedZeroInsert(in_qp, cv.backend.name,
+                                                                                    **insertion), x, in_qp)
         conv = nn.Conv2d(c, c, codes.shape, groups=c, bias=False)
         with torch.no_grad():
             conv.weight.copy_(torch.from_numpy(codes * scale).reshape(1, 1, *codes.shape).expand(c, 1, *codes.shape))
-        last = i == len(kernels) - 1
+        last = i == len(steps) - 1
         qconv = Q.QuantizedConv2d(conv, in_qp, out_qp if last else in_qp, cv.backend.name, weight_scale=scale)
         if last:
             return cv.swap(node, qconv, args=(x,))
-        x = _insert_node(cv, node, f"{node.target}_pass{i}", qconv, x, in_qp)  # rows first, rounded at in_qp
+        x = _insert_node(cv, node, f"{node.target}_pass{i}", qconv, x, in_qp)  # rounded at the input's grid
 
 
 def _insert_node(cv, before: fx.Node, name: str, module: nn.Module, arg: fx.Node, qp) -> fx.Node:

@@ -27,7 +27,7 @@ from edgeact.quantize.prepared import (
 )
 from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
 from edgeact.quantize.float_graph import simplify
-from edgeact.quantize.transposed import ZeroInsert2d, bilinear_kernels, whole_factors
+from edgeact.quantize.transposed import ZeroInsert2d, bilinear_steps, whole_factors
 from edgeact.tracing import describe, trace
 
 # Functional activations and the registry names they stand for (with their positional params), from the
@@ -360,7 +360,7 @@ class _Builder:
             raise self.refused(_BILINEAR_WHY.format(how=f"by scale_factor={scale_factor!r}"))
         if factors is not None:
             try:
-                bilinear_kernels(*factors)
+                bilinear_steps(*factors)
             except ValueError as exc:
                 raise self.refused(_BILINEAR_WHY.format(how=str(exc))) from None
         src = node.args[0]

@@ -117,10 +117,10 @@ class PreparedResizeBilinear(PreparedOp):
                 return self.output_quant(F.interpolate(x, size=size, mode="bilinear", align_corners=False))
         else:
             factors = self.factors
-        from edgeact.quantize.transposed import bilinear_kernels
+        from edgeact.quantize.transposed import bilinear_steps
 
         qp = self.input_quants[0].qparams() if self.input_quants[0].enabled else None
-        if qp is not None and len(bilinear_kernels(*factors)) == 2:
+        if qp is not None and len(bilinear_steps(*factors)) == 2:
             # Two 1-D passes in the integer model: the rows' result is rounded to the input's grid in between.
             from edgeact.fake_quant import fake_quantize
 

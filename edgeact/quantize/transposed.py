@@ -21,12 +21,12 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 def insert_zeros(x: torch.Tensor, stride: tuple[int, int], pads: tuple[int, int, int, int], value=0,
-                 edge: int = 0) -> torch.Tensor:
-    """(N, C, H, W) → replicate the border `edge` times, put stride−1 `value`s between neighbours along H and W,
+                 edge: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """(N, C, H, W) → replicate the border (eh, ew) times, put stride−1 `value`s between neighbours along H and W,
     then pad (left, right, top, bottom) with `value` (negative: crop)."""
-    if edge:
-        x = torch.cat([x[:, :, :1]] * edge + [x] + [x[:, :, -1:]] * edge, dim=2)
-        x = torch.cat([x[:, :, :, :1]] * edge + [x] + [x[:, :, :, -1:]] * edge, dim=3)
+    eh, ew = edge
+    x = torch.cat([x[:, :, :1]] * eh + [x] + [x[:, :, -1:]] * eh, dim=2)
+    x = torch.cat([x[:, :, :, :1]] * ew + [x] + [x[:, :, :, -1:]] * ew, dim=3)
     n, c, h, w = x.shape
     sh, sw = stride
     out = torch.full((n, c, (h - 1) * sh + 1, (w - 1) * sw + 1), value, dtype=x.dtype, device=x.device)
@@ -141,25 +141,22 @@ def _int8_kernel(num: np.ndarray, den: int) -> tuple[np.ndarray, float] | None:
 MAX_FACTOR = 64  # 1-D tent numerators up to 2f − 1 over 2f must fit int8 codes
 
 
-def bilinear_kernels(fh: int, fw: int) -> list[tuple[np.ndarray, float]]:
-    """The depthwise conv(s) computing bilinear ×(fh, fw) after the zero insertion: [(codes (Kh, Kw), weight
-    scale)] — one 2-D tent kernel where its weights n/(4·fh·fw) fit int8 exactly (factors up to 7), else a
-    vertical (Kh, 1) and a horizontal (1, Kw) pass (weights n/(2f)), with one rounding in between."""
+def bilinear_steps(fh: int, fw: int) -> list[tuple[dict, np.ndarray, float]]:
+    """Bilinear ×(fh, fw) (align_corners=False) as [(zero insertion, depthwise kernel codes (Kh, Kw), weight
+    scale)]: one 2-D tent kernel where its weights n/(4·fh·fw) fit int8 exactly (factors up to 7), else rows
+    then columns (weights n/(2f), one rounding in between, each pass on its own axis' insertion only). The
+    insertion (`insert_zeros` keywords) replicates the border once, so that the edge outputs are torch's (its
+    source index is clamped to the image)."""
     if max(fh, fw) > MAX_FACTOR:
         raise ValueError(f"by ×({fh}, {fw}), whose weights 1/(2f) per axis do not fit int8 codes beyond "
                          f"×{MAX_FACTOR}")
+    ph, pw = (len(tent(fh)) - fh - 2) // 2, (len(tent(fw)) - fw - 2) // 2
     both = _int8_kernel(np.outer(tent(fh), tent(fw)), 4 * fh * fw)
     if both is not None:
-        return [both]
+        return [(dict(stride=(fh, fw), pads=(pw, pw, ph, ph), edge=(1, 1)), *both)]
     (ch, sh), (cw, sw) = _int8_kernel(tent(fh), 2 * fh), _int8_kernel(tent(fw), 2 * fw)
-    return [(ch.reshape(-1, 1), sh), (cw.reshape(1, -1), sw)]
-
-
-def bilinear_insert(fh: int, fw: int) -> tuple[tuple[int, int, int, int], int]:
-    """(pads, edge) of the zero insertion in front of the tent conv: output size (f·H, f·W)."""
-    ph = (len(tent(fh)) - fh - 2) // 2
-    pw = (len(tent(fw)) - fw - 2) // 2
-    return (pw, pw, ph, ph), 1
+    return [(dict(stride=(fh, 1), pads=(0, 0, ph, ph), edge=(1, 0)), ch.reshape(-1, 1), sh),
+            (dict(stride=(1, fw), pads=(pw, pw, 0, 0), edge=(0, 1)), cw.reshape(1, -1), sw)]
 
 
 def whole_factors(scale_factor) -> tuple[int, int] | None:
@@ -173,4 +170,4 @@ def whole_factors(scale_factor) -> tuple[int, int] | None:
 
 
 __all__ = ["ZeroInsert2d", "insert_zeros", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
-           "bilinear_kernels", "bilinear_insert", "whole_factors", "MAX_FACTOR"]
+           "bilinear_steps", "whole_factors", "MAX_FACTOR"]

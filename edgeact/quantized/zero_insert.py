@@ -8,14 +8,15 @@ from edgeact.quantized.modules import QuantizedModule
 
 
 class QuantizedZeroInsert(QuantizedModule):
-    """Replicate the border `edge` times, put stride−1 zero-point codes between neighbours along H and W, then
+    """Replicate the border (eh, ew) = `edge` times, put stride−1 zero-point codes between neighbours along H and W, then
     pad (left, right, top, bottom) with the zero point (negative: crop). Output parameters equal the input's."""
 
-    def __init__(self, in_qp, backend, stride: tuple[int, int], pads: tuple[int, int, int, int], edge: int = 0):
+    def __init__(self, in_qp, backend, stride: tuple[int, int], pads: tuple[int, int, int, int],
+                 edge: tuple[int, int] = (0, 0)):
         super().__init__([in_qp], in_qp, backend)
         self.stride = tuple(int(s) for s in stride)
         self.pads = tuple(int(p) for p in pads)
-        self.edge = int(edge)
+        self.edge = tuple(int(e) for e in edge)
 
     def forward(self, q):
         return insert_zeros(q, self.stride, self.pads, self.in_qparams[0].zero_point, self.edge)

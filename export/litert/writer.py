@@ -498,8 +498,8 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
                                b.constant(f"{name}/strides", np.ones(4, np.int32), "int32")], [y], opts, version=2)
         return y
 
-    for _ in range(m.edge):  # one border copy per side: (H, W) → (H + 2, W + 2)
-        for axis in (1, 2):
+    for axis, copies in zip((1, 2), m.edge):  # one border copy per side and time: H → H + 2
+        for k in range(copies):
             size = (n, h, w, c)
             one = tuple(1 if i == axis else d for i, d in enumerate(size))
             last = size[axis]
@@ -507,10 +507,10 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
             first_end[axis] = 1
             last_begin, last_end = [0, 0, 0, 0], [0, 0, 0, 0]
             last_begin[axis], last_end[axis] = last - 1, last
-            parts = [strided_slice(x, [0, 0, 0, 0], first_end, one, f"{hint}/first{axis}"), x,
-                     strided_slice(x, last_begin, last_end, one, f"{hint}/last{axis}")]
+            parts = [strided_slice(x, [0, 0, 0, 0], first_end, one, f"{hint}/first{axis}_{k}"), x,
+                     strided_slice(x, last_begin, last_end, one, f"{hint}/last{axis}_{k}")]
             h, w = (h + 2, w) if axis == 1 else (h, w + 2)
-            y = b.tensor(f"{hint}/edge{axis}", (n, h, w, c), "int8", qp)
+            y = b.tensor(f"{hint}/edge{axis}_{k}", (n, h, w, c), "int8", qp)
             opts = schema.ConcatenationOptionsT()
             opts.axis = axis
             b.op("CONCATENATION", parts, [y], opts)

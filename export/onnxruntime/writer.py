@@ -328,11 +328,11 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
     name, qp = exporter.codes[node.args[0]]
     zp = exporter.g.constant(np.asarray(inner(qp).zero_point, inner(qp).np_dtype), f"{hint}_value")
     _, c, h, w = exporter.shape(node.args[0])
-    if m.edge:
-        e = m.edge
-        name = g.node("Pad", [name, g.constant(np.array([0, 0, e, e, 0, 0, e, e], np.int64), f"{hint}_edge")],
+    if any(m.edge):
+        eh, ew = m.edge
+        name = g.node("Pad", [name, g.constant(np.array([0, 0, eh, ew, 0, 0, eh, ew], np.int64), f"{hint}_edge")],
                       f"{hint}_edge", mode="edge")
-        h, w = h + 2 * e, w + 2 * e
+        h, w = h + 2 * eh, w + 2 * ew
     sh, sw = m.stride
     if (sh, sw) != (1, 1):
         x = g.node("Reshape", [name, g.constant(np.array([0, c, h, 1, w, 1], np.int64), "shape")], f"{hint}_split")
