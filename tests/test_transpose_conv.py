@@ -190,6 +190,20 @@ def test_bilinear_to_the_input_size_by_8_is_exact_in_both_runtimes_as_two_passes
         assert (c(x).double() - ref).abs().max() <= 1.01 * _output_scale(c) + 0.5 * qp.scale
 
 
+class OutputSize(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, 2, 1)
+
+    def forward(self, x):
+        return self.up(x, output_size=[2 * x.shape[2], 2 * x.shape[3]])
+
+
+def test_conv_transpose_called_with_output_size_is_refused_with_the_fix():
+    with pytest.raises(UnsupportedError, match="output_size at module 'up'.*output_padding"):
+        edgeact.prepare(OutputSize().eval())
+
+
 def test_bilinear_to_a_size_that_is_no_whole_multiple_is_refused_at_convert():
     p = edgeact.prepare(BackToInputSize(2).eval())
     edgeact.calibrate(p, _x((3, 5, 7), 4, 0), progress=False)

@@ -85,10 +85,11 @@ _LAYERNORM_WHY = (
 _ATTENTION_WHY = ("attention (matmul of two activations): the product of two int8 activations, followed by a "
                   "softmax in attention — " + _SOFTMAX_WHY.split(": ", 1)[1])
 _RESIZE_WHY = (
-    "{mode} interpolation: its weights (products of cubic or area coefficients) do not fit one int8 conv exactly, "
-    "and LiteRT's and onnxruntime's own resize kernels each round their own way, which edgeact does not model, so "
-    "it cannot promise the same codes (0 LSB); use mode='nearest' or 'bilinear' by a whole factor (both exact), or "
-    "resize the float output")
+    "{mode} interpolation: edgeact computes only 'nearest' (codes repeated) and 2-D 'bilinear' by whole factors (a "
+    "fixed int8 conv) exactly; other modes blend neighbours with weights one int8 conv does not hold exactly "
+    "(bicubic: products of cubic coefficients) or in ways the runtimes' own resize kernels round each their own "
+    "way, which edgeact does not model, so it cannot promise the same codes (0 LSB); use mode='nearest' or "
+    "'bilinear' by a whole factor, or resize the float output")
 _BILINEAR_WHY = (
     "bilinear interpolation {how}: edgeact computes bilinear upsampling exactly as a fixed depthwise conv, which "
     "needs the same blend of neighbours at every output, i.e. output size a whole multiple of the input's (×2, ×3, …; "

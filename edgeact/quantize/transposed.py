@@ -80,6 +80,14 @@ def rewrite_conv_transpose(gm: fx.GraphModule, add_module, around_2d) -> None:
         mod = modules.get(node.target) if node.op == "call_module" else None
         if not isinstance(mod, (nn.ConvTranspose1d, nn.ConvTranspose2d)) or mod.padding_mode != "zeros":
             continue
+        if len(node.args) > 1 or node.kwargs:
+            from edgeact.errors import UnsupportedError
+            from edgeact.tracing import describe
+
+            raise UnsupportedError(
+                f"cannot quantize {type(mod).__name__} called with output_size at {describe(node)}: the output size "
+                "would be known only at run time; give the module output_padding (the extra rows/columns "
+                "output_size asks for) and call it with the input alone")
         ct = mod
         if isinstance(ct, nn.ConvTranspose1d):
             as2d = nn.ConvTranspose2d(ct.in_channels, ct.out_channels, (1, ct.kernel_size[0]), (1, ct.stride[0]),
