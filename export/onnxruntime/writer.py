@@ -322,8 +322,9 @@ def _zero_pad(exporter, node, m) -> None:
 
 @ONNX_OPS.register(QuantizedZeroInsert)
 def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
-    """Pad 'edge' (border copies), Reshape to (N, C, H, 1, W, 1), Pad the unit axes to the stride with the zero
-    point, Reshape back, Pad (negative: crop) to the conv's frame: all on the uint8 codes."""
+    """Pad 'edge' (border copies); nearest Resize by the stride and Where(mask of the original positions, codes,
+    zero point) — ~4× faster in ORT than a Pad of unit axes of a 6-D reshape, which it copies element by element;
+    then Pad (negative: crop) to the conv's frame: all on the uint8 codes."""
     g, hint = exporter.g, node.name
     name, qp = exporter.codes[node.args[0]]
     zp = exporter.g.constant(np.asarray(inner(qp).zero_point, inner(qp).np_dtype), f"{hint}_value")
@@ -335,11 +336,12 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
         h, w = h + 2 * eh, w + 2 * ew
     sh, sw = m.stride
     if (sh, sw) != (1, 1):
-        x = g.node("Reshape", [name, g.constant(np.array([0, c, h, 1, w, 1], np.int64), "shape")], f"{hint}_split")
-        pads = np.array([0, 0, 0, 0, 0, 0, 0, 0, 0, sh - 1, 0, sw - 1], np.int64)
-        x = g.node("Pad", [x, g.constant(pads, f"{hint}_stride_pads"), zp], f"{hint}_spread", mode="constant")
-        name = g.node("Reshape", [x, g.constant(np.array([0, c, h * sh, w * sw], np.int64), "shape")],
-                      f"{hint}_merge")
+        scales = g.constant(np.array([1, 1, sh, sw], np.float32), f"{hint}_scales")
+        x = g.node("Resize", [name, "", scales], f"{hint}_repeat", mode="nearest",
+                   coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        mask = np.zeros((1, 1, h * sh, w * sw), bool)
+        mask[:, :, ::sh, ::sw] = True
+        name = g.node("Where", [g.constant(mask, f"{hint}_mask"), x, zp], f"{hint}_spread")
     left, right, top, bottom = m.pads
     pads = np.array([0, 0, top, left, 0, 0, bottom - (sh - 1), right - (sw - 1)], np.int64)
     if pads.any():
