@@ -162,6 +162,35 @@ def test_bilinear_upsampling_is_exact_in_both_runtimes_and_torchs_bilinear_withi
         assert (got - ref).abs().max() <= 1.01 * _output_scale(c)
 
 
+class CornerAligned(nn.Module):
+    """align_corners=True to (H − 1)·f + 1: output o samples o/f exactly, the same blend at every output."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.up = nn.UpsamplingBilinear2d(size=size)
+
+    def forward(self, x):
+        return self.up(self.conv(x))
+
+
+def test_bilinear_with_aligned_corners_to_h_minus_1_times_f_plus_1_is_exact_in_both_runtimes(tmp_path):
+    torch.manual_seed(0)
+    _, converted, x = both_runtimes(CornerAligned((9, 19)).eval(), (3, 5, 7), tmp_path)  # ×2 and ×3
+    for c, _ in converted.values():
+        names = [n.target for n in c.graph.nodes if n.op == "call_module"]
+        conv_out = c.get_submodule(names[1])
+        with torch.no_grad():
+            qp = conv_out.out_qparams
+            ref = F.interpolate((conv_out(c.get_submodule(names[0])(x)).double() - qp.zero_point) * qp.scale,
+                                size=(9, 19), mode="bilinear", align_corners=True)
+            assert (c(x).double() - ref).abs().max() <= 1.01 * _output_scale(c)
+    p = edgeact.prepare(CornerAligned((10, 14)).eval())  # 2H × 2W with aligned corners: no fixed blend
+    edgeact.calibrate(p, _x((3, 5, 7), 4, 0), progress=False)
+    with pytest.raises(UnsupportedError, match=r"from 5×7 to 10×14 with align_corners=True.*\(H − 1\)·f \+ 1"):
+        edgeact.convert(p, backend="onnxruntime")
+
+
 class BackToInputSize(nn.Module):
     """torchvision's segmentation heads: a strided encoder, then F.interpolate(size=input.shape[-2:])."""
 

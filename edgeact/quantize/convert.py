@@ -154,14 +154,16 @@ def _resize_bilinear(cv, node, m):
     in_qp, out_qp, src = m.in_qparams()[0], m.output_quant.qparams(), node.args[0]
     n, c, h, w = (int(d) for d in src.meta["tensor_meta"].shape)
     h2, w2 = (int(d) for d in node.meta["tensor_meta"].shape[2:])
-    if h2 % h or w2 % w:
+    factors = transposed.factors_of((h, w), (h2, w2), m.align_corners)
+    if factors is None:
         from edgeact.quantize.prepare import _BILINEAR_WHY
 
-        why = _BILINEAR_WHY.format(how=f"from {h}×{w} to {h2}×{w2}")
+        how = f"from {h}×{w} to {h2}×{w2}" + (" with align_corners=True" if m.align_corners else "")
+        why = _BILINEAR_WHY.format(how=how)
         raise UnsupportedError(f"cannot quantize {why.split(': ', 1)[0]} at {cv.current!r}: {why.split(': ', 1)[1]}")
-    fh, fw = h2 // h, w2 // w
+    fh, fw = factors
     try:
-        steps = transposed.bilinear_steps(fh, fw)
+        steps = transposed.bilinear_steps(fh, fw, m.align_corners)
     except ValueError as exc:
         raise UnsupportedError(f"{cv.current!r}: bilinear interpolation {exc}") from None
     x = src

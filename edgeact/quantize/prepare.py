@@ -65,7 +65,7 @@ SUPPORTED = (
     "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
     "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; nearest Upsample / "
-    "F.interpolate by whole factors, bilinear (align_corners=False) by whole factors; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "F.interpolate by whole factors, bilinear by whole factors (align_corners=False, or True with output size (H−1)·f+1); flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
     "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 
@@ -91,12 +91,13 @@ _RESIZE_WHY = (
     "way, which edgeact does not model, so it cannot promise the same codes (0 LSB); use mode='nearest' or "
     "'bilinear' by a whole factor, or resize the float output")
 _BILINEAR_WHY = (
-    "bilinear interpolation {how}: edgeact computes bilinear upsampling exactly as a fixed depthwise conv, which "
-    "needs the same blend of neighbours at every output, i.e. output size a whole multiple of the input's (×2, ×3, …; "
-    "beyond ×7 as two 1-D passes) and align_corners=False; with align_corners=True (nn.UpsamplingBilinear2d) "
-    "output i samples i·(H−1)/(f·H−1), a position whose blend changes across the image, and LiteRT's and "
-    "onnxruntime's resize kernels round such blends their own way, so neither file would be 0 LSB from the "
-    "converted model; use nn.Upsample(scale_factor=f, mode='bilinear') (align_corners=False) or mode='nearest'")
+    "bilinear interpolation {how}: edgeact computes bilinear upsampling exactly as fixed depthwise convs, which "
+    "needs the same blend of neighbours at every output: align_corners=False with an output size a whole multiple "
+    "f of the input's (scale_factor=2, 3, …, or size=), or align_corners=True with output size (H − 1)·f + 1 "
+    "(size=); otherwise (e.g. nn.UpsamplingBilinear2d(scale_factor=2): output i samples i·(H−1)/(2H−1)) the "
+    "blend changes across the image, and only the runtimes' own resize kernels compute that, each rounding its "
+    "own way, so neither file would be 0 LSB from the converted model; use nn.Upsample(scale_factor=f, "
+    "mode='bilinear'), a size= that is such a multiple, or mode='nearest'")
 REFUSED_MODULES = {nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
                    nn.GroupNorm: _LAYERNORM_WHY.replace("LayerNorm:", "GroupNorm:", 1)}
 REFUSED_FUNCTIONS = {F.softmax: _SOFTMAX_WHY, torch.softmax: _SOFTMAX_WHY, F.layer_norm: _LAYERNORM_WHY,
@@ -349,13 +350,13 @@ class _Builder:
         self.owner[node] = self.owner[src]
 
     def resize(self, node: fx.Node, where: str, mode: str, size, scale_factor, align_corners) -> None:
-        """Bilinear upsampling by whole factors (align_corners=False): a PreparedResizeBilinear; others refused.
+        """Bilinear upsampling by whole factors: a PreparedResizeBilinear; others refused.
         With `size` (torchvision's segmentation heads pass the skip's or the input's shape) the factors are
         known only from the traced shapes: convert() checks they are whole."""
         if mode != "bilinear":
             raise self.refused(_RESIZE_WHY.format(mode=mode))
-        if align_corners:
-            raise self.refused(_BILINEAR_WHY.format(how="with align_corners=True"))
+        if align_corners and size is None:
+            raise self.refused(_BILINEAR_WHY.format(how=f"with align_corners=True by scale_factor={scale_factor!r}"))
         factors = whole_factors(scale_factor) if size is None else None
         if size is None and factors is None:
             raise self.refused(_BILINEAR_WHY.format(how=f"by scale_factor={scale_factor!r}"))
@@ -367,7 +368,7 @@ class _Builder:
         src = node.args[0]
         dynamic = size is not None and any(isinstance(a, fx.Node) for a in _flat_args_of(size))
         op = PreparedResizeBilinear([self.source(src, where)], self.fq(f"{where} output"), factors,
-                                    None if dynamic or size is None else size)
+                                    None if dynamic or size is None else size, bool(align_corners))
         new = self.replace(node, self.add_module(f"{where}_q", op), (src, size) if dynamic else (src,))
         self.owner[new] = op.output_quant
 

@@ -149,22 +149,48 @@ def _int8_kernel(num: np.ndarray, den: int) -> tuple[np.ndarray, float] | None:
 MAX_FACTOR = 64  # 1-D tent numerators up to 2f − 1 over 2f must fit int8 codes
 
 
-def bilinear_steps(fh: int, fw: int) -> list[tuple[dict, np.ndarray, float]]:
-    """Bilinear ×(fh, fw) (align_corners=False) as [(zero insertion, depthwise kernel codes (Kh, Kw), weight
-    scale)]: one 2-D tent kernel where its weights n/(4·fh·fw) fit int8 exactly (factors up to 7), else rows
-    then columns (weights n/(2f), one rounding in between, each pass on its own axis' insertion only). The
-    insertion (`insert_zeros` keywords) replicates the border once, so that the edge outputs are torch's (its
-    source index is clamped to the image)."""
+def _axis(f: int, align_corners: bool) -> tuple[np.ndarray, int, int, int]:
+    """(kernel numerators, denominator, zero padding, border copies) of one axis.
+
+    align_corners=False: output o samples (o + ½)/f − ½, clamped to the image — the tent over 2f after one
+    border copy. align_corners=True with output size (H − 1)·f + 1: o samples o/f exactly — the tent
+    1 − |t|/f over 2f − 1 taps, no border copy."""
+    if align_corners:
+        return np.array([f - abs(j - (f - 1)) for j in range(2 * f - 1)], np.int64), f, f - 1, 0
+    taps = tent(f)
+    return taps, 2 * f, (len(taps) - f - 2) // 2, 1
+
+
+def bilinear_steps(fh: int, fw: int, align_corners: bool = False) -> list[tuple[dict, np.ndarray, float]]:
+    """Bilinear ×(fh, fw) as [(zero insertion, depthwise kernel codes (Kh, Kw), weight scale)]: one 2-D tent
+    kernel where its weights fit int8 exactly (factors up to 7), else rows then columns (one rounding in
+    between, each pass on its own axis' insertion only). align_corners=True: output size (H − 1)·f + 1."""
     if max(fh, fw) > MAX_FACTOR:
         raise ValueError(f"by ×({fh}, {fw}), whose weights 1/(2f) per axis do not fit int8 codes beyond "
                          f"×{MAX_FACTOR}")
-    ph, pw = (len(tent(fh)) - fh - 2) // 2, (len(tent(fw)) - fw - 2) // 2
-    both = _int8_kernel(np.outer(tent(fh), tent(fw)), 4 * fh * fw)
+    (nh, dh, ph, eh), (nw, dw, pw, ew) = _axis(fh, align_corners), _axis(fw, align_corners)
+    both = _int8_kernel(np.outer(nh, nw), dh * dw)
     if both is not None:
-        return [(dict(stride=(fh, fw), pads=(pw, pw, ph, ph), edge=(1, 1)), *both)]
-    (ch, sh), (cw, sw) = _int8_kernel(tent(fh), 2 * fh), _int8_kernel(tent(fw), 2 * fw)
-    return [(dict(stride=(fh, 1), pads=(0, 0, ph, ph), edge=(1, 0)), ch.reshape(-1, 1), sh),
-            (dict(stride=(1, fw), pads=(pw, pw, 0, 0), edge=(0, 1)), cw.reshape(1, -1), sw)]
+        return [(dict(stride=(fh, fw), pads=(pw, pw, ph, ph), edge=(eh, ew)), *both)]
+    (ch, sh), (cw, sw) = _int8_kernel(nh, dh), _int8_kernel(nw, dw)
+    return [(dict(stride=(fh, 1), pads=(0, 0, ph, ph), edge=(eh, 0)), ch.reshape(-1, 1), sh),
+            (dict(stride=(1, fw), pads=(pw, pw, 0, 0), edge=(0, ew)), cw.reshape(1, -1), sw)]
+
+
+def factors_of(src: tuple[int, int], dst: tuple[int, int], align_corners: bool) -> tuple[int, int] | None:
+    """The whole factors taking spatial size `src` to `dst` (align_corners=True: (H − 1)·f + 1), or None."""
+    out = []
+    for a, b in zip(src, dst):
+        if align_corners:
+            f = (b - 1) // (a - 1) if a > 1 else (1 if b == 1 else None)
+            ok = f is not None and f >= 1 and (a - 1) * f + 1 == b
+        else:
+            f = b // a
+            ok = f >= 1 and a * f == b
+        if not ok:
+            return None
+        out.append(f)
+    return tuple(out)
 
 
 def whole_factors(scale_factor) -> tuple[int, int] | None:
@@ -178,4 +204,4 @@ def whole_factors(scale_factor) -> tuple[int, int] | None:
 
 
 __all__ = ["ZeroInsert2d", "insert_zeros", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
-           "bilinear_steps", "whole_factors", "MAX_FACTOR"]
+           "bilinear_steps", "factors_of", "whole_factors", "MAX_FACTOR"]
