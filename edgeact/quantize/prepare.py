@@ -65,7 +65,8 @@ SUPPORTED = (
     "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
     "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; nearest Upsample / "
-    "F.interpolate by whole factors, bilinear by whole factors (align_corners=False, or True with output size (H−1)·f+1); flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "F.interpolate by whole factors, bilinear by whole factors (align_corners=False, or True with output size "
+    "(H−1)·f+1); flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
     "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 

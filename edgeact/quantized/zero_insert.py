@@ -8,8 +8,9 @@ from edgeact.quantized.modules import QuantizedModule
 
 
 class QuantizedZeroInsert(QuantizedModule):
-    """Replicate the border (eh, ew) = `edge` times, put stride−1 zero-point codes between neighbours along H and W, then
-    pad (left, right, top, bottom) with the zero point (negative: crop). Output parameters equal the input's."""
+    """Replicate the border (eh, ew) = `edge` times, put stride−1 zero-point codes between neighbours along H
+    and W, then pad (left, right, top, bottom) with the zero point (negative: crop). Output parameters equal
+    the input's."""
 
     def __init__(self, in_qp, backend, stride: tuple[int, int], pads: tuple[int, int, int, int],
                  edge: tuple[int, int] = (0, 0)):
