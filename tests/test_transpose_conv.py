@@ -16,7 +16,7 @@ from torch import nn
 import edgeact
 from edgeact.errors import UnsupportedError
 from edgeact.export import to_onnx, to_tflite, verify
-from edgeact.quantized.zero_insert import QuantizedZeroInsert
+from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
 
 CALIBRATION, SAMPLES = 16, 4
 
@@ -98,12 +98,43 @@ CASES = {  # name: Deconv kwargs
 }
 
 
+# equal strides > 1, groups 1, dilation 1: one phase conv + depth-to-space; otherwise zero insertion + conv
+SUBPIXEL = {"k2s2", "k3s2p1op1", "k1s2p1_crop_nobias"}
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_conv_transpose2d_is_exact_in_both_runtimes(case, tmp_path):
     torch.manual_seed(0)
     _, converted, _ = both_runtimes(_random_bn(Deconv(**CASES[case])), (3, 5, 7), tmp_path)
-    c, _ = converted["litert"]
-    assert sum(isinstance(m, QuantizedZeroInsert) for m in c.modules()) == 1
+    for c, _ in converted.values():
+        kinds = [type(m) for m in c.modules() if isinstance(m, (QuantizedZeroInsert, QuantizedDepthToSpace))]
+        assert kinds == [QuantizedDepthToSpace if case in SUBPIXEL else QuantizedZeroInsert]
+
+
+def test_phase_conv_and_zero_insertion_give_the_same_codes():
+    """The two lowerings of one ConvTranspose2d sum the same nonzero products: equal codes (ideal arithmetic)."""
+    from edgeact.quantize.prepared import PreparedConv2d
+    from edgeact.quantize.transposed import ZeroInsert2d
+
+    torch.manual_seed(0)
+    p = edgeact.prepare(_random_bn(Deconv(k=4, s=2, p=1, op=1)))
+    edgeact.calibrate(p, _x((3, 5, 7), CALIBRATION, 0), progress=False)
+    c = edgeact.convert(p, backend="ideal")
+    seen = {}
+    phase = next(m for m in c.modules() if isinstance(m, edgeact.quantized.QuantizedConv2d) and m.groups == 1
+                 and m.weight_codes.shape[0] == 4 * 6)
+    d2s = next(m for m in c.modules() if isinstance(m, QuantizedDepthToSpace))
+    phase.register_forward_hook(lambda m, args, out: seen.__setitem__("in", args[0]))  # returns None: no
+    d2s.register_forward_hook(lambda m, args, out: seen.__setitem__("out", out))  # change to the outputs
+    with torch.no_grad():
+        c(_x((3, 5, 7), SAMPLES, 1))
+    insert = next(m for m in p.modules() if isinstance(m, ZeroInsert2d))
+    conv = next(m for m in p.modules() if isinstance(m, PreparedConv2d) and m.conv.kernel_size == (4, 4))
+    in_qp = phase.in_qparams[0]
+    inserted = QuantizedZeroInsert(in_qp, "ideal", insert.stride, insert.pads)
+    plain = edgeact.quantized.QuantizedConv2d(conv.conv, in_qp, phase.out_qparams, "ideal")
+    with torch.no_grad():
+        torch.testing.assert_close(plain(inserted(seen["in"])), seen["out"], rtol=0, atol=0)
 
 
 class Deconv1d(nn.Module):
@@ -126,7 +157,7 @@ def test_conv_transpose1d_and_the_functional_form_are_exact_in_both_runtimes(tmp
     torch.manual_seed(0)
     _, converted, _ = both_runtimes(_random_bn(Deconv1d()), (2, 9), tmp_path)
     c, _ = converted["onnxruntime"]
-    assert sum(isinstance(m, QuantizedZeroInsert) for m in c.modules()) == 2
+    assert sum(isinstance(m, QuantizedZeroInsert) for m in c.modules()) == 2  # 1-D strides (1, s): insertion
 
 
 class Bilinear(nn.Module):

@@ -27,7 +27,8 @@ from edgeact.quantize import data_movement as dm
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
-from edgeact.quantized.zero_insert import QuantizedZeroInsert
+from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
+from edgeact.qparams import QuantParams
 from edgeact.backend import Backend, get_backend
 from edgeact.handlers import Handlers
 
@@ -145,7 +146,58 @@ def _zero_pad(cv, node, m):
 
 @CONVERTERS.register(transposed.ZeroInsert2d)
 def _zero_insert(cv, node, m):
+    """A ConvTranspose's zero insertion; with its conv as one phase conv + depth-to-space where the strides are
+    equal, groups 1 and dilation 1 (the formats' depth-to-space is square, its channel order DCR)."""
+    users = list(node.users)
+    conv = cv.module_of(users[0]) if len(users) == 1 else None
+    if (isinstance(conv, PreparedConv2d) and m.stride[0] == m.stride[1] > 1 and conv.conv.groups == 1
+            and tuple(conv.conv.dilation) == (1, 1)):
+        return _subpixel(cv, node, m, users[0], conv)
     return cv.swap(node, QuantizedZeroInsert(cv.input_qp(node), cv.backend.name, m.stride, m.pads))
+
+
+def _subpixel(cv, node, m, conv_node, conv):
+    in_qp, out_qp, src = cv.input_qp(node), conv.output_quant.qparams(), node.args[0]
+    eq = Q.QuantizedConv2d(conv.conv, in_qp, out_qp, cv.backend.name)  # the codes of the conv after insertion
+    n, c, h, w = (int(d) for d in src.meta["tensor_meta"].shape)
+    s = m.stride[0]
+    codes, padding, crop = transposed.subpixel(eq.weight_codes.numpy(), s, m.pads, (h, w))
+    phases = s * s
+    phase = Q.QuantizedConv2d(nn.Conv2d(c, codes.shape[0], codes.shape[2:], padding=padding, bias=False), in_qp,
+                              out_qp, cv.backend.name, weight_scale=1.0)
+    out_channels = eq.weight_codes.shape[0]
+    phase.weight_qparams = QuantParams(tuple(np.tile(eq.weight_qparams.scale_array(), phases)),
+                                       (0,) * (phases * out_channels), "int8", axis=0, narrow=True)
+    phase.weight_codes = torch.from_numpy(np.ascontiguousarray(codes)).to(torch.int8)
+    phase.bias_codes = eq.bias_codes.repeat(phases)
+    phase.bias_scale = np.tile(eq.bias_scale, phases).astype(np.float32)
+    cv.done.add(conv_node)
+    new = _insert_node(cv, conv_node, f"{conv_node.target}_phases", phase, src, out_qp)
+    d2s = QuantizedDepthToSpace(out_qp, cv.backend.name, s, crop)
+    act_node = _fused_relu_after(cv, conv_node)
+    if act_node is None:
+        return cv.swap(conv_node, d2s, args=(new,))
+    # conv → ReLU sharing its parameters (fused in the files): the ReLU acts on the phases, depth-to-space
+    # follows it (both only move or clamp codes, so they commute), and the writers can still fuse it.
+    conv_node.replace_all_uses_with(new)
+    cv.gm.graph.erase_node(conv_node)
+    act_node.meta["tensor_meta"] = new.meta["tensor_meta"]
+    after = list(act_node.users)
+    moved = _insert_node(cv, after[0] if after else act_node.next, f"{conv_node.target}_int", d2s, act_node,
+                         out_qp)
+    for user in after:
+        user.replace_input_with(act_node, moved)
+    return out_qp
+
+
+def _fused_relu_after(cv, conv_node):
+    """The ReLU/ReLU6 node right after `conv_node` that prepare fused with it (same parameters), if any."""
+    users = list(conv_node.users)
+    act = cv.module_of(users[0]) if len(users) == 1 else None
+    if isinstance(act, QuantAct) and act.act.bound().name in ("relu", "relu6") and \
+            act.in_qparams() == act.out_qparams():
+        return users[0]
+    return None
 
 
 @CONVERTERS.register(PreparedResizeBilinear)
@@ -217,6 +269,7 @@ class _Converter:
         self.qp: dict[fx.Node, object] = {}
         self.current = "?"  # the node being converted, for error messages
         self.moved: dict[fx.Node, object] = {}  # data-movement nodes → their value on index tensors
+        self.done: set[fx.Node] = set()  # nodes a handler of an earlier node already replaced
 
     def requested_lowering(self, activation: str) -> str | None:
         return self.lowering.get(activation) if isinstance(self.lowering, dict) else self.lowering
@@ -251,7 +304,7 @@ class _Converter:
         for node in list(graph.nodes):
             self.current = node.target if node.op == "call_module" else node.name
             m = self.module_of(node)
-            if node.op == "placeholder":
+            if node.op == "placeholder" or node in self.done:
                 continue
             if node.op == "output":
                 self.outputs(node)

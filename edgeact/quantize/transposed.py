@@ -126,6 +126,47 @@ def rewrite_conv_transpose(gm: fx.GraphModule, add_module, around_2d) -> None:
         graph.erase_node(node)
 
 
+def subpixel(w_eq: np.ndarray, stride: int, pads: tuple[int, int, int, int], in_hw: tuple[int, int]):
+    """The same transposed conv as s² phase convs in one: (codes (s²·O, I, Kmh, Kmw), conv padding (ph, pw),
+    crop (left, right, top, bottom)) for a stride-1 conv of the *original* input followed by depth-to-space
+    (DCR: channel (rh·s + rw)·O + o) and that crop. Phase r of the output only ever meets taps r, r + s, … of
+    the kernel, so it skips the (s² − 1)/s² products with inserted zeros; each output sums the same nonzero
+    products as the conv after zero insertion. `w_eq`: that conv's (flipped) codes (O, I, Kh, Kw), groups 1,
+    dilation 1; `pads`: the insertion's (left, right, top, bottom); `in_hw`: the input's H, W."""
+    o, i, kh, kw = w_eq.shape
+    w_t = w_eq[:, :, ::-1, ::-1]  # the transposed conv's own kernel, (O, I, Kh, Kw)
+    left, right, top, bottom = pads
+    plans = []
+    for k, before, after, n in ((kh, top, bottom, in_hw[0]), (kw, left, right, in_hw[1])):
+        p = k - 1 - before  # torch's padding
+        length = (n - 1) * stride + 1 + before + after - k + 1  # output size
+        km = -(-k // stride)
+        delta = max(0, -(-(p + length) // stride) - (n + km - 1))
+        pad = km - 1 + delta
+        q = n + 2 * pad - km + 1  # phase conv output size
+        begin = delta * stride + p
+        plans.append((km, pad, begin, q * stride - begin - length))
+    (kmh, pad_h, top_c, bottom_c), (kmw, pad_w, left_c, right_c) = plans
+    codes = np.zeros((stride, stride, o, i, kmh, kmw), w_eq.dtype)
+    for rh in range(stride):
+        for rw in range(stride):
+            for jh in range(kmh):
+                for jw in range(kmw):
+                    a, b = rh + stride * (kmh - 1 - jh), rw + stride * (kmw - 1 - jw)
+                    if a < kh and b < kw:
+                        codes[rh, rw, :, :, jh, jw] = w_t[:, :, a, b]
+    return codes.reshape(stride * stride * o, i, kmh, kmw), (pad_h, pad_w), (left_c, right_c, top_c, bottom_c)
+
+
+def depth_to_space(x: torch.Tensor, block: int, crop: tuple[int, int, int, int]) -> torch.Tensor:
+    """DCR depth-to-space (ONNX mode 'DCR', TFLite DEPTH_TO_SPACE) then the crop (left, right, top, bottom)."""
+    n, c, h, w = x.shape
+    y = x.reshape(n, block, block, c // (block * block), h, w).permute(0, 3, 4, 1, 5, 2)
+    y = y.reshape(n, c // (block * block), h * block, w * block)
+    left, right, top, bottom = crop
+    return y[:, :, top:y.shape[2] - bottom, left:y.shape[3] - right]
+
+
 # ------------------------------------------------------------------------------------------ bilinear upsampling
 def tent(f: int) -> np.ndarray:
     """Numerators (over 2f) of the 1-D kernel of a transposed conv with stride f that computes torch's
@@ -203,5 +244,5 @@ def whole_factors(scale_factor) -> tuple[int, int] | None:
     return int(fs[0]), int(fs[1])
 
 
-__all__ = ["ZeroInsert2d", "insert_zeros", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
+__all__ = ["ZeroInsert2d", "insert_zeros", "subpixel", "depth_to_space", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
            "bilinear_steps", "factors_of", "whole_factors", "MAX_FACTOR"]

@@ -1,9 +1,10 @@
-"""Zero insertion on codes: the data movement in front of the conv a transposed conv or a bilinear upsampling
-becomes (`edgeact.quantize.transposed`). The inserted and padded elements are the zero point's code (0.0
-exactly), replicated border elements are copies: no arithmetic, so every runtime gives the same codes."""
+"""The data movement of transposed convs and bilinear upsampling (`edgeact.quantize.transposed`): zero insertion
+in front of a conv, or depth-to-space behind the phase conv that replaces it. Inserted and padded elements are
+the zero point's code (0.0 exactly), replicated border elements and rearranged ones are copies: no arithmetic,
+so every runtime gives the same codes."""
 from __future__ import annotations
 
-from edgeact.quantize.transposed import insert_zeros
+from edgeact.quantize.transposed import depth_to_space, insert_zeros
 from edgeact.quantized.modules import QuantizedModule
 
 
@@ -24,3 +25,19 @@ class QuantizedZeroInsert(QuantizedModule):
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, pads={self.pads}, edge={self.edge}, " + super().extra_repr()
+
+
+class QuantizedDepthToSpace(QuantizedModule):
+    """Depth-to-space in DCR order (channel (rh·block + rw)·C + c), then crop (left, right, top, bottom): the
+    phase conv of a transposed conv interleaved into its output. Output parameters equal the input's."""
+
+    def __init__(self, in_qp, backend, block: int, crop: tuple[int, int, int, int]):
+        super().__init__([in_qp], in_qp, backend)
+        self.block = int(block)
+        self.crop = tuple(int(c) for c in crop)
+
+    def forward(self, q):
+        return depth_to_space(q, self.block, self.crop)
+
+    def extra_repr(self) -> str:
+        return f"block={self.block}, crop={self.crop}, " + super().extra_repr()

@@ -34,7 +34,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
-from edgeact.quantized.zero_insert import QuantizedZeroInsert
+from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
 from edgeact.export.converted import checked_for_export
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
@@ -537,6 +537,32 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
         size = (n, h - t - bo, w - le - ri, c)
         x = strided_slice(x, [0, t, le, 0], [0, h - bo, w - ri, 0], size, f"{hint}/crop")
     exporter.put(node, x, qp, "nhwc")
+
+
+@TFLITE_OPS.register(QuantizedDepthToSpace)
+def _depth_to_space(exporter, node, m: QuantizedDepthToSpace) -> None:
+    """DEPTH_TO_SPACE (TFLite's order is DCR), then STRIDED_SLICE for the crop; both inside XNNPACK."""
+    b, hint = exporter.b, node.name
+    x, qp, layout = exporter.get(node.args[0], hint)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{hint!r}: depth-to-space of a tensor that is not (N, C, H, W)")
+    n, c, h, w = exporter.shape(node.args[0])
+    full = (n, h * m.block, w * m.block, c // (m.block * m.block))
+    y = b.tensor(f"{hint}/interleaved" if any(m.crop) else hint, full, "int8", qp)
+    opts = schema.DepthToSpaceOptionsT()
+    opts.blockSize = m.block
+    b.op("DEPTH_TO_SPACE", [x], [y], opts, version=2)
+    if any(m.crop):
+        left, right, top, bottom = m.crop
+        out = b.tensor(hint, exporter.tflite_shape(node), "int8", qp)
+        o = schema.StridedSliceOptionsT()
+        o.beginMask = o.endMask = 0b1001  # whole batch and channel axes
+        b.op("STRIDED_SLICE", [y, b.constant(f"{hint}/begin", np.array([0, top, left, 0], np.int32), "int32"),
+                               b.constant(f"{hint}/end", np.array([0, full[1] - bottom, full[2] - right, 0],
+                                                                  np.int32), "int32"),
+                               b.constant(f"{hint}/strides", np.ones(4, np.int32), "int32")], [out], o, version=2)
+        y = out
+    exporter.put(node, y, qp, "nhwc")
 
 
 @TFLITE_OPS.register(QuantizedUpsampleNearest)

@@ -36,7 +36,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
-from edgeact.quantized.zero_insert import QuantizedZeroInsert
+from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
 from edgeact.export.onnxruntime.arithmetic import average_weight_scale
 from edgeact.export.onnxruntime.lowering import lower_activation
 from edgeact.export.onnxruntime.graph import GraphBuilder, check, save_atomic
@@ -347,6 +347,23 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
     if pads.any():
         name = g.node("Pad", [name, g.constant(pads, f"{hint}_pads"), zp], hint, mode="constant")
     exporter.codes[node] = (name, qp)
+
+
+@ONNX_OPS.register(QuantizedDepthToSpace)
+def _depth_to_space(exporter, node, m: QuantizedDepthToSpace) -> None:
+    """DepthToSpace (mode 'DCR') on the uint8 codes, then a Slice for the crop."""
+    g, hint = exporter.g, node.name
+    name, qp = exporter.codes[node.args[0]]
+    _, c, h, w = exporter.shape(node.args[0])
+    y = g.node("DepthToSpace", [name], f"{hint}_interleave" if any(m.crop) else hint, blocksize=m.block,
+               mode="DCR")
+    if any(m.crop):
+        left, right, top, bottom = m.crop
+        hh, ww = h * m.block, w * m.block
+        y = g.node("Slice", [y, g.constant(np.array([top, left], np.int64), f"{hint}_starts"),
+                             g.constant(np.array([hh - bottom, ww - right], np.int64), f"{hint}_ends"),
+                             g.constant(np.array([2, 3], np.int64), f"{hint}_axes")], hint)
+    exporter.codes[node] = (y, qp)
 
 
 @ONNX_OPS.register(QuantizedUpsampleNearest)
