@@ -1,7 +1,7 @@
 """Is LiteRT's own int8 TRANSPOSE_CONV an exact and faster alternative to edgeact's lowering of ConvTranspose2d?
 
-edgeact writes a transposed conv as zero insertion on codes (RESHAPE/PAD) + CONV_2D, which the converted model
-reproduces code for code. This probe writes the same layer (same int8 weights, int32 bias and scales) as one
+edgeact writes a transposed conv with equal strides as one phase CONV_2D + DEPTH_TO_SPACE (+ crop), otherwise
+as zero insertion on codes (RESHAPE/PAD) + CONV_2D, which the converted model reproduces code for code. This probe writes the same layer (same int8 weights, int32 bias and scales) as one
 TRANSPOSE_CONV, runs both files with LiteRT (XNNPACK and the builtin kernels) and reports, side by side:
 codes that differ from the converted model, and latency (1 thread, median of interleaved rounds). Only
 configurations whose padding TFLite's VALID/SAME can express are probed.
@@ -29,6 +29,7 @@ from edgeact.export.litert import interpreter as rt
 from edgeact.export.litert.builder import ModelBuilder, schema
 from edgeact.export.litert.run import KERNEL_SETS, with_backend
 from edgeact.qparams import QuantParams
+from edgeact.quantize.prepared import PreparedConv2d
 from edgeact.quantized import QuantizedConv2d
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,11 +45,14 @@ def _converted(cin, cout, k, s, p, hw):
     model = nn.Sequential(nn.ConvTranspose2d(cin, cout, k, s, p)).eval()
     prepared = edgeact.prepare(model)
     edgeact.calibrate(prepared, torch.randn(16, cin, hw, hw), progress=False)
-    return edgeact.convert(prepared, backend="litert")
+    return prepared, edgeact.convert(prepared, backend="litert")
 
 
-def _transpose_conv_file(c, cin, cout, k, s, hw, padding) -> bytes:
-    conv = next(m for m in c.modules() if isinstance(m, QuantizedConv2d))
+def _transpose_conv_file(prepared, c, cin, cout, k, s, hw, padding) -> bytes:
+    phase = next(m for m in c.modules() if isinstance(m, QuantizedConv2d))
+    # the conv after zero insertion (convert writes it as phases): its codes are the kernel, flipped
+    conv = QuantizedConv2d(next(m for m in prepared.modules() if isinstance(m, PreparedConv2d)).conv,
+                           phase.in_qparams[0], phase.out_qparams, "litert")
     in_qp, out_qp, w_qp = conv.in_qparams[0], conv.out_qparams, conv.weight_qparams
     # the equivalent conv's weight (out, in, kh, kw) is the transposed conv's kernel flipped: flip back
     w = conv.weight_codes.numpy().astype(np.int8)[:, :, ::-1, ::-1].transpose(0, 2, 3, 1)  # (out, kh, kw, in)
@@ -92,14 +96,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     rows = []
     for cin, cout, k, s, p, padding, hw in CASES:
-        c = _converted(cin, cout, k, s, p, hw)
+        prepared, c = _converted(cin, cout, k, s, p, hw)
         x = torch.randn(args.samples, cin, hw, hw, generator=torch.Generator().manual_seed(1))
         scale = np.float32(c.get_submodule([n.target for n in c.graph.nodes if n.op == "call_module"][-1])
                            .in_qparams[0].scale)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ours = to_tflite(c, x[:1])
-        theirs = _transpose_conv_file(c, cin, cout, k, s, hw, padding)
+        theirs = _transpose_conv_file(prepared, c, cin, cout, k, s, hw, padding)
         row = {"case": f"{cin}→{cout}, k{k} s{s} p{p}, {hw}×{hw}"}
         for mode in ("xnnpack", "builtin", "reference"):
             model = with_backend(c, KERNEL_SETS[mode])
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
     lines = ["| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |")
-    header = (f"# ConvTranspose2d in LiteRT: edgeact's zero insertion + CONV_2D vs one TRANSPOSE_CONV "
+    header = (f"# ConvTranspose2d in LiteRT: edgeact's phase CONV_2D + DEPTH_TO_SPACE vs one TRANSPOSE_CONV "
               f"(`benchmarks/probe_tflite_transpose_conv.py`)\n\n"
               f"ai-edge-litert, {platform.machine()}, Python {platform.python_version()}; the same int8 weights, bias "
               f"and scales in both files; codes compared with the converted model of each kernel set (backends 'litert', "

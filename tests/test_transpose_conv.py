@@ -300,14 +300,15 @@ class TinySeg(nn.Module):
         return self.head(self.up(self.dec(self.enc2(e1)) + e1))
 
 
-def test_segmentation_net_is_exact_in_both_runtimes_and_in_the_builtin_kernel_set(tmp_path):
+def test_segmentation_net_is_exact_in_both_runtimes_and_in_every_litert_kernel_set(tmp_path):
     from edgeact.export import verify_tflite
 
     torch.manual_seed(0)
     _, converted, x = both_runtimes(_random_bn(TinySeg()), (3, 12, 12), tmp_path)
     c, path = converted["litert"]
-    report = verify_tflite(path, c, x, mode="builtin")  # compared with backend 'litert:builtin'
-    assert report.ok and report.codes_compared > 0, str(report)
+    for mode in ("builtin", "reference"):  # compared with backends 'litert:builtin' and 'litert:reference'
+        report = verify_tflite(path, c, x, mode=mode)
+        assert report.ok and report.codes_compared > 0, f"{mode}: {report}"
     fast = verify_tflite(path, c, x)
     assert fast.partitions == {"delegated": 1, "outside": []}, fast.partitions  # all inside XNNPACK
 

@@ -551,7 +551,7 @@ def _depth_to_space(exporter, node, m: QuantizedDepthToSpace) -> None:
     y = b.tensor(f"{hint}/interleaved" if any(m.crop) else hint, full, "int8", qp)
     opts = schema.DepthToSpaceOptionsT()
     opts.blockSize = m.block
-    b.op("DEPTH_TO_SPACE", [x], [y], opts, version=2)
+    b.op("DEPTH_TO_SPACE", [x], [y], opts, version=1)  # v2 (int8) is missing from the reference resolver
     if any(m.crop):
         left, right, top, bottom = m.crop
         out = b.tensor(hint, exporter.tflite_shape(node), "int8", qp)
