@@ -157,6 +157,8 @@ def _zero_insert(cv, node, m):
 
 
 def _subpixel(cv, node, m, conv_node, conv):
+    """Zero insertion `node` + `conv_node` → phase conv on the insertion's input + QuantizedDepthToSpace
+    (edgeact.quantize.transposed.subpixel): the codes and scales of the conv that would follow the insertion."""
     in_qp, out_qp, src = cv.input_qp(node), conv.output_quant.qparams(), node.args[0]
     eq = Q.QuantizedConv2d(conv.conv, in_qp, out_qp, cv.backend.name)  # the codes of the conv after insertion
     n, c, h, w = (int(d) for d in src.meta["tensor_meta"].shape)
@@ -183,8 +185,7 @@ def _subpixel(cv, node, m, conv_node, conv):
     cv.gm.graph.erase_node(conv_node)
     act_node.meta["tensor_meta"] = new.meta["tensor_meta"]
     after = list(act_node.users)
-    moved = _insert_node(cv, after[0] if after else act_node.next, f"{conv_node.target}_int", d2s, act_node,
-                         out_qp)
+    moved = _insert_node(cv, act_node.next, f"{conv_node.target}_int", d2s, act_node, out_qp)
     for user in after:
         user.replace_input_with(act_node, moved)
     return out_qp
@@ -234,7 +235,11 @@ def _resize_bilinear(cv, node, m):
 
 def _insert_node(cv, before: fx.Node, name: str, module: nn.Module, arg: fx.Node, qp) -> fx.Node:
     """A call of `module` on `arg` before `before`, with its traced shape (the writers read it)."""
-    name = name.replace(".", "_")
+    base, i = name.replace(".", "_"), 1
+    name = base
+    while hasattr(cv.gm, name):
+        i += 1
+        name = f"{base}_{i}"
     cv.gm.add_module(name, module)
     with cv.gm.graph.inserting_before(before):
         new = cv.gm.graph.call_module(name, (arg,))
