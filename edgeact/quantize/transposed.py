@@ -4,7 +4,9 @@ A transposed conv (stride s, padding p, output_padding a, dilation d, groups g, 
 between neighbouring input elements, pad d·(k−1)−p zeros before and d·(k−1)−p+a after, then an ordinary conv
 (stride 1, same dilation and groups) with the kernel flipped in space and in/out channels swapped per group.
 The zeros are the zero point's code (every edgeact range contains 0.0), so the insertion moves codes and adds
-no arithmetic; the conv is the integer conv each backend already models. Bilinear upsampling by a whole factor f
+no arithmetic; the conv is the integer conv each backend already models. convert() writes the pair, where the
+formats allow, as one phase conv on the original input followed by depth-to-space (`subpixel`): the same
+nonzero products without the multiplications by inserted zeros. Bilinear upsampling by a whole factor f
 (align_corners=False) is the same construction with a fixed depthwise "tent" kernel (weights j/(2f) per axis)
 after replicating the edge element once, so every output is torch's 2×2 blend of its neighbours.
 """
