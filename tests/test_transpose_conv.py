@@ -95,11 +95,12 @@ CASES = {  # name: Deconv kwargs
     "depthwise_k3s3_op2_dil2": dict(cin=6, cout=6, k=3, s=3, p=0, op=2, d=2, g=6),
     "k1s2p1_crop_nobias": dict(k=1, s=2, p=1, bias=False, act=nn.ReLU6),
     "k3s1p1": dict(k=3, s=1, p=1),
+    "k3_s2x3_p1": dict(k=3, s=(2, 3), p=1, op=(1, 2)),
 }
 
 
-# equal strides > 1, groups 1, dilation 1: one phase conv + depth-to-space; otherwise zero insertion + conv
-SUBPIXEL = {"k2s2", "k3s2p1op1", "k1s2p1_crop_nobias"}
+# a stride > 1, groups 1, dilation 1: one phase conv + depth-to-space; otherwise zero insertion + conv
+SUBPIXEL = {"k2s2", "k3s2p1op1", "k1s2p1_crop_nobias", "k3_s2x3_p1"}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -156,8 +157,9 @@ class Deconv1d(nn.Module):
 def test_conv_transpose1d_and_the_functional_form_are_exact_in_both_runtimes(tmp_path):
     torch.manual_seed(0)
     _, converted, _ = both_runtimes(_random_bn(Deconv1d()), (2, 9), tmp_path)
-    c, _ = converted["onnxruntime"]
-    assert sum(isinstance(m, QuantizedZeroInsert) for m in c.modules()) == 2  # 1-D strides (1, s): insertion
+    for c, _ in converted.values():  # phase conv + depth-to-space by (1, s), no zero insertion
+        assert sum(isinstance(m, QuantizedDepthToSpace) for m in c.modules()) == 2
+        assert not any(isinstance(m, QuantizedZeroInsert) for m in c.modules())
 
 
 class Bilinear(nn.Module):

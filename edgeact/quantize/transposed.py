@@ -128,43 +128,46 @@ def rewrite_conv_transpose(gm: fx.GraphModule, add_module, around_2d) -> None:
         graph.erase_node(node)
 
 
-def subpixel(w_eq: np.ndarray, stride: int, pads: tuple[int, int, int, int], in_hw: tuple[int, int]):
-    """The same transposed conv as s² phase convs in one: (codes (s²·O, I, Kmh, Kmw), conv padding (ph, pw),
-    crop (left, right, top, bottom)) for a stride-1 conv of the *original* input followed by depth-to-space
-    (DCR: channel (rh·s + rw)·O + o) and that crop. Phase r of the output only ever meets taps r, r + s, … of
-    the kernel, so it skips the (s² − 1)/s² products with inserted zeros; each output sums the same nonzero
+def subpixel(w_eq: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int], in_hw: tuple[int, int]):
+    """The same transposed conv as sh·sw phase convs in one: (codes (sh·sw·O, I, Kmh, Kmw), conv padding
+    (ph, pw), crop (left, right, top, bottom)) for a stride-1 conv of the *original* input followed by
+    depth-to-space (DCR: channel (rh·sw + rw)·O + o) and that crop. Phase r of the output only ever meets taps
+    r, r + s, … of the kernel, so it skips the products with inserted zeros; each output sums the same nonzero
     products as the conv after zero insertion. `w_eq`: that conv's (flipped) codes (O, I, Kh, Kw), groups 1,
     dilation 1; `pads`: the insertion's (left, right, top, bottom); `in_hw`: the input's H, W."""
     o, i, kh, kw = w_eq.shape
     w_t = w_eq[:, :, ::-1, ::-1]  # the transposed conv's own kernel, (O, I, Kh, Kw)
     left, right, top, bottom = pads
     plans = []
-    for k, before, after, n in ((kh, top, bottom, in_hw[0]), (kw, left, right, in_hw[1])):
+    for k, s, before, after, n in ((kh, stride[0], top, bottom, in_hw[0]), (kw, stride[1], left, right, in_hw[1])):
         p = k - 1 - before  # torch's padding
-        length = (n - 1) * stride + 1 + before + after - k + 1  # output size
-        km = -(-k // stride)
-        delta = max(0, -(-(p + length) // stride) - (n + km - 1))
+        length = (n - 1) * s + 1 + before + after - k + 1  # output size
+        km = -(-k // s)
+        delta = max(0, -(-(p + length) // s) - (n + km - 1))
         pad = km - 1 + delta
         q = n + 2 * pad - km + 1  # phase conv output size
-        begin = delta * stride + p
-        plans.append((km, pad, begin, q * stride - begin - length))
+        begin = delta * s + p
+        plans.append((km, pad, begin, q * s - begin - length))
     (kmh, pad_h, top_c, bottom_c), (kmw, pad_w, left_c, right_c) = plans
-    codes = np.zeros((stride, stride, o, i, kmh, kmw), w_eq.dtype)
-    for rh in range(stride):
-        for rw in range(stride):
+    sh, sw = stride
+    codes = np.zeros((sh, sw, o, i, kmh, kmw), w_eq.dtype)
+    for rh in range(sh):
+        for rw in range(sw):
             for jh in range(kmh):
                 for jw in range(kmw):
-                    a, b = rh + stride * (kmh - 1 - jh), rw + stride * (kmw - 1 - jw)
+                    a, b = rh + sh * (kmh - 1 - jh), rw + sw * (kmw - 1 - jw)
                     if a < kh and b < kw:
                         codes[rh, rw, :, :, jh, jw] = w_t[:, :, a, b]
-    return codes.reshape(stride * stride * o, i, kmh, kmw), (pad_h, pad_w), (left_c, right_c, top_c, bottom_c)
+    return codes.reshape(sh * sw * o, i, kmh, kmw), (pad_h, pad_w), (left_c, right_c, top_c, bottom_c)
 
 
-def depth_to_space(x: torch.Tensor, block: int, crop: tuple[int, int, int, int]) -> torch.Tensor:
-    """DCR depth-to-space (ONNX mode 'DCR', TFLite DEPTH_TO_SPACE) then the crop (left, right, top, bottom)."""
+def depth_to_space(x: torch.Tensor, block: tuple[int, int], crop: tuple[int, int, int, int]) -> torch.Tensor:
+    """DCR depth-to-space by (bh, bw) (ONNX 'DCR' / TFLite DEPTH_TO_SPACE where square), then the crop
+    (left, right, top, bottom)."""
     n, c, h, w = x.shape
-    y = x.reshape(n, block, block, c // (block * block), h, w).permute(0, 3, 4, 1, 5, 2)
-    y = y.reshape(n, c // (block * block), h * block, w * block)
+    bh, bw = block
+    y = x.reshape(n, bh, bw, c // (bh * bw), h, w).permute(0, 3, 4, 1, 5, 2)
+    y = y.reshape(n, c // (bh * bw), h * bh, w * bw)
     left, right, top, bottom = crop
     return y[:, :, top:y.shape[2] - bottom, left:y.shape[3] - right]
 

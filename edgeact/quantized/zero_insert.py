@@ -28,12 +28,13 @@ class QuantizedZeroInsert(QuantizedModule):
 
 
 class QuantizedDepthToSpace(QuantizedModule):
-    """Depth-to-space in DCR order (channel (rh·block + rw)·C + c), then crop (left, right, top, bottom): the
-    phase conv of a transposed conv interleaved into its output. Output parameters equal the input's."""
+    """Depth-to-space by (bh, bw) in DCR order (channel (rh·bw + rw)·C + c), then crop (left, right, top,
+    bottom): the phase conv of a transposed conv interleaved into its output. Output parameters equal the
+    input's."""
 
-    def __init__(self, in_qp, backend, block: int, crop: tuple[int, int, int, int]):
+    def __init__(self, in_qp, backend, block: tuple[int, int], crop: tuple[int, int, int, int]):
         super().__init__([in_qp], in_qp, backend)
-        self.block = int(block)
+        self.block = tuple(int(b) for b in block)
         self.crop = tuple(int(c) for c in crop)
 
     def forward(self, q):

@@ -351,17 +351,24 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
 
 @ONNX_OPS.register(QuantizedDepthToSpace)
 def _depth_to_space(exporter, node, m: QuantizedDepthToSpace) -> None:
-    """DepthToSpace (mode 'DCR') on the uint8 codes, then a Slice for the crop."""
+    """DepthToSpace (mode 'DCR') on the uint8 codes — for unequal blocks Reshape → Transpose → Reshape — then a
+    Slice for the crop."""
     g, hint = exporter.g, node.name
     name, qp = exporter.codes[node.args[0]]
     _, c, h, w = exporter.shape(node.args[0])
-    y = g.node("DepthToSpace", [name], f"{hint}_interleave" if any(m.crop) else hint, blocksize=m.block,
-               mode="DCR")
+    (bh, bw), out_c = m.block, c // (m.block[0] * m.block[1])
+    last = f"{hint}_interleave" if any(m.crop) else hint
+    if bh == bw:
+        y = g.node("DepthToSpace", [name], last, blocksize=bh, mode="DCR")
+    else:
+        y = g.node("Reshape", [name, g.constant(np.array([0, bh, bw, out_c, h, w], np.int64), "shape")],
+                   f"{hint}_phases")
+        y = g.node("Transpose", [y], f"{hint}_transpose", perm=[0, 3, 4, 1, 5, 2])
+        y = g.node("Reshape", [y, g.constant(np.array([0, out_c, h * bh, w * bw], np.int64), "shape")], last)
     if any(m.crop):
         left, right, top, bottom = m.crop
-        hh, ww = h * m.block, w * m.block
         y = g.node("Slice", [y, g.constant(np.array([top, left], np.int64), f"{hint}_starts"),
-                             g.constant(np.array([hh - bottom, ww - right], np.int64), f"{hint}_ends"),
+                             g.constant(np.array([h * bh - bottom, w * bw - right], np.int64), f"{hint}_ends"),
                              g.constant(np.array([2, 3], np.int64), f"{hint}_axes")], hint)
     exporter.codes[node] = (y, qp)
 
