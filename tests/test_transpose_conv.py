@@ -96,11 +96,12 @@ CASES = {  # name: Deconv kwargs
     "k1s2p1_crop_nobias": dict(k=1, s=2, p=1, bias=False, act=nn.ReLU6),
     "k3s1p1": dict(k=3, s=1, p=1),
     "k3_s2x3_p1": dict(k=3, s=(2, 3), p=1, op=(1, 2)),
+    "depthwise_k4s2p1": dict(cin=6, cout=6, k=4, s=2, p=1, g=6),
 }
 
 
-# a stride > 1, groups 1, dilation 1: one phase conv + depth-to-space; otherwise zero insertion + conv
-SUBPIXEL = {"k2s2", "k3s2p1op1", "k1s2p1_crop_nobias", "k3_s2x3_p1"}
+# a stride > 1 and dilation 1: one phase conv + depth-to-space; otherwise zero insertion + conv
+SUBPIXEL = {"k2s2", "k3s2p1op1", "k1s2p1_crop_nobias", "k3_s2x3_p1", "k4s2p1_groups2", "depthwise_k4s2p1"}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -322,9 +323,10 @@ class SaturatingDeconv(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(3, 16, 3, padding=1)
         self.up = nn.ConvTranspose2d(16, 16, 3, 2, 1, 1)
+        self.dw = nn.ConvTranspose2d(16, 16, 4, 2, 1, groups=16)  # a grouped phase conv (4 outputs per group)
 
     def forward(self, x):
-        return torch.relu(self.up(torch.relu(self.conv(x))))
+        return torch.relu(self.dw(torch.relu(self.up(torch.relu(self.conv(x))))))
 
 
 def _saturating_prepared():

@@ -146,12 +146,11 @@ def _zero_pad(cv, node, m):
 
 @CONVERTERS.register(transposed.ZeroInsert2d)
 def _zero_insert(cv, node, m):
-    """A ConvTranspose's zero insertion; with its conv as one phase conv + depth-to-space where a stride is > 1,
-    groups 1 and dilation 1 (the phases of a grouped conv would not be contiguous groups in DCR order)."""
+    """A ConvTranspose's zero insertion; with its conv as one phase conv + depth-to-space where a stride is > 1
+    and the dilation 1 (with dilation, a phase's taps are no longer every s-th of the kernel)."""
     users = list(node.users)
     conv = cv.module_of(users[0]) if len(users) == 1 else None
-    if (isinstance(conv, PreparedConv2d) and max(m.stride) > 1 and conv.conv.groups == 1
-            and tuple(conv.conv.dilation) == (1, 1)):
+    if isinstance(conv, PreparedConv2d) and max(m.stride) > 1 and tuple(conv.conv.dilation) == (1, 1):
         return _subpixel(cv, node, m, users[0], conv)
     return cv.swap(node, QuantizedZeroInsert(cv.input_qp(node), cv.backend.name, m.stride, m.pads))
 
@@ -162,19 +161,20 @@ def _subpixel(cv, node, m, conv_node, conv):
     in_qp, out_qp, src = cv.input_qp(node), conv.output_quant.qparams(), node.args[0]
     eq = Q.QuantizedConv2d(conv.conv, in_qp, out_qp, cv.backend.name)  # the codes of the conv after insertion
     n, c, h, w = (int(d) for d in src.meta["tensor_meta"].shape)
-    codes, padding, crop = transposed.subpixel(eq.weight_codes.numpy(), m.stride, m.pads, (h, w))
-    phases = m.stride[0] * m.stride[1]
-    phase = Q.QuantizedConv2d(nn.Conv2d(c, codes.shape[0], codes.shape[2:], padding=padding, bias=False), in_qp,
-                              out_qp, cv.backend.name, weight_scale=1.0)
-    out_channels = eq.weight_codes.shape[0]
-    phase.weight_qparams = QuantParams(tuple(np.tile(eq.weight_qparams.scale_array(), phases)),
-                                       (0,) * (phases * out_channels), "int8", axis=0, narrow=True)
+    g = conv.conv.groups
+    codes, padding, crop = transposed.subpixel(eq.weight_codes.numpy(), m.stride, m.pads, (h, w), g)
+    phase = Q.QuantizedConv2d(nn.Conv2d(c, codes.shape[0], codes.shape[2:], padding=padding, groups=g, bias=False),
+                              in_qp, out_qp, cv.backend.name, weight_scale=1.0)
+    scales = transposed.phase_order(eq.weight_qparams.scale_array(), m.stride, g)
+    phase.weight_qparams = QuantParams(tuple(float(v) for v in scales), (0,) * len(scales), "int8", axis=0,
+                                       narrow=True)
     phase.weight_codes = torch.from_numpy(np.ascontiguousarray(codes)).to(torch.int8)
-    phase.bias_codes = eq.bias_codes.repeat(phases)
-    phase.bias_scale = np.tile(eq.bias_scale, phases).astype(np.float32)
+    phase.bias_codes = torch.from_numpy(np.ascontiguousarray(
+        transposed.phase_order(eq.bias_codes.numpy(), m.stride, g)))
+    phase.bias_scale = np.ascontiguousarray(transposed.phase_order(eq.bias_scale, m.stride, g)).astype(np.float32)
     cv.done.add(conv_node)
     new = _insert_node(cv, conv_node, f"{conv_node.target}_phases", phase, src, out_qp)
-    d2s = QuantizedDepthToSpace(out_qp, cv.backend.name, m.stride, crop)
+    d2s = QuantizedDepthToSpace(out_qp, cv.backend.name, m.stride, crop, g)
     act_node = _fused_relu_after(cv, conv_node)
     if act_node is None:
         return cv.swap(conv_node, d2s, args=(new,))

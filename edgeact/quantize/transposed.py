@@ -128,15 +128,17 @@ def rewrite_conv_transpose(gm: fx.GraphModule, add_module, around_2d) -> None:
         graph.erase_node(node)
 
 
-def subpixel(w_eq: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int], in_hw: tuple[int, int]):
-    """The same transposed conv as sh·sw phase convs in one: (codes (sh·sw·O, I, Kmh, Kmw), conv padding
-    (ph, pw), crop (left, right, top, bottom)) for a stride-1 conv of the *original* input followed by
-    depth-to-space (DCR: channel (rh·sw + rw)·O + o) and that crop. Phase r of the output only ever meets taps
-    r, r + s, … of the kernel, so it skips the products with inserted zeros; each output sums the same nonzero
-    products as the conv after zero insertion. `w_eq`: that conv's (flipped) codes (O, I, Kh, Kw), groups 1,
-    dilation 1; `pads`: the insertion's (left, right, top, bottom); `in_hw`: the input's H, W."""
+def subpixel(w_eq: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, int, int], in_hw: tuple[int, int],
+             groups: int = 1):
+    """The same transposed conv as sh·sw phase convs in one: (codes (g·sh·sw·O_g, I/g, Kmh, Kmw), conv padding
+    (ph, pw), crop (left, right, top, bottom)) for a stride-1 conv (same groups) of the *original* input,
+    followed by `depth_to_space` (channel (gi, rh, rw, o_g): group-major, so the groups stay contiguous; for
+    groups 1 that is DCR) and that crop. Phase r of the output only ever meets taps r, r + s, … of the kernel,
+    so it skips the products with inserted zeros; each output sums the same nonzero products as the conv after
+    zero insertion. `w_eq`: that conv's (flipped) codes (O, I/g, Kh, Kw), dilation 1; `pads`: the insertion's
+    (left, right, top, bottom); `in_hw`: the input's H, W."""
     o, i, kh, kw = w_eq.shape
-    w_t = w_eq[:, :, ::-1, ::-1]  # the transposed conv's own kernel, (O, I, Kh, Kw)
+    w_t = w_eq[:, :, ::-1, ::-1]  # the transposed conv's own kernel, (O, I/g, Kh, Kw)
     left, right, top, bottom = pads
     plans = []
     for k, s, before, after, n in ((kh, stride[0], top, bottom, in_hw[0]), (kw, stride[1], left, right, in_hw[1])):
@@ -150,24 +152,35 @@ def subpixel(w_eq: np.ndarray, stride: tuple[int, int], pads: tuple[int, int, in
         plans.append((km, pad, begin, q * s - begin - length))
     (kmh, pad_h, top_c, bottom_c), (kmw, pad_w, left_c, right_c) = plans
     sh, sw = stride
-    codes = np.zeros((sh, sw, o, i, kmh, kmw), w_eq.dtype)
+    og = o // groups
+    codes = np.zeros((groups, sh, sw, og, i, kmh, kmw), w_eq.dtype)
+    grouped = w_t.reshape(groups, og, i, kh, kw)
     for rh in range(sh):
         for rw in range(sw):
             for jh in range(kmh):
                 for jw in range(kmw):
                     a, b = rh + sh * (kmh - 1 - jh), rw + sw * (kmw - 1 - jw)
                     if a < kh and b < kw:
-                        codes[rh, rw, :, :, jh, jw] = w_t[:, :, a, b]
-    return codes.reshape(sh * sw * o, i, kmh, kmw), (pad_h, pad_w), (left_c, right_c, top_c, bottom_c)
+                        codes[:, rh, rw, :, :, jh, jw] = grouped[:, :, :, a, b]
+    return codes.reshape(o * sh * sw, i, kmh, kmw), (pad_h, pad_w), (left_c, right_c, top_c, bottom_c)
 
 
-def depth_to_space(x: torch.Tensor, block: tuple[int, int], crop: tuple[int, int, int, int]) -> torch.Tensor:
-    """DCR depth-to-space by (bh, bw) (ONNX 'DCR' / TFLite DEPTH_TO_SPACE where square), then the crop
-    (left, right, top, bottom)."""
+def phase_order(values: np.ndarray, stride: tuple[int, int], groups: int) -> np.ndarray:
+    """Per-output-channel `values` (O,) → per phase channel (g·sh·sw·O_g,), in `subpixel`'s channel order."""
+    og = len(values) // groups
+    per = np.asarray(values).reshape(groups, 1, og)
+    return np.broadcast_to(per, (groups, stride[0] * stride[1], og)).reshape(-1)
+
+
+def depth_to_space(x: torch.Tensor, block: tuple[int, int], crop: tuple[int, int, int, int],
+                   groups: int = 1) -> torch.Tensor:
+    """Channels (gi, rh, rw, o_g) → output channel gi·O_g + o_g at row h·bh + rh, column w·bw + rw (for groups 1:
+    ONNX DepthToSpace 'DCR' / TFLite DEPTH_TO_SPACE where square), then the crop (left, right, top, bottom)."""
     n, c, h, w = x.shape
     bh, bw = block
-    y = x.reshape(n, bh, bw, c // (bh * bw), h, w).permute(0, 3, 4, 1, 5, 2)
-    y = y.reshape(n, c // (bh * bw), h * bh, w * bw)
+    og = c // (groups * bh * bw)
+    y = x.reshape(n, groups, bh, bw, og, h, w).permute(0, 1, 4, 5, 2, 6, 3)
+    y = y.reshape(n, groups * og, h * bh, w * bw)
     left, right, top, bottom = crop
     return y[:, :, top:y.shape[2] - bottom, left:y.shape[3] - right]
 
@@ -249,5 +262,5 @@ def whole_factors(scale_factor) -> tuple[int, int] | None:
     return int(fs[0]), int(fs[1])
 
 
-__all__ = ["ZeroInsert2d", "insert_zeros", "subpixel", "depth_to_space", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
+__all__ = ["ZeroInsert2d", "insert_zeros", "subpixel", "phase_order", "depth_to_space", "as_zero_insert_and_conv", "rewrite_conv_transpose", "tent",
            "bilinear_steps", "factors_of", "whole_factors", "MAX_FACTOR"]

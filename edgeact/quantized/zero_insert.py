@@ -28,17 +28,18 @@ class QuantizedZeroInsert(QuantizedModule):
 
 
 class QuantizedDepthToSpace(QuantizedModule):
-    """Depth-to-space by (bh, bw) in DCR order (channel (rh·bw + rw)·C + c), then crop (left, right, top,
+    """Depth-to-space by (bh, bw) of channels (gi, rh, rw, o_g) (for groups 1: DCR), then crop (left, right, top,
     bottom): the phase conv of a transposed conv interleaved into its output. Output parameters equal the
     input's."""
 
-    def __init__(self, in_qp, backend, block: tuple[int, int], crop: tuple[int, int, int, int]):
+    def __init__(self, in_qp, backend, block: tuple[int, int], crop: tuple[int, int, int, int], groups: int = 1):
         super().__init__([in_qp], in_qp, backend)
         self.block = tuple(int(b) for b in block)
         self.crop = tuple(int(c) for c in crop)
+        self.groups = int(groups)
 
     def forward(self, q):
-        return depth_to_space(q, self.block, self.crop)
+        return depth_to_space(q, self.block, self.crop, self.groups)
 
     def extra_repr(self) -> str:
-        return f"block={self.block}, crop={self.crop}, " + super().extra_repr()
+        return f"block={self.block}, crop={self.crop}, groups={self.groups}, " + super().extra_repr()

@@ -541,25 +541,33 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
 
 @TFLITE_OPS.register(QuantizedDepthToSpace)
 def _depth_to_space(exporter, node, m: QuantizedDepthToSpace) -> None:
-    """DEPTH_TO_SPACE (TFLite's order is DCR) — for unequal blocks RESHAPE → TRANSPOSE → RESHAPE, a RESHAPE alone
-    when the rows' block is 1 — then STRIDED_SLICE for the crop; all inside XNNPACK."""
+    """DEPTH_TO_SPACE (TFLite's order is DCR) — for unequal blocks or groups RESHAPE → TRANSPOSE → RESHAPE (a
+    RESHAPE alone when the rows' block is 1) — then STRIDED_SLICE for the crop; all inside XNNPACK."""
     b, hint = exporter.b, node.name
     x, qp, layout = exporter.get(node.args[0], hint)
     if layout != "nhwc":
         raise UnsupportedError(f"{hint!r}: depth-to-space of a tensor that is not (N, C, H, W)")
     n, c, h, w = exporter.shape(node.args[0])
-    (bh, bw), out_c = m.block, c // (m.block[0] * m.block[1])
+    (bh, bw), groups = m.block, m.groups
+    out_c = c // (bh * bw)
+    og = out_c // groups
     full = (n, h * bh, w * bw, out_c)
     last = f"{hint}/interleaved" if any(m.crop) else hint
-    if bh == bw:
+    if bh == bw and groups == 1:
         y = b.tensor(last, full, "int8", qp)
         opts = schema.DepthToSpaceOptionsT()
         opts.blockSize = bh
         b.op("DEPTH_TO_SPACE", [x], [y], opts, version=1)  # v2 (int8) is missing from the reference resolver
-    else:  # (N, H, W, bh·bw·C) → (N, H, W, bh, bw·C) → (N, H, bh, W, bw·C) → (N, H·bh, W·bw, C)
+    elif groups == 1:  # (N, H, W, bh·bw·C) → (N, H, W, bh, bw·C) → (N, H, bh, W, bw·C) → (N, H·bh, W·bw, C)
         if bh > 1:
             x = exporter._reshape(x, (n, h, w, bh, bw * out_c), qp, f"{hint}/phases")
             x = exporter._transpose(x, (0, 1, 3, 2, 4), qp, f"{hint}/transposed")
+        y = exporter._reshape(x, full, qp, last)
+    else:  # (N·H, W, g, bh, bw, O_g) → (N·H, bh, W, bw, g, O_g) → (N, H·bh, W·bw, g·O_g); 5-D when O_g = 1
+        dims, perm = ((n * h, w, groups, bh, bw, og), (0, 3, 1, 4, 2, 5)) if og > 1 else \
+            ((n * h, w, groups, bh, bw), (0, 3, 1, 4, 2))
+        x = exporter._reshape(x, dims, qp, f"{hint}/phases")
+        x = exporter._transpose(x, perm, qp, f"{hint}/transposed")
         y = exporter._reshape(x, full, qp, last)
     if any(m.crop):
         left, right, top, bottom = m.crop

@@ -351,19 +351,21 @@ def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
 
 @ONNX_OPS.register(QuantizedDepthToSpace)
 def _depth_to_space(exporter, node, m: QuantizedDepthToSpace) -> None:
-    """DepthToSpace (mode 'DCR') on the uint8 codes — for unequal blocks Reshape → Transpose → Reshape — then a
-    Slice for the crop."""
+    """DepthToSpace (mode 'DCR') on the uint8 codes — for unequal blocks or groups Reshape → Transpose →
+    Reshape — then a Slice for the crop."""
     g, hint = exporter.g, node.name
     name, qp = exporter.codes[node.args[0]]
     _, c, h, w = exporter.shape(node.args[0])
-    (bh, bw), out_c = m.block, c // (m.block[0] * m.block[1])
+    (bh, bw), groups = m.block, m.groups
+    out_c = c // (bh * bw)
     last = f"{hint}_interleave" if any(m.crop) else hint
-    if bh == bw:
+    if bh == bw and groups == 1:
         y = g.node("DepthToSpace", [name], last, blocksize=bh, mode="DCR")
     else:
-        y = g.node("Reshape", [name, g.constant(np.array([0, bh, bw, out_c, h, w], np.int64), "shape")],
+        og = out_c // groups
+        y = g.node("Reshape", [name, g.constant(np.array([0, groups, bh, bw, og, h, w], np.int64), "shape")],
                    f"{hint}_phases")
-        y = g.node("Transpose", [y], f"{hint}_transpose", perm=[0, 3, 4, 1, 5, 2])
+        y = g.node("Transpose", [y], f"{hint}_transpose", perm=[0, 1, 4, 5, 2, 6, 3])
         y = g.node("Reshape", [y, g.constant(np.array([0, out_c, h * bh, w * bw], np.int64), "shape")], last)
     if any(m.crop):
         left, right, top, bottom = m.crop
