@@ -242,8 +242,9 @@ def test_bilinear_to_the_input_size_by_8_is_exact_in_both_runtimes_as_two_passes
     torch.manual_seed(0)
     _, converted, x = both_runtimes(BackToInputSize(8).eval(), (3, 24, 16), tmp_path)
     c, _ = converted["onnxruntime"]
-    convs = [m for m in c.modules() if isinstance(m, edgeact.quantized.QuantizedConv2d) and m.depthwise]
-    assert [tuple(m.kernel_size) for m in convs] == [(16, 1), (1, 16)]
+    # each pass a phase conv (8 outputs per channel) + depth-to-space: no multiplications by inserted zeros
+    assert [m.block for m in c.modules() if isinstance(m, QuantizedDepthToSpace)] == [(8, 1), (1, 8)]
+    assert all(m.stride == (1, 1) for m in c.modules() if isinstance(m, QuantizedZeroInsert))  # border copies
     names = [n.target for n in c.graph.nodes if n.op == "call_module"]
     conv_out = c.get_submodule(names[1])
     with torch.no_grad():
