@@ -19,7 +19,7 @@ from edgeact.errors import UnsupportedError
 from edgeact.nn.activations import TORCH_EQUIVALENTS, Activation
 from edgeact.nn.recognize import recognize
 
-LEAF_BASES = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+LEAF_BASES = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
 
 
 def is_activation_module(m: nn.Module) -> bool:

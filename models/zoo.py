@@ -79,6 +79,45 @@ class KeywordSpotter(nn.Module):
         return self.head(F.adaptive_avg_pool1d(x, 1).flatten(1))
 
 
+class TinyUNet(nn.Module):
+    """A small segmentation net of edge-style ops: strided conv encoder, a ConvTranspose2d decoder step with a
+    skip concatenation, a bilinear ×2 upsampling back to the input size, a 1×1 per-pixel head."""
+
+    def __init__(self, classes: int = 4, width: int = 16):
+        super().__init__()
+        def block(cin, cout, stride):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+        self.enc1, self.enc2, self.enc3 = block(3, width, 2), block(width, 2 * width, 2), block(2 * width, 4 * width, 2)
+        self.up3 = nn.Sequential(nn.ConvTranspose2d(4 * width, 2 * width, 2, 2, bias=False),
+                                 nn.BatchNorm2d(2 * width), nn.ReLU())
+        self.dec2 = block(4 * width, 2 * width, 1)
+        self.up2 = nn.Sequential(nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.BatchNorm2d(width), nn.Hardswish())
+        self.up1 = nn.Upsample(scale_factor=2, mode="bilinear")
+        self.head = nn.Conv2d(2 * width, classes, 1)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        d2 = self.dec2(torch.cat([self.up3(self.enc3(e2)), e2], 1))
+        return self.head(self.up1(torch.cat([self.up2(d2), e1], 1)))
+
+
+class SegmentationOutput(nn.Module):
+    """torchvision's segmentation models return {'out': logits}: the tensor, so files have one output."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x)["out"]
+
+
+def _tv_segmentation(name: str, **kw) -> Callable[[], nn.Module]:
+    return lambda: SegmentationOutput(getattr(import_torchvision().models.segmentation, name)(
+        weights=None, weights_backbone=None, num_classes=10, **kw))
+
+
 @dataclass(frozen=True)
 class ZooModel:
     name: str
@@ -112,6 +151,10 @@ ZOO: dict[str, ZooModel] = {m.name: m for m in [
     ZooModel("timm/efficientnet_lite0", "timm", _timm("efficientnet_lite0"), IMAGE),
     ZooModel("timm/ghostnet_050", "timm", _timm("ghostnet_050"), IMAGE),
     ZooModel("kws_conv1d", "edgeact", KeywordSpotter, (40, 49)),
+    ZooModel("lraspp_mobilenet_v3_large", "torchvision", _tv_segmentation("lraspp_mobilenet_v3_large"), IMAGE),
+    ZooModel("deeplabv3_mobilenet_v3_large", "torchvision",
+             _tv_segmentation("deeplabv3_mobilenet_v3_large", aux_loss=False), IMAGE),
+    ZooModel("unet_tiny", "edgeact", TinyUNet, IMAGE),
 ]}
 
 
@@ -133,4 +176,5 @@ def build(name: str, seed: int = 0, bn_batches: int = 4, batch: int = 16) -> nn.
     return model.eval()
 
 
-__all__ = ["ZOO", "ZooModel", "build", "import_torchvision", "import_timm", "KeywordSpotter"]
+__all__ = ["ZOO", "ZooModel", "build", "import_torchvision", "import_timm", "KeywordSpotter", "TinyUNet",
+           "SegmentationOutput"]

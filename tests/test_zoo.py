@@ -288,14 +288,16 @@ class UpsampleHead(nn.Module):
         return y + self.skip(x)
 
 
-def test_nearest_upsampling_is_exact_in_both_runtimes_and_bilinear_is_refused(tmp_path):
+def test_nearest_and_bilinear_upsampling_are_exact_in_both_runtimes(tmp_path):
     torch.manual_seed(0)
     p, _ = through_both_runtimes(UpsampleHead().eval(), (3, 8, 8), tmp_path)
     c = edgeact.convert(p, backend="litert")
     ups = [m for m in c.modules() if type(m).__name__ == "QuantizedUpsampleNearest"]
     assert [m.factors for m in ups] == [(4, 4)]  # the two consecutive ×2 upsamplings move codes as one ×4
-    with pytest.raises(UnsupportedError, match="bilinear interpolation.*0 LSB.*nearest"):
-        edgeact.prepare(UpsampleHead("bilinear"))
+    # bilinear: zero insertion + a fixed depthwise conv each (tests/test_transpose_conv.py has the cases)
+    p, _ = through_both_runtimes(UpsampleHead("bilinear").eval(), (3, 8, 8), tmp_path)
+    c = edgeact.convert(p, backend="onnxruntime")
+    assert sum(type(m).__name__ == "QuantizedZeroInsert" for m in c.modules()) == 2
 
 
 class Refused(nn.Module):
@@ -312,12 +314,6 @@ class Refused(nn.Module):
 def test_layernorm_and_softmax_are_refused_with_the_reason(layer, why):
     with pytest.raises(UnsupportedError, match=f"{why}.*(0 LSB|code for code)"):
         edgeact.prepare(Refused(layer))
-
-
-def test_conv_transpose_is_refused_with_the_reason_and_an_exact_alternative():
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(8, 4, 2, stride=2)).eval()
-    with pytest.raises(UnsupportedError, match=r"ConvTranspose at module '2'.*float on x86.*nearest Upsample"):
-        edgeact.prepare(model)
 
 
 class Grouped(nn.Module):

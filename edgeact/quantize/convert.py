@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.passes.shape_prop import ShapeProp, _extract_tensor_metadata
 
 from edgeact.errors import QuantizationError, UnsupportedError
 from edgeact.fake_quant import FakeQuantize
@@ -20,11 +20,15 @@ from edgeact.nn.quant_act import QuantAct
 from edgeact.quantize.prepare import quantizers
 from edgeact.quantize.prepared import (
     PreparedAdd, PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
+    PreparedResizeBilinear,
 )
+from edgeact.quantize import transposed
 from edgeact.quantize import data_movement as dm
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
+from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
+from edgeact.qparams import QuantParams
 from edgeact.backend import Backend, get_backend
 from edgeact.handlers import Handlers
 
@@ -140,6 +144,129 @@ def _zero_pad(cv, node, m):
     return cv.swap(node, QuantizedZeroPad2d(cv.input_qp(node), cv.backend.name, m.padding))
 
 
+@CONVERTERS.register(transposed.ZeroInsert2d)
+def _zero_insert(cv, node, m):
+    """A ConvTranspose's zero insertion; with its conv as one phase conv + depth-to-space where a stride is > 1
+    and the dilation 1 (with dilation, a phase's taps are no longer every s-th of the kernel)."""
+    users = list(node.users)
+    conv = cv.module_of(users[0]) if len(users) == 1 else None
+    if isinstance(conv, PreparedConv2d) and max(m.stride) > 1 and tuple(conv.conv.dilation) == (1, 1):
+        return _subpixel(cv, node, m, users[0], conv)
+    return cv.swap(node, QuantizedZeroInsert(cv.input_qp(node), cv.backend.name, m.stride, m.pads))
+
+
+def _subpixel(cv, node, m, conv_node, conv):
+    """Zero insertion `node` + `conv_node` → phase conv on the insertion's input + QuantizedDepthToSpace
+    (edgeact.quantize.transposed.subpixel): the codes and scales of the conv that would follow the insertion."""
+    in_qp, out_qp, src = cv.input_qp(node), conv.output_quant.qparams(), node.args[0]
+    eq = Q.QuantizedConv2d(conv.conv, in_qp, out_qp, cv.backend.name)  # the codes of the conv after insertion
+    phase, d2s = _phases(eq, m.stride, m.pads, tuple(int(d) for d in src.meta["tensor_meta"].shape[2:]))
+    cv.done.add(conv_node)
+    new = _insert_node(cv, conv_node, f"{conv_node.target}_phases", phase, src, out_qp)
+    act_node = _fused_relu_after(cv, conv_node)
+    if act_node is None:
+        return cv.swap(conv_node, d2s, args=(new,))
+    # conv → ReLU sharing its parameters (fused in the files): the ReLU acts on the phases, depth-to-space
+    # follows it (both only move or clamp codes, so they commute), and the writers can still fuse it.
+    conv_node.replace_all_uses_with(new)
+    cv.gm.graph.erase_node(conv_node)
+    act_node.meta["tensor_meta"] = new.meta["tensor_meta"]
+    after = list(act_node.users)
+    moved = _insert_node(cv, act_node.next, f"{conv_node.target}_int", d2s, act_node, out_qp)
+    for user in after:
+        user.replace_input_with(act_node, moved)
+    return out_qp
+
+
+def _phases(eq, stride, pads, in_hw):
+    """(phase conv, depth-to-space) computing integer conv `eq` after a zero insertion (stride, pads) of an
+    input of spatial size `in_hw`: the same codes, scales and groups (edgeact.quantize.transposed.subpixel)."""
+    g, backend = eq.groups, eq.backend
+    codes, padding, crop = transposed.subpixel(eq.weight_codes.numpy(), stride, pads, in_hw, g)
+    cin = eq.weight_codes.shape[1] * g
+    phase = Q.QuantizedConv2d(nn.Conv2d(cin, codes.shape[0], codes.shape[2:], padding=padding, groups=g,
+                                        bias=False), eq.in_qparams[0], eq.out_qparams, backend, weight_scale=1.0)
+    scales = transposed.phase_order(eq.weight_qparams.scale_array(), stride, g)
+    phase.weight_qparams = QuantParams(tuple(float(v) for v in scales), (0,) * len(scales), "int8", axis=0,
+                                       narrow=True)
+    phase.weight_codes = torch.from_numpy(np.ascontiguousarray(codes)).to(torch.int8)
+    phase.bias_codes = torch.from_numpy(np.ascontiguousarray(transposed.phase_order(eq.bias_codes.numpy(), stride,
+                                                                                    g)))
+    phase.bias_scale = np.ascontiguousarray(transposed.phase_order(eq.bias_scale, stride, g)).astype(np.float32)
+    return phase, QuantizedDepthToSpace(eq.out_qparams, backend, stride, crop, g)
+
+
+def _fused_relu_after(cv, conv_node):
+    """The ReLU/ReLU6 node right after `conv_node` that prepare fused with it (same parameters), if any."""
+    users = list(conv_node.users)
+    act = cv.module_of(users[0]) if len(users) == 1 else None
+    if isinstance(act, QuantAct) and act.act.bound().name in ("relu", "relu6") and \
+            act.in_qparams() == act.out_qparams():
+        return users[0]
+    return None
+
+
+@CONVERTERS.register(PreparedResizeBilinear)
+def _resize_bilinear(cv, node, m):
+    """Border replicated once → the depthwise transposed conv(s) with the exact tent weights, as phase conv +
+    depth-to-space (the codes of zero insertion + depthwise conv, without the products with inserted zeros)."""
+    in_qp, out_qp, src = m.in_qparams()[0], m.output_quant.qparams(), node.args[0]
+    n, c, h, w = (int(d) for d in src.meta["tensor_meta"].shape)
+    h2, w2 = (int(d) for d in node.meta["tensor_meta"].shape[2:])
+    factors = transposed.factors_of((h, w), (h2, w2), m.align_corners)
+    if factors is None:
+        from edgeact.quantize.prepare import _BILINEAR_WHY
+
+        how = f"from {h}×{w} to {h2}×{w2}" + (" with align_corners=True" if m.align_corners else "")
+        why = _BILINEAR_WHY.format(how=how)
+        raise UnsupportedError(f"cannot quantize {why.split(': ', 1)[0]} at {cv.current!r}: {why.split(': ', 1)[1]}")
+    fh, fw = factors
+    try:
+        steps = transposed.bilinear_steps(fh, fw, m.align_corners)
+    except ValueError as exc:
+        raise UnsupportedError(f"{cv.current!r}: bilinear interpolation {exc}") from None
+    x, phased = src, len(steps) == 2
+    for i, (insertion, codes, scale) in enumerate(steps):
+        conv = nn.Conv2d(c, c, codes.shape, groups=c, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(codes * scale).reshape(1, 1, *codes.shape).expand(c, 1, *codes.shape))
+        last = i == len(steps) - 1
+        eq = Q.QuantizedConv2d(conv, in_qp, out_qp if last else in_qp, cv.backend.name, weight_scale=scale)
+        if not phased:  # ×2 … ×7: zero insertion + depthwise conv (measured faster than phases in both runtimes)
+            x = _insert_node(cv, node, f"{node.target}_insert{i}", QuantizedZeroInsert(in_qp, cv.backend.name,
+                                                                                        **insertion), x, in_qp)
+            return cv.swap(node, eq, args=(x,))
+        # beyond ×7, one axis per pass: phase conv + depth-to-space skips the f − 1 of f inserted zeros
+        if any(insertion["edge"]):
+            x = _insert_node(cv, node, f"{node.target}_edge{i}", QuantizedZeroInsert(
+                in_qp, cv.backend.name, (1, 1), (0, 0, 0, 0), insertion["edge"]), x, in_qp)
+        phase, d2s = _phases(eq, insertion["stride"], insertion["pads"],
+                             tuple(int(d) for d in x.meta["tensor_meta"].shape[2:]))
+        x = _insert_node(cv, node, f"{node.target}_phases{i}", phase, x, eq.out_qparams)
+        if last:
+            return cv.swap(node, d2s, args=(x,))
+        x = _insert_node(cv, node, f"{node.target}_pass{i}", d2s, x, in_qp)  # rounded at the input's grid
+
+
+def _insert_node(cv, before: fx.Node, name: str, module: nn.Module, arg: fx.Node, qp) -> fx.Node:
+    """A call of `module` on `arg` before `before`, with its traced shape (the writers read it)."""
+    base, i = name.replace(".", "_"), 1
+    name = base
+    while hasattr(cv.gm, name):
+        i += 1
+        name = f"{base}_{i}"
+    cv.gm.add_module(name, module)
+    with cv.gm.graph.inserting_before(before):
+        new = cv.gm.graph.call_module(name, (arg,))
+    new.meta = dict(before.meta)
+    with torch.no_grad():
+        probe = module(torch.full(tuple(int(d) for d in arg.meta["tensor_meta"].shape), qp.zero_point,
+                                  dtype=torch.long))
+    new.meta["tensor_meta"] = _extract_tensor_metadata(probe)
+    cv.qp[new] = qp
+    return new
+
+
 MOVING_MODULES = (nn.Flatten, nn.Unflatten, nn.Upsample)  # modules that only move codes (see data_movement)
 
 
@@ -162,6 +289,7 @@ class _Converter:
         self.qp: dict[fx.Node, object] = {}
         self.current = "?"  # the node being converted, for error messages
         self.moved: dict[fx.Node, object] = {}  # data-movement nodes → their value on index tensors
+        self.done: set[fx.Node] = set()  # nodes a handler of an earlier node already replaced
 
     def requested_lowering(self, activation: str) -> str | None:
         return self.lowering.get(activation) if isinstance(self.lowering, dict) else self.lowering
@@ -196,7 +324,7 @@ class _Converter:
         for node in list(graph.nodes):
             self.current = node.target if node.op == "call_module" else node.name
             m = self.module_of(node)
-            if node.op == "placeholder":
+            if node.op == "placeholder" or node in self.done:
                 continue
             if node.op == "output":
                 self.outputs(node)

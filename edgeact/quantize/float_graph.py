@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from edgeact.quantize.transposed import rewrite_conv_transpose
+
 # Functions that return their (first) input unchanged in eval mode.
 DROPOUT_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
                      torch.dropout, torch.alpha_dropout, torch.feature_dropout}
@@ -99,11 +101,47 @@ def simplify(gm: fx.GraphModule) -> fx.GraphModule:
                 graph.erase_node(node)
             elif isinstance(mod, nn.modules.batchnorm._BatchNorm) and isinstance(getattr(mod, "act", None), nn.Module):
                 _split_bn_act(gm, node, mod)
+    _functional_conv_transpose_as_module(gm)
+    rewrite_conv_transpose(gm, _add_module, _around_2d)
     _conv1d_as_conv2d(gm)
     graph.eliminate_dead_code()
     graph.lint()
     gm.recompile()
     return gm
+
+
+def _attr(gm: fx.GraphModule, target: str) -> torch.Tensor:
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _functional_conv_transpose_as_module(gm: fx.GraphModule) -> None:
+    """F.conv_transpose1d/2d(x, self.weight, self.bias, …) with parameters of the model → the equivalent
+    nn.ConvTranspose module (which rewrite_conv_transpose then lowers)."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (F.conv_transpose1d, F.conv_transpose2d):
+            continue
+        names = ("input", "weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+        a = {k: _arg(node, i, k, d) for i, (k, d) in enumerate(zip(names, (None, None, None, 1, 0, 0, 1, 1)))}
+        w, b = a["weight"], a["bias"]
+        if not (isinstance(w, fx.Node) and w.op == "get_attr") or (b is not None and not (
+                isinstance(b, fx.Node) and b.op == "get_attr")):
+            continue  # weights computed at run time: prepare refuses the constant / function
+        if any(isinstance(a[k], fx.Node) for k in names[3:]):
+            continue
+        weight = _attr(gm, w.target)
+        one_d = node.target is F.conv_transpose1d
+        cls = nn.ConvTranspose1d if one_d else nn.ConvTranspose2d
+        groups = int(a["groups"])
+        mod = cls(weight.shape[0], weight.shape[1] * groups, tuple(weight.shape[2:]), a["stride"], a["padding"],
+                  a["output_padding"], groups, b is not None, a["dilation"])
+        with torch.no_grad():
+            mod.weight.copy_(weight)
+            if b is not None:
+                mod.bias.copy_(_attr(gm, b.target))
+        _to_module(gm, node, mod.eval(), node.name)
 
 
 def _conv1d_as_conv2d(gm: fx.GraphModule) -> None:

@@ -23,10 +23,11 @@ from edgeact.nn.activations import Activation, from_torch, make_activation
 from edgeact.nn.quant_act import QuantAct, SharedQuant
 from edgeact.quantize.prepared import (
     PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
-    PreparedAdd,
+    PreparedAdd, PreparedResizeBilinear,
 )
 from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
 from edgeact.quantize.float_graph import simplify
+from edgeact.quantize.transposed import ZeroInsert2d, bilinear_steps, whole_factors
 from edgeact.tracing import describe, trace
 
 # Functional activations and the registry names they stand for (with their positional params), from the
@@ -35,7 +36,8 @@ FUNCTIONAL_ACTIVATIONS: dict[Any, tuple[str, tuple[str, ...]]] = TORCH_FUNCTIONS
 METHOD_ACTIVATIONS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 ADD_OPS = {operator.add, torch.add, operator.iadd}
 MUL_OPS = {operator.mul, torch.mul, operator.imul}
-PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten, nn.ZeroPad2d)
+PASSTHROUGH_MODULES = (nn.MaxPool2d, nn.Flatten, nn.Dropout, nn.Identity, nn.Unflatten, nn.ZeroPad2d,
+                       ZeroInsert2d)
 # Data movement: codes and parameters unchanged (convert() works out which element goes where).
 PASSTHROUGH_FUNCTIONS = {torch.flatten, torch.reshape, F.max_pool2d, F.dropout, torch.squeeze, torch.unsqueeze,
                          torch.transpose, torch.permute, torch.chunk, torch.split, operator.getitem}
@@ -45,18 +47,26 @@ SHAPE_METHODS = {"size", "dim"}
 SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda", "requires_grad"}
 
 
+def _flat_args_of(value) -> list:
+    flat: list = []
+    fx.node.map_aggregate(value, flat.append)
+    return flat
+
+
 def _flat_args(node: fx.Node) -> list:
     flat: list = []
     fx.node.map_aggregate((node.args, node.kwargs), flat.append)
     return flat
 
 SUPPORTED = (
-    "Conv1d/Conv2d (incl. depthwise/grouped) and Linear (and their subclasses), each optionally followed by "
+    "Conv1d/Conv2d and ConvTranspose1d/2d (incl. depthwise/grouped, any stride, padding, output_padding, dilation) "
+    "and Linear (and their subclasses), each optionally followed by "
     "BatchNorm (folded; a BatchNorm2d elsewhere becomes a depthwise 1×1 conv); activations (torch.nn, edgeact.nn, "
     "functional, or any module that computes one: " + ", ".join(sorted({v[0] for v in FUNCTIONAL_ACTIVATIONS.values()}))
     + ", …); tensor + tensor, tensor * tensor; torch.cat; AvgPool2d, AdaptiveAvgPool2d(1), x.mean((2, 3)) and "
     "their functional forms; MaxPool2d / F.max_pool2d; ZeroPad2d / F.pad with zeros; nearest Upsample / "
-    "F.interpolate by whole factors; flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
+    "F.interpolate by whole factors, bilinear by whole factors (align_corners=False, or True with output size "
+    "(H−1)·f+1); flatten/reshape/view/squeeze/unsqueeze/transpose/permute/"
     "chunk/split/slicing that reshape or select/permute channels; Dropout variants, stochastic depth, Identity"
 )
 
@@ -76,21 +86,24 @@ _LAYERNORM_WHY = (
 _ATTENTION_WHY = ("attention (matmul of two activations): the product of two int8 activations, followed by a "
                   "softmax in attention — " + _SOFTMAX_WHY.split(": ", 1)[1])
 _RESIZE_WHY = (
-    "{mode} interpolation: it computes weighted averages of neighbours, and LiteRT's int8 resize kernels and "
-    "onnxruntime's Resize each round them their own way, which edgeact does not model yet, so it cannot promise "
-    "the same codes (0 LSB); use mode='nearest' (exact: codes are only repeated) or resize the float output")
-_CONV_TRANSPOSE_WHY = (
-    "ConvTranspose: onnxruntime keeps a QDQ ConvTranspose in float on x86 (it has no integer kernel for it; "
-    "measured: 1 of 76,800 codes differs from the integer accumulator), and edgeact has no exact lowering for it "
-    "yet (zero insertion on codes followed by a plain conv would be one); replace it by nearest Upsample + Conv2d, "
-    "which is exact, or keep that part of the model in float")
-REFUSED_MODULES = {nn.ConvTranspose1d: _CONV_TRANSPOSE_WHY, nn.ConvTranspose2d: _CONV_TRANSPOSE_WHY,
-                   nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
+    "{mode} interpolation: edgeact computes only 'nearest' (codes repeated) and 2-D 'bilinear' by whole factors (a "
+    "fixed int8 conv) exactly; other modes blend neighbours with weights one int8 conv does not hold exactly "
+    "(bicubic: products of cubic coefficients) or in ways the runtimes' own resize kernels round each their own "
+    "way, which edgeact does not model, so it cannot promise the same codes (0 LSB); use mode='nearest' or "
+    "'bilinear' by a whole factor, or resize the float output")
+_BILINEAR_WHY = (
+    "bilinear interpolation {how}: edgeact computes bilinear upsampling exactly as fixed depthwise convs, which "
+    "needs the same blend of neighbours at every output: align_corners=False with an output size a whole multiple "
+    "f of the input's (scale_factor=2, 3, …, or size=), or align_corners=True with output size (H − 1)·f + 1 "
+    "(size=); otherwise (e.g. nn.UpsamplingBilinear2d(scale_factor=2): output i samples i·(H−1)/(2H−1)) the "
+    "blend changes across the image, and only the runtimes' own resize kernels compute that, each rounding its "
+    "own way, so neither file would be 0 LSB from the converted model; use nn.Upsample(scale_factor=f, "
+    "mode='bilinear'), a size= that is such a multiple, or mode='nearest'")
+REFUSED_MODULES = {nn.Softmax: _SOFTMAX_WHY, nn.LayerNorm: _LAYERNORM_WHY, nn.MultiheadAttention: _ATTENTION_WHY,
                    nn.GroupNorm: _LAYERNORM_WHY.replace("LayerNorm:", "GroupNorm:", 1)}
 REFUSED_FUNCTIONS = {F.softmax: _SOFTMAX_WHY, torch.softmax: _SOFTMAX_WHY, F.layer_norm: _LAYERNORM_WHY,
                      F.scaled_dot_product_attention: _ATTENTION_WHY, torch.matmul: _ATTENTION_WHY,
-                     operator.matmul: _ATTENTION_WHY, F.conv_transpose2d: _CONV_TRANSPOSE_WHY,
-                     F.conv_transpose1d: _CONV_TRANSPOSE_WHY}
+                     operator.matmul: _ATTENTION_WHY}
 REFUSED_METHODS = {"softmax": _SOFTMAX_WHY}
 
 
@@ -291,9 +304,10 @@ class _Builder:
             new = self.replace(node, self.add_module(f"{path}_q", op), (src,))
             self.owner[new] = self.owner[src]  # average pooling keeps its input's parameters
         elif isinstance(mod, nn.Upsample):
-            if mod.mode != "nearest":
-                raise self.refused(_RESIZE_WHY.format(mode=mod.mode))
-            self.passthrough(node, path)
+            if mod.mode == "nearest":
+                self.passthrough(node, path)
+            else:
+                self.resize(node, path, mod.mode, mod.size, mod.scale_factor, mod.align_corners)
         elif isinstance(mod, PASSTHROUGH_MODULES):
             self.passthrough(node, path)
         else:
@@ -336,6 +350,29 @@ class _Builder:
             raise self.unsupported(f"{node.target} on a tensor that is not quantized")
         self.owner[node] = self.owner[src]
 
+    def resize(self, node: fx.Node, where: str, mode: str, size, scale_factor, align_corners) -> None:
+        """Bilinear upsampling by whole factors: a PreparedResizeBilinear; others refused.
+        With `size` (torchvision's segmentation heads pass the skip's or the input's shape) the factors are
+        known only from the traced shapes: convert() checks they are whole."""
+        if mode != "bilinear":
+            raise self.refused(_RESIZE_WHY.format(mode=mode))
+        if align_corners and size is None:
+            raise self.refused(_BILINEAR_WHY.format(how=f"with align_corners=True by scale_factor={scale_factor!r}"))
+        factors = whole_factors(scale_factor) if size is None else None
+        if size is None and factors is None:
+            raise self.refused(_BILINEAR_WHY.format(how=f"by scale_factor={scale_factor!r}"))
+        if factors is not None:
+            try:
+                bilinear_steps(*factors)
+            except ValueError as exc:
+                raise self.refused(_BILINEAR_WHY.format(how=str(exc))) from None
+        src = node.args[0]
+        dynamic = size is not None and any(isinstance(a, fx.Node) for a in _flat_args_of(size))
+        op = PreparedResizeBilinear([self.source(src, where)], self.fq(f"{where} output"), factors,
+                                    None if dynamic or size is None else size, bool(align_corners))
+        new = self.replace(node, self.add_module(f"{where}_q", op), (src, size) if dynamic else (src,))
+        self.owner[new] = op.output_quant
+
     def mean(self, node: fx.Node, where: str, keepdim: bool) -> None:
         op = PreparedMean([self.source(node.args[0], where)], self.fq(f"{where} output"), keepdim)
         new = self.replace(node, self.add_module(f"{where}_q", op), (node.args[0],))
@@ -356,10 +393,14 @@ class _Builder:
         if fn in REFUSED_FUNCTIONS:
             raise self.refused(REFUSED_FUNCTIONS[fn])
         if fn is F.interpolate:
-            mode = node.args[3] if len(node.args) > 3 else node.kwargs.get("mode", "nearest")
-            if mode != "nearest":
-                raise self.refused(_RESIZE_WHY.format(mode=mode))
-            self.passthrough(node, where)
+            arg = lambda i, k, d=None: node.args[i] if len(node.args) > i else node.kwargs.get(k, d)  # noqa: E731
+            mode = arg(3, "mode", "nearest")
+            if mode == "nearest":
+                self.passthrough(node, where)
+            else:
+                if arg(6, "antialias", False):
+                    raise self.refused(_BILINEAR_WHY.format(how="with antialias=True"))
+                self.resize(node, where, mode, arg(1, "size"), arg(2, "scale_factor"), arg(4, "align_corners"))
             return
         if fn in FUNCTIONAL_ACTIVATIONS:
             name, positional = FUNCTIONAL_ACTIVATIONS[fn]

@@ -96,3 +96,36 @@ class PreparedAvgPool2d(PreparedOp):
         from edgeact.fake_quant import fake_quantize
 
         return fake_quantize(y, qp)
+
+
+class PreparedResizeBilinear(PreparedOp):
+    """Bilinear upsampling by whole factors; convert() writes it as zero insertion and fixed depthwise convs
+    (edgeact.quantize.transposed), which compute the same blend of neighbours. `factors` (from scale_factor) or
+    `size` (constant, or given at run time as the second input); align_corners=True only with a size."""
+
+    def __init__(self, inputs, output_quant, factors: tuple[int, int] | None, size=None,
+                 align_corners: bool = False):
+        super().__init__(inputs, output_quant)
+        self.factors = None if factors is None else tuple(factors)
+        self.size, self.align_corners = size, align_corners
+
+    def forward(self, x, size=None):
+        from edgeact.quantize.transposed import bilinear_steps, factors_of
+
+        size = size if size is not None else self.size
+        al = self.align_corners
+        if size is not None:
+            size = tuple(int(s) for s in (size if isinstance(size, (tuple, list, torch.Size)) else (size, size)))
+            factors = factors_of(tuple(x.shape[2:]), size, al)
+            if factors is None:  # convert() refuses it
+                return self.output_quant(F.interpolate(x, size=size, mode="bilinear", align_corners=al))
+        else:
+            factors = self.factors
+            size = (x.shape[2] * factors[0], x.shape[3] * factors[1])
+        qp = self.input_quants[0].qparams() if self.input_quants[0].enabled else None
+        if qp is not None and len(bilinear_steps(*factors, align_corners=al)) == 2:
+            # Two 1-D passes in the integer model: the rows' result is rounded to the input's grid in between.
+            from edgeact.fake_quant import fake_quantize
+
+            x = fake_quantize(F.interpolate(x, size=(size[0], x.shape[3]), mode="bilinear", align_corners=al), qp)
+        return self.output_quant(F.interpolate(x, size=size, mode="bilinear", align_corners=al))

@@ -62,11 +62,15 @@ class _WeightedOp(QuantizedModule):
     """Conv / fully connected: int8 per-channel weights, int32 bias of scale s_in·s_w[c]."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, in_qp: QuantParams, out_qp: QuantParams,
-                 backend: str):
+                 backend: str, weight_scale: float | None = None):
         super().__init__([in_qp], out_qp, backend)
-        amax = weight.detach().double().reshape(weight.shape[0], -1).abs().max(1).values.numpy()
-        amax = np.where(amax > 0, amax, 1.0)  # an all-zero channel: any scale, codes all 0
-        self.weight_qparams = QuantParams.from_range(-amax, amax, "int8", symmetric=True, axis=0, narrow=True)
+        if weight_scale is not None:  # fixed weights known to be exact multiples of it (bilinear upsampling)
+            n = weight.shape[0]
+            self.weight_qparams = QuantParams((float(weight_scale),) * n, (0,) * n, "int8", axis=0, narrow=True)
+        else:
+            amax = weight.detach().double().reshape(weight.shape[0], -1).abs().max(1).values.numpy()
+            amax = np.where(amax > 0, amax, 1.0)  # an all-zero channel: any scale, codes all 0
+            self.weight_qparams = QuantParams.from_range(-amax, amax, "int8", symmetric=True, axis=0, narrow=True)
         self.register_buffer("weight_codes", torch.from_numpy(self.weight_qparams.quantize(weight.detach().double().numpy())).to(torch.int8))
         # Bias scale in float32, as both exporters write it: s_in (f32) · s_w[c] (f32).
         self.bias_scale = (np.float32(in_qp.scale) * self.weight_qparams.scale_array().astype(np.float32)).astype(np.float32)
@@ -92,8 +96,8 @@ class _WeightedOp(QuantizedModule):
 
 
 class QuantizedConv2d(_WeightedOp):
-    def __init__(self, conv: nn.Conv2d, in_qp, out_qp, backend):
-        super().__init__(conv.weight, conv.bias, in_qp, out_qp, backend)
+    def __init__(self, conv: nn.Conv2d, in_qp, out_qp, backend, weight_scale: float | None = None):
+        super().__init__(conv.weight, conv.bias, in_qp, out_qp, backend, weight_scale)
         if isinstance(conv.padding, str):
             raise ValueError("string padding is resolved by prepare")
         self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups

@@ -34,6 +34,7 @@ from edgeact.qparams import QuantParams
 from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
+from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
 from edgeact.export.converted import checked_for_export
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
@@ -468,6 +469,116 @@ def _zero_pad(exporter, node, m) -> None:
                                                                   np.int32), "int32")
     y = exporter.b.tensor(node.name, exporter.tflite_shape(node), "int8", qp)
     exporter.b.op("PAD", [x, pads], [y], schema.PadOptionsT(), version=2)
+    exporter.put(node, y, qp, "nhwc")
+
+
+@TFLITE_OPS.register(QuantizedZeroInsert)
+def _zero_insert(exporter, node, m: QuantizedZeroInsert) -> None:
+    """Border copies as STRIDED_SLICEs + CONCATENATION, then per spatial axis RESHAPE to a unit axis after it,
+    PAD that axis to the stride (int8 PAD fills with the zero point), RESHAPE back; last PAD / STRIDED_SLICE to
+    the conv's frame. All 4-D ops XNNPACK delegates (MIRROR_PAD, the one-op border copy, it does not)."""
+    b, hint = exporter.b, node.name
+    x, qp, layout = exporter.get(node.args[0], hint)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{hint!r}: zero insertion into a tensor that is not (N, C, H, W)")
+    n, c, h, w = exporter.shape(node.args[0])
+
+    def pad(x, pads, shape, name):
+        y = b.tensor(name, shape, "int8", qp)
+        consts = b.constant(f"{name}/paddings", np.array(pads, np.int32), "int32")
+        b.op("PAD", [x, consts], [y], schema.PadOptionsT(), version=2)
+        return y
+
+    def strided_slice(x, begin, end, shape, name):
+        y = b.tensor(name, shape, "int8", qp)
+        opts = schema.StridedSliceOptionsT()
+        opts.beginMask = opts.endMask = sum(1 << i for i in range(4) if end[i] == 0)  # whole axes
+        b.op("STRIDED_SLICE", [x, b.constant(f"{name}/begin", np.array(begin, np.int32), "int32"),
+                               b.constant(f"{name}/end", np.array(end, np.int32), "int32"),
+                               b.constant(f"{name}/strides", np.ones(4, np.int32), "int32")], [y], opts, version=2)
+        return y
+
+    for axis, copies in zip((1, 2), m.edge):  # one border copy per side and time: H → H + 2
+        for k in range(copies):
+            size = (n, h, w, c)
+            one = tuple(1 if i == axis else d for i, d in enumerate(size))
+            last = size[axis]
+            first_end = [0, 0, 0, 0]
+            first_end[axis] = 1
+            last_begin, last_end = [0, 0, 0, 0], [0, 0, 0, 0]
+            last_begin[axis], last_end[axis] = last - 1, last
+            parts = [strided_slice(x, [0, 0, 0, 0], first_end, one, f"{hint}/first{axis}_{k}"), x,
+                     strided_slice(x, last_begin, last_end, one, f"{hint}/last{axis}_{k}")]
+            h, w = (h + 2, w) if axis == 1 else (h, w + 2)
+            y = b.tensor(f"{hint}/edge{axis}_{k}", (n, h, w, c), "int8", qp)
+            opts = schema.ConcatenationOptionsT()
+            opts.axis = axis
+            b.op("CONCATENATION", parts, [y], opts)
+            x = y
+    sh, sw = m.stride
+    if sh > 1:
+        x = exporter._reshape(x, (n, h, 1, w * c), qp, f"{hint}/rows")
+        x = pad(x, [[0, 0], [0, 0], [0, sh - 1], [0, 0]], (n, h, sh, w * c), f"{hint}/rows_spread")
+        h *= sh
+        x = exporter._reshape(x, (n, h, w, c), qp, f"{hint}/rows_merged")
+    if sw > 1:
+        x = exporter._reshape(x, (n * h, w, 1, c), qp, f"{hint}/cols")
+        x = pad(x, [[0, 0], [0, 0], [0, sw - 1], [0, 0]], (n * h, w, sw, c), f"{hint}/cols_spread")
+        w *= sw
+        x = exporter._reshape(x, (n, h, w, c), qp, f"{hint}/cols_merged")
+    left, right, top, bottom = m.pads
+    edges = [top, bottom - (sh - 1), left, right - (sw - 1)]
+    if any(p > 0 for p in edges):
+        t, bo, le, ri = (max(p, 0) for p in edges)
+        h, w = h + t + bo, w + le + ri
+        x = pad(x, [[0, 0], [t, bo], [le, ri], [0, 0]], (n, h, w, c), f"{hint}/pad")
+    if any(p < 0 for p in edges):
+        t, bo, le, ri = (max(-p, 0) for p in edges)
+        size = (n, h - t - bo, w - le - ri, c)
+        x = strided_slice(x, [0, t, le, 0], [0, h - bo, w - ri, 0], size, f"{hint}/crop")
+    exporter.put(node, x, qp, "nhwc")
+
+
+@TFLITE_OPS.register(QuantizedDepthToSpace)
+def _depth_to_space(exporter, node, m: QuantizedDepthToSpace) -> None:
+    """DEPTH_TO_SPACE (TFLite's order is DCR) — for unequal blocks or groups RESHAPE → TRANSPOSE → RESHAPE (a
+    RESHAPE alone when the rows' block is 1) — then STRIDED_SLICE for the crop; all inside XNNPACK."""
+    b, hint = exporter.b, node.name
+    x, qp, layout = exporter.get(node.args[0], hint)
+    if layout != "nhwc":
+        raise UnsupportedError(f"{hint!r}: depth-to-space of a tensor that is not (N, C, H, W)")
+    n, c, h, w = exporter.shape(node.args[0])
+    (bh, bw), groups = m.block, m.groups
+    out_c = c // (bh * bw)
+    og = out_c // groups
+    full = (n, h * bh, w * bw, out_c)
+    last = f"{hint}/interleaved" if any(m.crop) else hint
+    if bh == bw and groups == 1:
+        y = b.tensor(last, full, "int8", qp)
+        opts = schema.DepthToSpaceOptionsT()
+        opts.blockSize = bh
+        b.op("DEPTH_TO_SPACE", [x], [y], opts, version=1)  # v2 (int8) is missing from the reference resolver
+    elif groups == 1:  # (N, H, W, bh·bw·C) → (N, H, W, bh, bw·C) → (N, H, bh, W, bw·C) → (N, H·bh, W·bw, C)
+        if bh > 1:
+            x = exporter._reshape(x, (n, h, w, bh, bw * out_c), qp, f"{hint}/phases")
+            x = exporter._transpose(x, (0, 1, 3, 2, 4), qp, f"{hint}/transposed")
+        y = exporter._reshape(x, full, qp, last)
+    else:  # (N·H, W, g, bh, bw, O_g) → (N·H, bh, W, bw, g, O_g) → (N, H·bh, W·bw, g·O_g); 5-D when O_g = 1
+        dims, perm = ((n * h, w, groups, bh, bw, og), (0, 3, 1, 4, 2, 5)) if og > 1 else \
+            ((n * h, w, groups, bh, bw), (0, 3, 1, 4, 2))
+        x = exporter._reshape(x, dims, qp, f"{hint}/phases")
+        x = exporter._transpose(x, perm, qp, f"{hint}/transposed")
+        y = exporter._reshape(x, full, qp, last)
+    if any(m.crop):
+        left, right, top, bottom = m.crop
+        out = b.tensor(hint, exporter.tflite_shape(node), "int8", qp)
+        o = schema.StridedSliceOptionsT()
+        o.beginMask = o.endMask = 0b1001  # whole batch and channel axes
+        b.op("STRIDED_SLICE", [y, b.constant(f"{hint}/begin", np.array([0, top, left, 0], np.int32), "int32"),
+                               b.constant(f"{hint}/end", np.array([0, full[1] - bottom, full[2] - right, 0],
+                                                                  np.int32), "int32"),
+                               b.constant(f"{hint}/strides", np.ones(4, np.int32), "int32")], [out], o, version=2)
+        y = out
     exporter.put(node, y, qp, "nhwc")
 
 
