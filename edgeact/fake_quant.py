@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +42,32 @@ class _FakeQuantSTE(torch.autograd.Function):
         return grad * inside, None, None, None, None
 
 
+class _FakeQuantObserved(torch.autograd.Function):
+    """_FakeQuantSTE for a tensor its observer has just found finite: the same float operations in the same
+    order, with the straight-through mask held as float 1/0 instead of bool.
+
+    Comparisons into bool tensors and float × bool products are slow elementwise kernels in torch on CPU;
+    here the mask is one float kernel — hardtanh_backward keeps its input strictly inside (qmin − ½,
+    qmax + ½), i.e. the integer-valued q inside [qmin, qmax] — and the backward is a float product,
+    grad · 1.0 or grad · 0.0, the bits grad · True/False gives. (hardtanh_backward's scalar and vector
+    code disagree about NaN, hence only for inputs known to be finite.) scale and zero point may be
+    Python numbers (per tensor) or tensors shaped to broadcast (per channel).
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, qmin, qmax):
+        q = torch.div(x, scale)
+        q.round_().add_(zero_point)
+        mask = torch.ops.aten.hardtanh_backward(q.new_ones(()).expand_as(q), q, qmin - 0.5, qmax + 0.5)
+        ctx.save_for_backward(mask)
+        return q.clamp_(qmin, qmax).sub_(zero_point).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None, None
+
+
 class _FakeQuantLSQ(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, scale, zero_point, qmin, qmax, grad_scale):
@@ -71,14 +98,33 @@ def fake_quantize(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
     return _FakeQuantSTE.apply(x, _shape_for(scale, x, qp.axis), _shape_for(zp, x, qp.axis), qp.qmin, qp.qmax)
 
 
+def _all_finite(x: torch.Tensor) -> bool:
+    # NaN and ±Inf make the sum non-finite, so a finite sum proves every element finite in one cheap
+    # reduction; only a non-finite sum (or an overflowing one) needs the elementwise check.
+    return math.isfinite(float(x.sum())) or bool(torch.isfinite(x).all())
+
+
 def quantize_codes(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
     """Codes (int64) of a float tensor, round half to even in the tensor's dtype."""
-    if not torch.isfinite(x).all():
+    if not _all_finite(x):
         raise QuantizationError("cannot quantize NaN/Inf: the input contains non-finite values")
     scale = _shape_for(torch.as_tensor(qp.scale, dtype=x.dtype), x, qp.axis)
     zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=x.dtype), x, qp.axis)
     # clamp before the cast: x/s beyond the int64 range (x = 1e30) would wrap around to the wrong end
     return (torch.round(x / scale) + zp).clamp(qp.qmin, qp.qmax).long()
+
+
+def table_positions(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+    """`quantize_codes(x, qp) − qmin` (per tensor) as int32: where each element's code sits in a table over
+    qmin..qmax. The shift is folded into the zero point and the clamp (exact: the values are small integers
+    or clamp anyway), and int32 converts and indexes faster than int64 — QuantAct gathers at every QAT step."""
+    if qp.per_channel:
+        raise QuantizationError("table_positions() is for per-tensor parameters")
+    if not _all_finite(x):
+        raise QuantizationError("cannot quantize NaN/Inf: the input contains non-finite values")
+    scale = torch.as_tensor(qp.scale, dtype=x.dtype)
+    q = torch.div(x, scale).round_().add_(qp.zero_point - qp.qmin)
+    return q.clamp_(0, qp.qmax - qp.qmin).int()
 
 
 def dequantize_codes(q: torch.Tensor, qp: QuantParams, dtype=torch.float32) -> torch.Tensor:
@@ -117,6 +163,29 @@ def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor] | N
     return scale32, zp
 
 
+def _scalar_qparams(lo: float, hi: float, dtype: str, symmetric: bool, narrow: bool):
+    """`QuantParams.from_range(lo, hi)` per tensor in Python floats (IEEE float64, round half to even, as
+    NumPy), plus the scale rounded to float32 that fake quantization divides and multiplies by:
+    (scale, scale32, zero point), or None when the range is unusable (the QuantParams path then raises
+    the error that names the cause). A QAT step needs this for ~60 tensors; a dozen tensor ops each
+    cost more than the arithmetic."""
+    qmin, qmax = QuantParams.qrange_of(dtype, narrow)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if not hi - lo > 0.0:
+        return None
+    if symmetric:
+        scale = max(-lo, hi) / ((qmax - qmin) // 2)
+        scale32 = float(np.float32(scale))
+        zp = 0 if dtype != "uint8" else 128
+    else:
+        scale = (hi - lo) / (qmax - qmin)
+        scale32 = float(np.float32(scale))
+        zp = min(max(round(qmin - lo / scale32), qmin), qmax)
+    if not (math.isfinite(scale32) and scale32 > 0.0):
+        return None
+    return scale, scale32, zp
+
+
 class FakeQuantize(nn.Module):
     """Observer + fake quantization for one tensor.
 
@@ -146,7 +215,9 @@ class FakeQuantize(nn.Module):
             return QuantParams(tuple(scale.reshape(-1).tolist()) if base.per_channel else float(scale),
                                base.zero_point, base.dtype, base.axis, base.narrow)
         if self._qp is None:
-            self._qp = self.observer.qparams()
+            step = self.__dict__.get("_step_qp")  # this step's (scale, zero point), from the same range
+            self._qp = (QuantParams(step[0], step[1], self.dtype, None, self.narrow) if step is not None
+                        else self.observer.qparams())
         return self._qp
 
     def set_qparams(self, qp: QuantParams) -> None:
@@ -164,17 +235,13 @@ class FakeQuantize(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observe and not self.learnable_scale:
+            return self._observe_step(x)
         if self.observe:
             self.observer(x)
             self._qp = None
         if not self.enabled:
             return x
-        if self.observe and not self.learnable_scale:
-            fast = _observed_qparams_tensors(self.observer)
-            if fast is not None:  # QAT: the parameters change at every step, so skip building QuantParams
-                scale, zp = fast
-                return _FakeQuantSTE.apply(x, _shape_for(scale.to(x.dtype), x, self.axis),
-                                           _shape_for(zp.to(x.dtype), x, self.axis), *_qrange(self.observer))
         qp = self.qparams()
         if self.learnable_scale:
             if not bool(self.initialized):
@@ -187,6 +254,36 @@ class FakeQuantize(nn.Module):
             zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=x.dtype), x, qp.axis)
             return _FakeQuantLSQ.apply(x, _shape_for(self.scale.abs(), x, qp.axis), zp, qp.qmin, qp.qmax, grad_scale)
         return fake_quantize(x, qp)
+
+    def _observe_step(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibration (observe only) and QAT (observe, then fake-quantize with the range just updated).
+
+        QAT runs this for every tensor at every step, so the parameters are computed without building
+        QuantParams (built on demand by qparams(), from the same numbers): per tensor in Python floats,
+        per channel as tensors.
+        """
+        obs = self.observer
+        rng = obs.observe_range(x)
+        state = self.__dict__  # plain attributes: spares nn.Module.__setattr__ twice per tensor and step
+        state["_qp"], state["_step_qp"] = None, None
+        if rng is None:
+            obs(x)
+        if not self.enabled:
+            return x
+        qmin, qmax = _qrange(obs)
+        if rng is not None:
+            p = _scalar_qparams(rng[0], rng[1], obs.dtype, obs.symmetric, obs.narrow)
+            if p is not None:
+                scale, scale32, zp = p
+                state["_step_qp"] = (scale, zp)
+                return _FakeQuantObserved.apply(x, scale32, float(zp), qmin, qmax)
+        elif obs.minmax_range:
+            fast = _observed_qparams_tensors(obs)
+            if fast is not None:
+                scale, zp = fast
+                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis),
+                                                _shape_for(zp.to(x.dtype), x, self.axis), qmin, qmax)
+        return fake_quantize(x, self.qparams())  # a histogram range, or the error that names the cause
 
     def extra_repr(self) -> str:
         state = str(self._qp) if self._qp is not None else "not calibrated"

@@ -6,6 +6,8 @@ quantization error on the histogram). Each is a module so its state is in the st
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -33,6 +35,9 @@ class Observer(nn.Module):
         self.where = name
         self.register_buffer("min_val", torch.tensor(float("inf")))
         self.register_buffer("max_val", torch.tensor(float("-inf")))
+
+    #: the quantization range is the observed min/max (a histogram observer's is a statistic of it)
+    minmax_range = True
 
     @property
     def has_data(self) -> bool:
@@ -72,6 +77,29 @@ class Observer(nn.Module):
         else:
             self.min_val, self.max_val = torch.minimum(self.min_val, lo), torch.maximum(self.max_val, hi)
 
+    def observe_range(self, x: torch.Tensor) -> tuple[float, float] | None:
+        """Observe `x` and return the updated range as Python floats (the float32 buffer values), for the
+        QAT step: one aminmax, the update in scalars, the buffers filled in place — where it applies (per
+        tensor, float32, a min/max range, a range already started); None elsewhere, then call the module."""
+        if (self.axis is not None or not self.minmax_range or x.dtype != torch.float32
+                or self.min_val.dtype != torch.float32 or not self.has_data):
+            return None
+        lo_t, hi_t = torch.aminmax(x.detach())
+        lo, hi = lo_t.item(), hi_t.item()
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            _check_finite(torch.stack([lo_t, hi_t]), self.where)
+        lo, hi = self._merge(lo, hi)
+        if self.min_val.is_inference() or self.max_val.is_inference():  # not writable outside inference mode
+            self.min_val, self.max_val = torch.tensor(lo), torch.tensor(hi)
+        else:
+            self.min_val.fill_(lo)
+            self.max_val.fill_(hi)
+        return lo, hi
+
+    def _merge(self, lo: float, hi: float) -> tuple[float, float]:
+        """update()'s rule on scalars: the range seen so far widened to [lo, hi]."""
+        return min(self.min_val.item(), lo), max(self.max_val.item(), hi)
+
     def range(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_data:
             raise QuantizationError(
@@ -109,9 +137,17 @@ class MovingAverageMinMaxObserver(Observer):
             self.min_val = self.min_val + self.c * (lo - self.min_val)
             self.max_val = self.max_val + self.c * (hi - self.max_val)
 
+    def _merge(self, lo: float, hi: float) -> tuple[float, float]:
+        # update()'s float32 tensor arithmetic, operation for operation, on NumPy float32 scalars
+        c = np.float32(self.c)
+        mn, mx = np.float32(self.min_val.item()), np.float32(self.max_val.item())
+        return float(mn + c * (np.float32(lo) - mn)), float(mx + c * (np.float32(hi) - mx))
+
 
 class _HistogramObserver(Observer):
     """Keeps a histogram over a range that grows as needed (per-tensor only)."""
+
+    minmax_range = False
 
     def __init__(self, bins: int = 2048, **kw):
         super().__init__(**kw)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgeact.errors import QuantizationError
-from edgeact.fake_quant import FakeQuantize, dequantize_codes, quantize_codes
+from edgeact.fake_quant import FakeQuantize, dequantize_codes, quantize_codes, table_positions
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch
@@ -102,15 +102,16 @@ class QuantAct(nn.Module):
             return y
         in_qp, out_qp = self.in_qparams(), self.out_qparams()
         table = self.current_table()
-        codes = quantize_codes(xq.detach(), in_qp)
         if table.dim() == 1:
             # Dequantize the 256 entries, then gather: elementwise, so the same numbers as dequantizing
             # the looked-up codes, at a fraction of the cost (this runs at every QAT step).
-            exact = torch.take(dequantize_codes(table, out_qp, x.dtype), codes - in_qp.qmin)
+            at = table_positions(xq.detach(), in_qp)
+            exact = dequantize_codes(table, out_qp, x.dtype).index_select(0, at.reshape(-1)).reshape(at.shape)
         else:
+            codes = quantize_codes(xq.detach(), in_qp)
             exact = dequantize_codes(lookup_torch(table, codes, in_qp.qmin), out_qp, x.dtype)
-        # Value of the integer table, gradient of the float path (straight through).
-        return y + (exact - y).detach()
+        # Value of the integer table, gradient of the float path (straight through): y + (exact − y).
+        return y + exact.sub_(y.detach())
 
     def lookup_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Converted: input codes → output codes through the frozen table."""
