@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeact.dense import dense_elements
 from edgeact.errors import QuantizationError
 from edgeact.observers import make_observer
 from edgeact.qparams import QuantParams
@@ -101,7 +102,7 @@ def fake_quantize(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
 def _all_finite(x: torch.Tensor) -> bool:
     # NaN and ±Inf make the sum non-finite, so a finite sum proves every element finite in one cheap
     # reduction; only a non-finite sum (or an overflowing one) needs the elementwise check.
-    return math.isfinite(float(x.sum())) or bool(torch.isfinite(x).all())
+    return math.isfinite(float(dense_elements(x).sum())) or bool(torch.isfinite(x).all())
 
 
 def quantize_codes(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -138,8 +139,9 @@ def _qrange(observer) -> tuple[int, int]:
     return QuantParams.qrange_of(observer.dtype, observer.narrow)
 
 
-def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """`QuantParams.from_range(observer range)` as tensors: scale (rounded to float32) and zero point.
+def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor | float] | None:
+    """`QuantParams.from_range(observer range)` as tensors: scale (rounded to float32) and zero point
+    (a tensor, or one number when symmetric).
 
     The same float64 operations in the same order as `from_range` (IEEE division and round half to
     even give the same bits in torch and NumPy), without NumPy, a dataclass and per-channel Python
@@ -149,6 +151,15 @@ def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor] | N
     if not observer.has_data:
         return None
     qmin, qmax = _qrange(observer)
+    if observer.symmetric and observer.min_val.dtype == torch.float32:
+        # Weights. max(−lo, hi) is exact in float32, and a float32 quotient equals the float64 quotient
+        # rounded to float32 (float64 carries more than 2·24 + 2 bits), so float32 ops give from_range's
+        # scale in a third of the ops; the zero point is one number.
+        amax = torch.maximum(observer.min_val.detach().clamp(max=0.0).neg_(), observer.max_val.detach().clamp(min=0.0))
+        scale32 = amax.div_((qmax - qmin) // 2)
+        if not float(scale32.min()) > 0.0:  # an empty range (the observer has checked for NaN/Inf)
+            return None
+        return scale32, 0.0 if observer.dtype != "uint8" else 128.0
     lo = observer.min_val.detach().double().clamp(max=0.0)
     hi = observer.max_val.detach().double().clamp(min=0.0)
     if observer.symmetric:
@@ -281,8 +292,9 @@ class FakeQuantize(nn.Module):
             fast = _observed_qparams_tensors(obs)
             if fast is not None:
                 scale, zp = fast
-                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis),
-                                                _shape_for(zp.to(x.dtype), x, self.axis), qmin, qmax)
+                if isinstance(zp, torch.Tensor):
+                    zp = _shape_for(zp.to(x.dtype), x, self.axis)
+                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp, qmin, qmax)
         return fake_quantize(x, self.qparams())  # a histogram range, or the error that names the cause
 
     def extra_repr(self) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeact.dense import dense_elements
 from edgeact.errors import QuantizationError
 from edgeact.qparams import QuantParams
 
@@ -54,7 +55,7 @@ class Observer(nn.Module):
 
     def _reduce(self, x: torch.Tensor):
         if self.axis is None:
-            return torch.aminmax(x)  # one pass over x instead of two; the same two numbers
+            return torch.aminmax(dense_elements(x))  # one pass over x instead of two; the same two numbers
         flat = x.transpose(0, self.axis).reshape(x.shape[self.axis], -1)
         return torch.aminmax(flat, dim=1)
 
@@ -71,11 +72,26 @@ class Observer(nn.Module):
         return lo, hi
 
     def update(self, x: torch.Tensor) -> None:
+        if self.axis is not None and self.has_data and x.dtype == self.min_val.dtype == torch.float32:
+            return self._update_channels(x)
         lo, hi = self._finite_range(x)
         if not self.has_data:
             self.min_val, self.max_val = lo.clone(), hi.clone()
         else:
             self.min_val, self.max_val = torch.minimum(self.min_val, lo), torch.maximum(self.max_val, hi)
+
+    def _update_channels(self, x: torch.Tensor) -> None:
+        """Per channel (the weights, at every QAT step) in fewer ops: NaN and Inf make the summed spans
+        non-finite, so one sum stands for the elementwise check unless it is non-finite (or overflows);
+        the running min/max are updated in place."""
+        lo, hi = self._reduce(x)
+        if not math.isfinite(float((hi - lo).sum())):
+            _check_finite(torch.stack([lo, hi]), self.where)
+        if self.min_val.is_inference() or self.max_val.is_inference():
+            self.min_val, self.max_val = torch.minimum(self.min_val, lo), torch.maximum(self.max_val, hi)
+        else:
+            torch.minimum(self.min_val, lo, out=self.min_val)
+            torch.maximum(self.max_val, hi, out=self.max_val)
 
     def observe_range(self, x: torch.Tensor) -> tuple[float, float] | None:
         """Observe `x` and return the updated range as Python floats (the float32 buffer values), for the
@@ -84,7 +100,7 @@ class Observer(nn.Module):
         if (self.axis is not None or not self.minmax_range or x.dtype != torch.float32
                 or self.min_val.dtype != torch.float32 or not self.has_data):
             return None
-        lo_t, hi_t = torch.aminmax(x.detach())
+        lo_t, hi_t = torch.aminmax(dense_elements(x.detach()))
         lo, hi = lo_t.item(), hi_t.item()
         if not (math.isfinite(lo) and math.isfinite(hi)):
             _check_finite(torch.stack([lo_t, hi_t]), self.where)

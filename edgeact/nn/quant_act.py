@@ -9,11 +9,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgeact.dense import flat_view
 from edgeact.errors import QuantizationError
 from edgeact.fake_quant import FakeQuantize, dequantize_codes, quantize_codes, table_positions
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch
+
+
+def gather(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """values[positions] (a 1-D table, integer positions) in the positions' memory layout: channels-last
+    positions give a channels-last result, with no copy to and from the standard layout."""
+    out = torch.empty_like(positions, dtype=values.dtype)
+    flat_at, flat_out = flat_view(positions), flat_view(out)
+    if flat_at is None or flat_out is None:
+        return values.index_select(0, positions.reshape(-1)).reshape(positions.shape)
+    torch.index_select(values, 0, flat_at, out=flat_out)
+    return out
 
 
 class SharedQuant(nn.Module):
@@ -106,7 +118,7 @@ class QuantAct(nn.Module):
             # Dequantize the 256 entries, then gather: elementwise, so the same numbers as dequantizing
             # the looked-up codes, at a fraction of the cost (this runs at every QAT step).
             at = table_positions(xq.detach(), in_qp)
-            exact = dequantize_codes(table, out_qp, x.dtype).index_select(0, at.reshape(-1)).reshape(at.shape)
+            exact = gather(dequantize_codes(table, out_qp, x.dtype), at)
         else:
             codes = quantize_codes(xq.detach(), in_qp)
             exact = dequantize_codes(lookup_torch(table, codes, in_qp.qmin), out_qp, x.dtype)
