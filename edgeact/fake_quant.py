@@ -51,22 +51,42 @@ class _FakeQuantObserved(torch.autograd.Function):
     here the mask is one float kernel — hardtanh_backward keeps its input strictly inside (qmin − ½,
     qmax + ½), i.e. the integer-valued q inside [qmin, qmax] — and the backward is a float product,
     grad · 1.0 or grad · 0.0, the bits grad · True/False gives. (hardtanh_backward's scalar and vector
-    code disagree about NaN, hence only for inputs known to be finite.) scale and zero point may be
-    Python numbers (per tensor) or tensors shaped to broadcast (per channel).
+    code disagree about NaN, hence only for inputs known to be finite.) scale and zero point are
+    tensors of x's dtype (0-d per tensor, shaped to broadcast per channel): a Python number would be
+    converted to a tensor by every op. With `zp_is_zero` the final − 0 is skipped (an identity; the
+    + 0 stays, as it turns round's −0.0 into +0.0).
     """
 
     @staticmethod
-    def forward(ctx, x, scale, zero_point, qmin, qmax):
+    def forward(ctx, x, scale, zero_point, qmin, qmax, zp_is_zero=False):
         q = torch.div(x, scale)
         q.round_().add_(zero_point)
-        mask = torch.ops.aten.hardtanh_backward(q.new_ones(()).expand_as(q), q, qmin - 0.5, qmax + 0.5)
+        ones = _ONE if q.dtype == torch.float32 else q.new_ones(())
+        mask = torch.ops.aten.hardtanh_backward(ones.expand_as(q), q, qmin - 0.5, qmax + 0.5)
         ctx.save_for_backward(mask)
-        return q.clamp_(qmin, qmax).sub_(zero_point).mul_(scale)
+        q.clamp_(qmin, qmax)
+        return (q if zp_is_zero else q.sub_(zero_point)).mul_(scale)
 
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        return grad * mask, None, None, None, None
+        return grad * mask, None, None, None, None, None
+
+
+with torch.inference_mode(False):
+    _ONE = torch.ones(())  # never written: expanded as the mask's "gradient" input
+
+
+def _scalar_tensors(module: nn.Module, scale: float, zero_point: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """This step's scale and zero point as the module's two 0-d float32 tensors, filled in place (cheaper
+    than new tensors; the fake-quant function keeps neither for its backward)."""
+    pair = module.__dict__.get("_scalars")
+    if pair is None or (pair[0].is_inference() and not torch.is_inference_mode_enabled()):
+        with torch.inference_mode(False):
+            pair = module.__dict__["_scalars"] = (torch.empty(()), torch.empty(()))
+    pair[0].fill_(scale)
+    pair[1].fill_(zero_point)
+    return pair
 
 
 class _FakeQuantLSQ(torch.autograd.Function):
@@ -287,14 +307,21 @@ class FakeQuantize(nn.Module):
             if p is not None:
                 scale, scale32, zp = p
                 state["_step_qp"] = (scale, zp)
-                return _FakeQuantObserved.apply(x, scale32, float(zp), qmin, qmax)
+                scale_t, zp_t = _scalar_tensors(self, scale32, zp)
+                return _FakeQuantObserved.apply(x, scale_t, zp_t, qmin, qmax, zp == 0)
         elif obs.minmax_range:
             fast = _observed_qparams_tensors(obs)
             if fast is not None:
                 scale, zp = fast
+                zp_is_zero = False
                 if isinstance(zp, torch.Tensor):
                     zp = _shape_for(zp.to(x.dtype), x, self.axis)
-                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp, qmin, qmax)
+                elif x.dtype == torch.float32:
+                    zp, zp_is_zero = _scalar_tensors(self, 1.0, zp)[1], zp == 0
+                else:
+                    zp = torch.tensor(zp, dtype=x.dtype)
+                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp, qmin, qmax,
+                                                zp_is_zero)
         return fake_quantize(x, self.qparams())  # a histogram range, or the error that names the cause
 
     def extra_repr(self) -> str:
