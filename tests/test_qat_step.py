@@ -285,3 +285,37 @@ def test_flat_view_is_memory_order_or_none():
     assert flat_view(x[:, :, :2]) is None
     assert flat_view(torch.zeros(3).expand(4, 3)) is None
     assert np.isclose(float(flat_view(cl).sum()), float(x.sum()))
+
+
+def test_grid_positions_equal_table_positions_on_the_grid():
+    """Every code of int8, uint8 and narrow int8 grids, for scales from 1e-12 to 1e6."""
+    from edgeact.fake_quant import grid_positions
+
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        dtype, narrow = [("int8", False), ("uint8", False), ("int8", True)][i % 3]
+        lo, hi = QuantParams.qrange_of(dtype, narrow)
+        qp = QuantParams(float(10.0 ** rng.uniform(-12, 6)), int(rng.integers(lo, hi + 1)), dtype, None, narrow)
+        codes = torch.arange(lo, hi + 1)
+        x = dequantize_codes(codes, qp)  # (q − z)·s in float32: what a fake-quant output holds
+        assert torch.equal(grid_positions(x, qp), table_positions(x, qp)), qp
+
+
+def test_quant_act_takes_its_positions_from_the_grid_only_for_its_input_quantizers_output():
+    from edgeact.nn.quant_act import SharedQuant
+
+    gen = torch.Generator().manual_seed(4)
+    source = FakeQuantize("moving_average")
+    qa = QuantAct("hard_swish", observer="moving_average", input_quant=SharedQuant(source))
+    x = torch.randn(6, 5, 4, 4, generator=gen)
+    source(x)  # calibrate both
+    qa(source(x))
+    xq = source(x * 2)
+    assert source.on_grid(xq, source.qparams())
+    assert not source.on_grid(xq.clone(), source.qparams())  # equal values, but not known to be on the grid
+    ref = copy.deepcopy(qa)
+    y = qa(xq)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FakeQuantize, "forward", ref_fake_quant_forward)
+        want = ref_quant_act_forward(ref, xq.clone())
+    assert same_bits(y, want)

@@ -11,7 +11,7 @@ from torch import nn
 
 from edgeact.dense import flat_view
 from edgeact.errors import QuantizationError
-from edgeact.fake_quant import FakeQuantize, dequantize_codes, quantize_codes, table_positions
+from edgeact.fake_quant import FakeQuantize, dequantize_codes, grid_positions, quantize_codes, table_positions
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch
@@ -41,6 +41,10 @@ class SharedQuant(nn.Module):
     @property
     def enabled(self) -> bool:
         return self._source.enabled
+
+    @property
+    def source(self) -> FakeQuantize:
+        return self._source
 
     def qparams(self) -> QuantParams:
         return self._source.qparams()
@@ -117,7 +121,9 @@ class QuantAct(nn.Module):
         if table.dim() == 1:
             # Dequantize the 256 entries, then gather: elementwise, so the same numbers as dequantizing
             # the looked-up codes, at a fraction of the cost (this runs at every QAT step).
-            at = table_positions(xq.detach(), in_qp)
+            source = getattr(self.input_quant, "source", self.input_quant)
+            on_grid = isinstance(source, FakeQuantize) and source.on_grid(xq, in_qp)
+            at = (grid_positions if on_grid else table_positions)(xq.detach(), in_qp)
             exact = gather(dequantize_codes(table, out_qp, x.dtype), at)
         else:
             codes = quantize_codes(xq.detach(), in_qp)
