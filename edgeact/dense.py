@@ -14,6 +14,8 @@ def flat_view(x: torch.Tensor) -> torch.Tensor | None:
     """`x`'s elements as a 1-D view in memory order, or None when `x` is not dense (a slice, an expand)."""
     if x.is_contiguous():
         return x.view(-1)
+    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):  # the common case, checked first
+        return x.permute(0, 2, 3, 1).view(-1)
     order = sorted(range(x.dim()), key=lambda d: -x.stride(d))
     p = x.permute(order)
     return p.view(-1) if p.is_contiguous() else None

@@ -205,25 +205,22 @@ def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor | fl
 
 def _scalar_qparams(lo: float, hi: float, dtype: str, symmetric: bool, narrow: bool):
     """`QuantParams.from_range(lo, hi)` per tensor in Python floats (IEEE float64, round half to even, as
-    NumPy), plus the scale rounded to float32 that fake quantization divides and multiplies by:
-    (scale, scale32, zero point), or None when the range is unusable (the QuantParams path then raises
-    the error that names the cause). A QAT step needs this for ~60 tensors; a dozen tensor ops each
-    cost more than the arithmetic."""
+    NumPy): (scale rounded to float32 — what QuantParams stores and fake quantization uses —, zero point),
+    or None when the range is unusable (the QuantParams path then raises the error that names the cause).
+    A QAT step needs this for ~60 tensors; a dozen tensor ops each cost more than the arithmetic."""
     qmin, qmax = QuantParams.qrange_of(dtype, narrow)
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     if not hi - lo > 0.0:
         return None
     if symmetric:
-        scale = max(-lo, hi) / ((qmax - qmin) // 2)
-        scale32 = float(np.float32(scale))
+        scale32 = float(np.float32(max(-lo, hi) / ((qmax - qmin) // 2)))
         zp = 0 if dtype != "uint8" else 128
     else:
-        scale = (hi - lo) / (qmax - qmin)
-        scale32 = float(np.float32(scale))
+        scale32 = float(np.float32((hi - lo) / (qmax - qmin)))
         zp = min(max(round(qmin - lo / scale32), qmin), qmax)
     if not (math.isfinite(scale32) and scale32 > 0.0):
         return None
-    return scale, scale32, zp
+    return scale32, zp
 
 
 class FakeQuantize(nn.Module):
@@ -256,8 +253,8 @@ class FakeQuantize(nn.Module):
                                base.zero_point, base.dtype, base.axis, base.narrow)
         if self._qp is None:
             step = self.__dict__.get("_step_qp")  # this step's (scale, zero point), from the same range
-            self._qp = (QuantParams(step[0], step[1], self.dtype, None, self.narrow) if step is not None
-                        else self.observer.qparams())
+            self._qp = (QuantParams.checked_per_tensor(step[0], step[1], self.dtype, self.narrow)
+                        if step is not None else self.observer.qparams())
         return self._qp
 
     def set_qparams(self, qp: QuantParams) -> None:
@@ -314,8 +311,8 @@ class FakeQuantize(nn.Module):
         if rng is not None:
             p = _scalar_qparams(rng[0], rng[1], obs.dtype, obs.symmetric, obs.narrow)
             if p is not None:
-                scale, scale32, zp = p
-                state["_step_qp"] = (scale, zp)
+                scale32, zp = p
+                state["_step_qp"] = p
                 scale_t, zp_t = _scalar_tensors(self, scale32, zp)
                 out = _FakeQuantObserved.apply(x, scale_t, zp_t, qmin, qmax, zp == 0)
                 state["_on_grid"] = (weakref.ref(out), scale32, zp)

@@ -97,24 +97,26 @@ class Observer(nn.Module):
         """Observe `x` and return the updated range as Python floats (the float32 buffer values), for the
         QAT step: one aminmax, the update in scalars, the buffers filled in place — where it applies (per
         tensor, float32, a min/max range, a range already started); None elsewhere, then call the module."""
+        buffers = self._buffers  # read once: nn.Module attribute lookup costs more than the arithmetic here
+        mn, mx = buffers["min_val"], buffers["max_val"]
         if (self.axis is not None or not self.minmax_range or x.dtype != torch.float32
-                or self.min_val.dtype != torch.float32 or not self.has_data):
+                or mn.dtype != torch.float32 or not self.has_data):
             return None
         lo_t, hi_t = torch.aminmax(dense_elements(x.detach()))
         lo, hi = lo_t.item(), hi_t.item()
         if not (math.isfinite(lo) and math.isfinite(hi)):
             _check_finite(torch.stack([lo_t, hi_t]), self.where)
-        lo, hi = self._merge(lo, hi)
-        if self.min_val.is_inference() or self.max_val.is_inference():  # not writable outside inference mode
+        lo, hi = self._merge(mn.item(), mx.item(), lo, hi)
+        if mn.is_inference() or mx.is_inference():  # not writable outside inference mode
             self.min_val, self.max_val = torch.tensor(lo), torch.tensor(hi)
         else:
-            self.min_val.fill_(lo)
-            self.max_val.fill_(hi)
+            mn.fill_(lo)
+            mx.fill_(hi)
         return lo, hi
 
-    def _merge(self, lo: float, hi: float) -> tuple[float, float]:
-        """update()'s rule on scalars: the range seen so far widened to [lo, hi]."""
-        return min(self.min_val.item(), lo), max(self.max_val.item(), hi)
+    def _merge(self, mn: float, mx: float, lo: float, hi: float) -> tuple[float, float]:
+        """update()'s rule on scalars: the range [mn, mx] seen so far widened to [lo, hi]."""
+        return min(mn, lo), max(mx, hi)
 
     def range(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_data:
@@ -153,10 +155,9 @@ class MovingAverageMinMaxObserver(Observer):
             self.min_val = self.min_val + self.c * (lo - self.min_val)
             self.max_val = self.max_val + self.c * (hi - self.max_val)
 
-    def _merge(self, lo: float, hi: float) -> tuple[float, float]:
+    def _merge(self, mn: float, mx: float, lo: float, hi: float) -> tuple[float, float]:
         # update()'s float32 tensor arithmetic, operation for operation, on NumPy float32 scalars
-        c = np.float32(self.c)
-        mn, mx = np.float32(self.min_val.item()), np.float32(self.max_val.item())
+        c, mn, mx = np.float32(self.c), np.float32(mn), np.float32(mx)
         return float(mn + c * (np.float32(lo) - mn)), float(mx + c * (np.float32(hi) - mx))
 
 

@@ -319,3 +319,22 @@ def test_quant_act_takes_its_positions_from_the_grid_only_for_its_input_quantize
         mp.setattr(FakeQuantize, "forward", ref_fake_quant_forward)
         want = ref_quant_act_forward(ref, xq.clone())
     assert same_bits(y, want)
+
+
+def test_a_table_dequantized_in_numpy_is_dequantize_codes():
+    from edgeact.nn.quant_act import _dequantized
+
+    rng = np.random.default_rng(1)
+    for i in range(200):
+        dtype = ("int8", "uint8")[i % 2]
+        lo, hi = QuantParams.qrange_of(dtype)
+        qp = QuantParams(float(10.0 ** rng.uniform(-10, 4)), int(rng.integers(lo, hi + 1)), dtype)
+        table = rng.integers(lo, hi + 1, size=256).astype(np.int64)
+        for dt in (torch.float32, torch.float64):
+            assert same_bits(_dequantized(table, qp, dt), dequantize_codes(torch.from_numpy(table), qp, dt))
+
+
+def test_checked_per_tensor_params_equal_validated_ones():
+    for qp in (QuantParams(0.0123, -5), QuantParams(3e-7, 200, "uint8"), QuantParams(0.5, 0, "int8", None, True)):
+        fast = QuantParams.checked_per_tensor(qp.scale, qp.zero_point, qp.dtype, qp.narrow)
+        assert fast == qp and hash(fast) == hash(qp) and fast.qmin == qp.qmin
