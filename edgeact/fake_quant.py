@@ -332,6 +332,11 @@ class FakeQuantize(nn.Module):
                                                 zp_is_zero)
         return fake_quantize(x, self.qparams())  # a histogram range, or the error that names the cause
 
+    def __getstate__(self):
+        # `_on_grid` is this step's (weak) link to an output tensor: not state, and a weakref does not pickle
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {k: v for k, v in state.items() if k != "_on_grid"}
+
     def on_grid(self, x: torch.Tensor, qp: QuantParams) -> bool:
         """Whether `x` is this step's output of this quantizer, made with `qp` — then every element is on
         qp's grid (an activation table can find its positions with grid_positions)."""

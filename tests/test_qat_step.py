@@ -338,3 +338,18 @@ def test_checked_per_tensor_params_equal_validated_ones():
     for qp in (QuantParams(0.0123, -5), QuantParams(3e-7, 200, "uint8"), QuantParams(0.5, 0, "int8", None, True)):
         fast = QuantParams.checked_per_tensor(qp.scale, qp.zero_point, qp.dtype, qp.narrow)
         assert fast == qp and hash(fast) == hash(qp) and fast.qmin == qp.qmin
+
+
+def test_a_model_in_qat_still_pickles():
+    """torch.save(model) after QAT steps (the quantizers' per-step links to their outputs are not state)."""
+    import io
+
+    fq = FakeQuantize("moving_average")
+    fq(torch.randn(10))
+    y = fq(torch.randn(10))
+    buf = io.BytesIO()
+    torch.save(fq, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    assert back.qparams() == fq.qparams()
+    assert not back.on_grid(y, fq.qparams())
