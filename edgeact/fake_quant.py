@@ -315,7 +315,7 @@ class FakeQuantize(nn.Module):
                 state["_step_qp"] = p
                 scale_t, zp_t = _scalar_tensors(self, scale32, zp)
                 out = _FakeQuantObserved.apply(x, scale_t, zp_t, qmin, qmax, zp == 0)
-                state["_on_grid"] = (weakref.ref(out), scale32, zp)
+                state["_on_grid"] = (weakref.ref(out), out._version, scale32, zp)
                 return out
         elif obs.minmax_range:
             fast = _observed_qparams_tensors(obs)
@@ -338,10 +338,12 @@ class FakeQuantize(nn.Module):
         return {k: v for k, v in state.items() if k != "_on_grid"}
 
     def on_grid(self, x: torch.Tensor, qp: QuantParams) -> bool:
-        """Whether `x` is this step's output of this quantizer, made with `qp` — then every element is on
-        qp's grid (an activation table can find its positions with grid_positions)."""
+        """Whether `x` is this step's output of this quantizer, unchanged since (its version counter) and
+        made with `qp` — then every element is on qp's grid (a table can find its positions with
+        grid_positions)."""
         grid = self.__dict__.get("_on_grid")
-        return grid is not None and grid[0]() is x and grid[1] == qp.scale and grid[2] == qp.zero_point
+        return (grid is not None and grid[0]() is x and x._version == grid[1] and grid[2] == qp.scale
+                and grid[3] == qp.zero_point)
 
     def extra_repr(self) -> str:
         state = str(self._qp) if self._qp is not None else "not calibrated"

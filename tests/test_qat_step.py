@@ -313,6 +313,16 @@ def test_quant_act_takes_its_positions_from_the_grid_only_for_its_input_quantize
     xq = source(x * 2)
     assert source.on_grid(xq, source.qparams())
     assert not source.on_grid(xq.clone(), source.qparams())  # equal values, but not known to be on the grid
+    changed = source(x * 3)
+    with torch.no_grad():
+        changed.add_(0.001)  # changed in place after the quantizer made it: off the grid
+    assert not source.on_grid(changed, source.qparams())
+    ref = copy.deepcopy(qa)
+    y = qa(changed)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(FakeQuantize, "forward", ref_fake_quant_forward)
+        assert same_bits(y, ref_quant_act_forward(ref, changed))
+    xq = source(x * 2)
     ref = copy.deepcopy(qa)
     y = qa(xq)
     with pytest.MonkeyPatch.context() as mp:
