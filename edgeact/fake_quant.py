@@ -76,6 +76,7 @@ class _FakeQuantObserved(torch.autograd.Function):
 
 with torch.inference_mode(False):
     _ONE = torch.ones(())  # never written: expanded as the mask's "gradient" input
+    _ZERO = torch.zeros(())  # never written: the zero point of symmetric weights
 
 
 def _scalar_tensors(module: nn.Module, scale: float, zero_point: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +185,8 @@ def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor | fl
         # Weights. max(−lo, hi) is exact in float32, and a float32 quotient equals the float64 quotient
         # rounded to float32 (float64 carries more than 2·24 + 2 bits), so float32 ops give from_range's
         # scale in a third of the ops; the zero point is one number.
-        amax = torch.maximum(observer.min_val.detach().clamp(max=0.0).neg_(), observer.max_val.detach().clamp(min=0.0))
+        # max(−min(lo, 0), max(hi, 0)) = max(−lo, hi, 0): max is exact, so the order does not matter
+        amax = torch.maximum(observer.min_val.detach().neg(), observer.max_val.detach()).clamp_min_(0.0)
         scale32 = amax.div_((qmax - qmin) // 2)
         if not float(scale32.min()) > 0.0:  # an empty range (the observer has checked for NaN/Inf)
             return None
@@ -304,7 +306,10 @@ class FakeQuantize(nn.Module):
         state = self.__dict__  # plain attributes: spares nn.Module.__setattr__ twice per tensor and step
         state["_qp"], state["_step_qp"], state["_on_grid"] = None, None, None
         if rng is None:
-            obs(x)
+            if x.dtype == torch.float32:
+                obs.update(x.detach())  # what calling the observer does, without the module call
+            else:
+                obs(x)
         if not self.enabled:
             return x
         qmin, qmax = _qrange(obs)
@@ -325,7 +330,7 @@ class FakeQuantize(nn.Module):
                 if isinstance(zp, torch.Tensor):
                     zp = _shape_for(zp.to(x.dtype), x, self.axis)
                 elif x.dtype == torch.float32:
-                    zp, zp_is_zero = _scalar_tensors(self, 1.0, zp)[1], zp == 0
+                    zp, zp_is_zero = (_ZERO, True) if zp == 0 else (_scalar_tensors(self, 1.0, zp)[1], False)
                 else:
                     zp = torch.tensor(zp, dtype=x.dtype)
                 return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp, qmin, qmax,

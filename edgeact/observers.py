@@ -56,7 +56,7 @@ class Observer(nn.Module):
     def _reduce(self, x: torch.Tensor):
         if self.axis is None:
             return torch.aminmax(dense_elements(x))  # one pass over x instead of two; the same two numbers
-        flat = x.transpose(0, self.axis).reshape(x.shape[self.axis], -1)
+        flat = (x if self.axis == 0 else x.transpose(0, self.axis)).reshape(x.shape[self.axis], -1)
         return torch.aminmax(flat, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
