@@ -54,12 +54,13 @@ class _FakeQuantObserved(torch.autograd.Function):
     grad · 1.0 or grad · 0.0, the bits grad · True/False gives. (hardtanh_backward's scalar and vector
     code disagree about NaN, hence only for inputs known to be finite.) scale and zero point are
     tensors of x's dtype (0-d per tensor, shaped to broadcast per channel): a Python number would be
-    converted to a tensor by every op. With `zp_is_zero` the final − 0 is skipped (an identity; the
-    + 0 stays, as it turns round's −0.0 into +0.0).
+    converted to a tensor by every op. `bounds` is (qmin, qmax, zp_is_zero); with zp_is_zero the final − 0
+    is skipped (an identity; the + 0 stays, as it turns round's −0.0 into +0.0).
     """
 
     @staticmethod
-    def forward(ctx, x, scale, zero_point, qmin, qmax, zp_is_zero=False):
+    def forward(ctx, x, scale, zero_point, bounds):
+        qmin, qmax, zp_is_zero = bounds  # one argument: autograd.Function.apply inspects each one
         q = torch.div(x, scale)
         q.round_().add_(zero_point)
         ones = _ONE if q.dtype == torch.float32 else q.new_ones(())
@@ -71,7 +72,7 @@ class _FakeQuantObserved(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        return grad * mask, None, None, None, None, None
+        return grad * mask, None, None, None
 
 
 with torch.inference_mode(False):
@@ -83,8 +84,8 @@ def _scalar_tensors(module: nn.Module, scale: float, zero_point: float) -> tuple
     """This step's scale and zero point as the module's two 0-d float32 tensors, filled in place (cheaper
     than new tensors; the fake-quant function keeps neither for its backward)."""
     pair = module.__dict__.get("_scalars")
-    if pair is None or (pair[0].is_inference() and not torch.is_inference_mode_enabled()):
-        with torch.inference_mode(False):
+    if pair is None:
+        with torch.inference_mode(False):  # writable in and out of inference mode
             pair = module.__dict__["_scalars"] = (torch.empty(()), torch.empty(()))
     pair[0].fill_(scale)
     pair[1].fill_(zero_point)
@@ -301,7 +302,7 @@ class FakeQuantize(nn.Module):
         QuantParams (built on demand by qparams(), from the same numbers): per tensor in Python floats,
         per channel as tensors.
         """
-        obs = self.observer
+        obs = self._modules["observer"]
         rng = obs.observe_range(x)
         state = self.__dict__  # plain attributes: spares nn.Module.__setattr__ twice per tensor and step
         state["_qp"], state["_step_qp"], state["_on_grid"] = None, None, None
@@ -319,7 +320,7 @@ class FakeQuantize(nn.Module):
                 scale32, zp = p
                 state["_step_qp"] = p
                 scale_t, zp_t = _scalar_tensors(self, scale32, zp)
-                out = _FakeQuantObserved.apply(x, scale_t, zp_t, qmin, qmax, zp == 0)
+                out = _FakeQuantObserved.apply(x, scale_t, zp_t, (qmin, qmax, zp == 0))
                 state["_on_grid"] = (weakref.ref(out), out._version, scale32, zp)
                 return out
         elif obs.minmax_range:
@@ -333,8 +334,8 @@ class FakeQuantize(nn.Module):
                     zp, zp_is_zero = (_ZERO, True) if zp == 0 else (_scalar_tensors(self, 1.0, zp)[1], False)
                 else:
                     zp = torch.tensor(zp, dtype=x.dtype)
-                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp, qmin, qmax,
-                                                zp_is_zero)
+                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp,
+                                                (qmin, qmax, zp_is_zero))
         return fake_quantize(x, self.qparams())  # a histogram range, or the error that names the cause
 
     def __getstate__(self):
