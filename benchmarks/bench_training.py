@@ -11,10 +11,16 @@ OpenMP's spinning threads inflate CPU time), so read the times together with the
     python benchmarks/bench_training.py --write benchmarks/RESULTS-training.md
     python benchmarks/bench_training.py --qat-epoch --write benchmarks/RESULTS-training.md   # QAT vs float epoch
 
+--qat-epoch --attribute: instead of torch.ao, two stripped QAT epochs in the same rounds, to attribute the
+difference — the prepared model with its activation tables' correction skipped (QuantAct returns its fake-quant
+output), and with every quantizer an identity too (the folded-BN float graph with its QuantAct modules). Their
+numbers are no QAT result; they only say what the quantizers and the tables cost.
+
 --qat-epoch: one training epoch of the same trained model (mnv3s/hard_swish by default) three ways, interleaved
 and repeated: float, edgeact's QAT (edgeact.prepare + QAT_QCONFIG, what the study fine-tunes) and torch.ao's QAT
 (prepare_qat_fx with the default x86 qconfig: FusedMovingAvgObsFakeQuantize, conv-BN folded in training).
-Medians of process CPU time (one thread), so other jobs on the machine weigh less than in wall time.
+Medians of process CPU time (one thread), so other jobs on the machine weigh less than in wall time; the ratio
+is the median over rounds of (epoch / the float epoch of the same round).
 """
 from __future__ import annotations
 
@@ -34,6 +40,8 @@ def main() -> int:
     parser.add_argument("--qat-epoch", action="store_true", help="compare a QAT epoch with a float epoch (see above)")
     parser.add_argument("--model", default="mnv3s:hard_swish", help="model:activation for --qat-epoch")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--attribute", action="store_true",
+                        help="with --qat-epoch: where the QAT epoch's extra time goes (see above)")
     args = parser.parse_args()
     if args.qat_epoch:
         return qat_epoch(args)
@@ -103,6 +111,10 @@ def qat_epoch(args) -> int:
                                   (data.x_train[:1],))
 
     makers = {"float": float_model, "edgeact QAT": edgeact_qat, "torch.ao QAT (FakeQuantize)": torch_ao_qat}
+    if args.attribute:
+        makers = {"float": float_model, "edgeact QAT": edgeact_qat,
+                  "  without the table correction": lambda: _stripped(edgeact_qat(), tables=False),
+                  "  without tables and quantizers": lambda: _stripped(edgeact_qat(), tables=False, quantizers=False)}
     cpu: dict[str, list[float]] = {k: [] for k in makers}
     wall: dict[str, list[float]] = {k: [] for k in makers}
     loads = [os.getloadavg()[0]]
@@ -116,14 +128,20 @@ def qat_epoch(args) -> int:
             cpu[name].append(time.process_time() - c)
             wall[name].append(time.perf_counter() - w)
     loads.append(os.getloadavg()[0])
-    base = statistics.median(cpu["float"][1:])
-    rows = [{"epoch": name, "CPU s (median)": round(statistics.median(cpu[name][1:]), 2),
-             "wall s (median)": round(statistics.median(wall[name][1:]), 2),
-             "× float (CPU)": round(statistics.median(cpu[name][1:]) / base, 2)} for name in makers]
+    med = {name: (statistics.median(cpu[name][1:]), statistics.median(wall[name][1:])) for name in makers}
+    # the ratio per round (each against the float epoch of its own round), then the median of those: a load
+    # change between rounds moves both epochs of a round together
+    per_round = {name: statistics.median(c / f for c, f in zip(cpu[name][1:], cpu["float"][1:])) for name in makers}
+    rows = [{"epoch": name, "CPU s (median)": round(med[name][0], 2), "wall s (median)": round(med[name][1], 2),
+             "× float (CPU, median of round ratios)": round(per_round[name], 2),
+             "CPU s per round": " ".join(f"{c:.2f}" for c in cpu[name][1:])} for name in makers]
     table = markdown_table(rows, list(rows[0]))
+    if args.attribute:
+        print(f"load average {loads[0]:.2f} before, {loads[1]:.2f} after\n{table}")
+        return 0
     text = (f"## A QAT epoch against a float epoch\n\n{model_name}/{act}, {len(data.y_train)} training images, batch 64, "
-            f"1 thread, median of {args.repeats} interleaved rounds (one warm-up round dropped); load average "
-            f"{loads[0]:.2f} before, {loads[1]:.2f} after; torch {torch.__version__}.\n\n{table}")
+            f"1 thread, {args.repeats} interleaved rounds (one warm-up round dropped), medians; load average "
+            f"{loads[0]:.2f} before, {loads[1]:.2f} after ({os.cpu_count()} cores); torch {torch.__version__}.\n\n{table}")
     print(text)
     if args.write:
         from edgeact.fileio import atomic_write
@@ -132,6 +150,21 @@ def qat_epoch(args) -> int:
         old = old.split("## A QAT epoch against a float epoch")[0].rstrip() + "\n\n"
         atomic_write(args.write, old + text)
     return 0
+
+
+def _stripped(model, tables: bool = True, quantizers: bool = True):
+    """The prepared model with parts of its QAT step replaced by identities (--attribute only)."""
+    import types
+
+    from edgeact.fake_quant import FakeQuantize
+    from edgeact.nn.quant_act import QuantAct
+
+    for m in model.modules():
+        if isinstance(m, QuantAct) and not tables:
+            m.forward = types.MethodType(lambda self, x: self.output_quant(self.act(self.input_quant(x))), m)
+        if isinstance(m, FakeQuantize) and not quantizers:
+            m.forward = types.MethodType(lambda self, x: x, m)
+    return model
 
 
 if __name__ == "__main__":

@@ -7,10 +7,13 @@ scale gets the LSQ gradient (Esser et al., 2020).
 from __future__ import annotations
 
 import math
+import weakref
 
+import numpy as np
 import torch
 from torch import nn
 
+from edgeact.dense import dense_elements
 from edgeact.errors import QuantizationError
 from edgeact.observers import make_observer
 from edgeact.qparams import QuantParams
@@ -39,6 +42,54 @@ class _FakeQuantSTE(torch.autograd.Function):
     def backward(ctx, grad):
         (inside,) = ctx.saved_tensors
         return grad * inside, None, None, None, None
+
+
+class _FakeQuantObserved(torch.autograd.Function):
+    """_FakeQuantSTE for a tensor its observer has just found finite: the same float operations in the same
+    order, with the straight-through mask held as float 1/0 instead of bool.
+
+    Comparisons into bool tensors and float × bool products are slow elementwise kernels in torch on CPU;
+    here the mask is one float kernel — hardtanh_backward keeps its input strictly inside (qmin − ½,
+    qmax + ½), i.e. the integer-valued q inside [qmin, qmax] — and the backward is a float product,
+    grad · 1.0 or grad · 0.0, the bits grad · True/False gives. (hardtanh_backward's scalar and vector
+    code disagree about NaN, hence only for inputs known to be finite.) scale and zero point are
+    tensors of x's dtype (0-d per tensor, shaped to broadcast per channel): a Python number would be
+    converted to a tensor by every op. `bounds` is (qmin, qmax, zp_is_zero); with zp_is_zero the final − 0
+    is skipped (an identity; the + 0 stays, as it turns round's −0.0 into +0.0).
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, zero_point, bounds):
+        qmin, qmax, zp_is_zero = bounds  # one argument: autograd.Function.apply inspects each one
+        q = torch.div(x, scale)
+        q.round_().add_(zero_point)
+        ones = _ONE if q.dtype == torch.float32 else q.new_ones(())
+        mask = torch.ops.aten.hardtanh_backward(ones.expand_as(q), q, qmin - 0.5, qmax + 0.5)
+        ctx.save_for_backward(mask)
+        q.clamp_(qmin, qmax)
+        return (q if zp_is_zero else q.sub_(zero_point)).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None
+
+
+with torch.inference_mode(False):
+    _ONE = torch.ones(())  # never written: expanded as the mask's "gradient" input
+    _ZERO = torch.zeros(())  # never written: the zero point of symmetric weights
+
+
+def _scalar_tensors(module: nn.Module, scale: float, zero_point: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """This step's scale and zero point as the module's two 0-d float32 tensors, filled in place (cheaper
+    than new tensors; the fake-quant function keeps neither for its backward)."""
+    pair = module.__dict__.get("_scalars")
+    if pair is None:
+        with torch.inference_mode(False):  # writable in and out of inference mode
+            pair = module.__dict__["_scalars"] = (torch.empty(()), torch.empty(()))
+    pair[0].fill_(scale)
+    pair[1].fill_(zero_point)
+    return pair
 
 
 class _FakeQuantLSQ(torch.autograd.Function):
@@ -71,14 +122,41 @@ def fake_quantize(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
     return _FakeQuantSTE.apply(x, _shape_for(scale, x, qp.axis), _shape_for(zp, x, qp.axis), qp.qmin, qp.qmax)
 
 
+def _all_finite(x: torch.Tensor) -> bool:
+    # NaN and ±Inf make the sum non-finite, so a finite sum proves every element finite in one cheap
+    # reduction; only a non-finite sum (or an overflowing one) needs the elementwise check.
+    return math.isfinite(float(dense_elements(x).sum())) or bool(torch.isfinite(x).all())
+
+
 def quantize_codes(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
     """Codes (int64) of a float tensor, round half to even in the tensor's dtype."""
-    if not torch.isfinite(x).all():
+    if not _all_finite(x):
         raise QuantizationError("cannot quantize NaN/Inf: the input contains non-finite values")
     scale = _shape_for(torch.as_tensor(qp.scale, dtype=x.dtype), x, qp.axis)
     zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=x.dtype), x, qp.axis)
     # clamp before the cast: x/s beyond the int64 range (x = 1e30) would wrap around to the wrong end
     return (torch.round(x / scale) + zp).clamp(qp.qmin, qp.qmax).long()
+
+
+def table_positions(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+    """`quantize_codes(x, qp) − qmin` (per tensor) as int32: where each element's code sits in a table over
+    qmin..qmax. The shift is folded into the zero point and the clamp (exact: the values are small integers
+    or clamp anyway), and int32 converts and indexes faster than int64 — QuantAct gathers at every QAT step."""
+    if qp.per_channel:
+        raise QuantizationError("table_positions() is for per-tensor parameters")
+    if not _all_finite(x):
+        raise QuantizationError("cannot quantize NaN/Inf: the input contains non-finite values")
+    scale = torch.as_tensor(qp.scale, dtype=x.dtype)
+    q = torch.div(x, scale).round_().add_(qp.zero_point - qp.qmin)
+    return q.clamp_(0, qp.qmax - qp.qmin).int()
+
+
+def grid_positions(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+    """table_positions(x, qp) for an x that lies on qp's grid — a fake-quant output, x = fl(k·s) with
+    qmin ≤ k + z ≤ qmax — in two passes instead of six: x·fl(1/s) is k within 255 · 3 · 2⁻²⁴ < 10⁻⁴, so
+    adding z − qmin + ½ and truncating gives k + z − qmin exactly; no clamp and no NaN check are needed."""
+    offset = torch.tensor(qp.zero_point - qp.qmin + 0.5, dtype=x.dtype)
+    return torch.add(offset, x, alpha=float(np.float32(1.0 / qp.scale))).int()
 
 
 def dequantize_codes(q: torch.Tensor, qp: QuantParams, dtype=torch.float32) -> torch.Tensor:
@@ -92,8 +170,9 @@ def _qrange(observer) -> tuple[int, int]:
     return QuantParams.qrange_of(observer.dtype, observer.narrow)
 
 
-def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """`QuantParams.from_range(observer range)` as tensors: scale (rounded to float32) and zero point.
+def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor | float] | None:
+    """`QuantParams.from_range(observer range)` as tensors: scale (rounded to float32) and zero point
+    (a tensor, or one number when symmetric).
 
     The same float64 operations in the same order as `from_range` (IEEE division and round half to
     even give the same bits in torch and NumPy), without NumPy, a dataclass and per-channel Python
@@ -103,6 +182,16 @@ def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor] | N
     if not observer.has_data:
         return None
     qmin, qmax = _qrange(observer)
+    if observer.symmetric and observer.min_val.dtype == torch.float32:
+        # Weights. max(−lo, hi) is exact in float32, and a float32 quotient equals the float64 quotient
+        # rounded to float32 (float64 carries more than 2·24 + 2 bits), so float32 ops give from_range's
+        # scale in a third of the ops; the zero point is one number.
+        # max(−min(lo, 0), max(hi, 0)) = max(−lo, hi, 0): max is exact, so the order does not matter
+        amax = torch.maximum(observer.min_val.detach().neg(), observer.max_val.detach()).clamp_min_(0.0)
+        scale32 = amax.div_((qmax - qmin) // 2)
+        if not float(scale32.min()) > 0.0:  # an empty range (the observer has checked for NaN/Inf)
+            return None
+        return scale32, 0.0 if observer.dtype != "uint8" else 128.0
     lo = observer.min_val.detach().double().clamp(max=0.0)
     hi = observer.max_val.detach().double().clamp(min=0.0)
     if observer.symmetric:
@@ -113,6 +202,26 @@ def _observed_qparams_tensors(observer) -> tuple[torch.Tensor, torch.Tensor] | N
         zp = torch.round(qmin - lo / scale.float().double()).clamp(qmin, qmax)
     scale32 = scale.float()
     if not bool(((hi - lo > 0) & torch.isfinite(scale32) & (scale32 > 0)).all()):
+        return None
+    return scale32, zp
+
+
+def _scalar_qparams(lo: float, hi: float, dtype: str, symmetric: bool, narrow: bool):
+    """`QuantParams.from_range(lo, hi)` per tensor in Python floats (IEEE float64, round half to even, as
+    NumPy): (scale rounded to float32 — what QuantParams stores and fake quantization uses —, zero point),
+    or None when the range is unusable (the QuantParams path then raises the error that names the cause).
+    A QAT step needs this for ~60 tensors; a dozen tensor ops each cost more than the arithmetic."""
+    qmin, qmax = QuantParams.qrange_of(dtype, narrow)
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if not hi - lo > 0.0:
+        return None
+    if symmetric:
+        scale32 = float(np.float32(max(-lo, hi) / ((qmax - qmin) // 2)))
+        zp = 0 if dtype != "uint8" else 128
+    else:
+        scale32 = float(np.float32((hi - lo) / (qmax - qmin)))
+        zp = min(max(round(qmin - lo / scale32), qmin), qmax)
+    if not (math.isfinite(scale32) and scale32 > 0.0):
         return None
     return scale32, zp
 
@@ -146,7 +255,9 @@ class FakeQuantize(nn.Module):
             return QuantParams(tuple(scale.reshape(-1).tolist()) if base.per_channel else float(scale),
                                base.zero_point, base.dtype, base.axis, base.narrow)
         if self._qp is None:
-            self._qp = self.observer.qparams()
+            step = self.__dict__.get("_step_qp")  # this step's (scale, zero point), from the same range
+            self._qp = (QuantParams.checked_per_tensor(step[0], step[1], self.dtype, self.narrow)
+                        if step is not None else self.observer.qparams())
         return self._qp
 
     def set_qparams(self, qp: QuantParams) -> None:
@@ -164,17 +275,13 @@ class FakeQuantize(nn.Module):
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.observe and not self.learnable_scale:
+            return self._observe_step(x)
         if self.observe:
             self.observer(x)
             self._qp = None
         if not self.enabled:
             return x
-        if self.observe and not self.learnable_scale:
-            fast = _observed_qparams_tensors(self.observer)
-            if fast is not None:  # QAT: the parameters change at every step, so skip building QuantParams
-                scale, zp = fast
-                return _FakeQuantSTE.apply(x, _shape_for(scale.to(x.dtype), x, self.axis),
-                                           _shape_for(zp.to(x.dtype), x, self.axis), *_qrange(self.observer))
         qp = self.qparams()
         if self.learnable_scale:
             if not bool(self.initialized):
@@ -187,6 +294,62 @@ class FakeQuantize(nn.Module):
             zp = _shape_for(torch.as_tensor(qp.zero_point, dtype=x.dtype), x, qp.axis)
             return _FakeQuantLSQ.apply(x, _shape_for(self.scale.abs(), x, qp.axis), zp, qp.qmin, qp.qmax, grad_scale)
         return fake_quantize(x, qp)
+
+    def _observe_step(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibration (observe only) and QAT (observe, then fake-quantize with the range just updated).
+
+        QAT runs this for every tensor at every step, so the parameters are computed without building
+        QuantParams (built on demand by qparams(), from the same numbers): per tensor in Python floats,
+        per channel as tensors.
+        """
+        obs = self._modules["observer"]
+        rng = obs.observe_range(x)
+        state = self.__dict__  # plain attributes: spares nn.Module.__setattr__ twice per tensor and step
+        state["_qp"], state["_step_qp"], state["_on_grid"] = None, None, None
+        if rng is None:
+            if x.dtype == torch.float32:
+                obs.update(x.detach())  # what calling the observer does, without the module call
+            else:
+                obs(x)
+        if not self.enabled:
+            return x
+        qmin, qmax = _qrange(obs)
+        if rng is not None:
+            p = _scalar_qparams(rng[0], rng[1], obs.dtype, obs.symmetric, obs.narrow)
+            if p is not None:
+                scale32, zp = p
+                state["_step_qp"] = p
+                scale_t, zp_t = _scalar_tensors(self, scale32, zp)
+                out = _FakeQuantObserved.apply(x, scale_t, zp_t, (qmin, qmax, zp == 0))
+                state["_on_grid"] = (weakref.ref(out), out._version, scale32, zp)
+                return out
+        elif obs.minmax_range:
+            fast = _observed_qparams_tensors(obs)
+            if fast is not None:
+                scale, zp = fast
+                zp_is_zero = False
+                if isinstance(zp, torch.Tensor):
+                    zp = _shape_for(zp.to(x.dtype), x, self.axis)
+                elif x.dtype == torch.float32:
+                    zp, zp_is_zero = (_ZERO, True) if zp == 0 else (_scalar_tensors(self, 1.0, zp)[1], False)
+                else:
+                    zp = torch.tensor(zp, dtype=x.dtype)
+                return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp,
+                                                (qmin, qmax, zp_is_zero))
+        return fake_quantize(x, self.qparams())  # a histogram range, or the error that names the cause
+
+    def __getstate__(self):
+        # `_on_grid` is this step's (weak) link to an output tensor: not state, and a weakref does not pickle
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {k: v for k, v in state.items() if k != "_on_grid"}
+
+    def on_grid(self, x: torch.Tensor, qp: QuantParams) -> bool:
+        """Whether `x` is this step's output of this quantizer, unchanged since (its version counter) and
+        made with `qp` — then every element is on qp's grid (a table can find its positions with
+        grid_positions)."""
+        grid = self.__dict__.get("_on_grid")
+        return (grid is not None and grid[0]() is x and x._version == grid[1] and grid[2] == qp.scale
+                and grid[3] == qp.zero_point)
 
     def extra_repr(self) -> str:
         state = str(self._qp) if self._qp is not None else "not calibrated"

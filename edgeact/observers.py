@@ -6,10 +6,13 @@ quantization error on the histogram). Each is a module so its state is in the st
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 
+from edgeact.dense import dense_elements
 from edgeact.errors import QuantizationError
 from edgeact.qparams import QuantParams
 
@@ -34,6 +37,9 @@ class Observer(nn.Module):
         self.register_buffer("min_val", torch.tensor(float("inf")))
         self.register_buffer("max_val", torch.tensor(float("-inf")))
 
+    #: the quantization range is the observed min/max (a histogram observer's is a statistic of it)
+    minmax_range = True
+
     @property
     def has_data(self) -> bool:
         # `_seen` spares a tensor check per QAT step; the buffers stay the truth (a loaded state_dict).
@@ -49,8 +55,8 @@ class Observer(nn.Module):
 
     def _reduce(self, x: torch.Tensor):
         if self.axis is None:
-            return torch.aminmax(x)  # one pass over x instead of two; the same two numbers
-        flat = x.transpose(0, self.axis).reshape(x.shape[self.axis], -1)
+            return torch.aminmax(dense_elements(x))  # one pass over x instead of two; the same two numbers
+        flat = (x if self.axis == 0 else x.transpose(0, self.axis)).reshape(x.shape[self.axis], -1)
         return torch.aminmax(flat, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,11 +72,51 @@ class Observer(nn.Module):
         return lo, hi
 
     def update(self, x: torch.Tensor) -> None:
+        if self.axis is not None and self.has_data and x.dtype == self.min_val.dtype == torch.float32:
+            return self._update_channels(x)
         lo, hi = self._finite_range(x)
         if not self.has_data:
             self.min_val, self.max_val = lo.clone(), hi.clone()
         else:
             self.min_val, self.max_val = torch.minimum(self.min_val, lo), torch.maximum(self.max_val, hi)
+
+    def _update_channels(self, x: torch.Tensor) -> None:
+        """Per channel (the weights, at every QAT step) in fewer ops: NaN and Inf make the summed spans
+        non-finite, so one sum stands for the elementwise check unless it is non-finite (or overflows);
+        the running min/max are updated in place."""
+        lo, hi = self._reduce(x)
+        if not math.isfinite(float((hi - lo).sum())):
+            _check_finite(torch.stack([lo, hi]), self.where)
+        if self.min_val.is_inference() or self.max_val.is_inference():
+            self.min_val, self.max_val = torch.minimum(self.min_val, lo), torch.maximum(self.max_val, hi)
+        else:
+            torch.minimum(self.min_val, lo, out=self.min_val)
+            torch.maximum(self.max_val, hi, out=self.max_val)
+
+    def observe_range(self, x: torch.Tensor) -> tuple[float, float] | None:
+        """Observe `x` and return the updated range as Python floats (the float32 buffer values), for the
+        QAT step: one aminmax, the update in scalars, the buffers filled in place — where it applies (per
+        tensor, float32, a min/max range, a range already started); None elsewhere, then call the module."""
+        buffers = self._buffers  # read once: nn.Module attribute lookup costs more than the arithmetic here
+        mn, mx = buffers["min_val"], buffers["max_val"]
+        if (self.axis is not None or not self.minmax_range or x.dtype != torch.float32
+                or mn.dtype != torch.float32 or not self.has_data):
+            return None
+        lo_t, hi_t = torch.aminmax(dense_elements(x.detach()))
+        lo, hi = lo_t.item(), hi_t.item()
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            _check_finite(torch.stack([lo_t, hi_t]), self.where)
+        lo, hi = self._merge(mn.item(), mx.item(), lo, hi)
+        if mn.is_inference() or mx.is_inference():  # not writable outside inference mode
+            self.min_val, self.max_val = torch.tensor(lo), torch.tensor(hi)
+        else:
+            mn.fill_(lo)
+            mx.fill_(hi)
+        return lo, hi
+
+    def _merge(self, mn: float, mx: float, lo: float, hi: float) -> tuple[float, float]:
+        """update()'s rule on scalars: the range [mn, mx] seen so far widened to [lo, hi]."""
+        return min(mn, lo), max(mx, hi)
 
     def range(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.has_data:
@@ -109,9 +155,16 @@ class MovingAverageMinMaxObserver(Observer):
             self.min_val = self.min_val + self.c * (lo - self.min_val)
             self.max_val = self.max_val + self.c * (hi - self.max_val)
 
+    def _merge(self, mn: float, mx: float, lo: float, hi: float) -> tuple[float, float]:
+        # update()'s float32 tensor arithmetic, operation for operation, on NumPy float32 scalars
+        c, mn, mx = np.float32(self.c), np.float32(mn), np.float32(mx)
+        return float(mn + c * (np.float32(lo) - mn)), float(mx + c * (np.float32(hi) - mx))
+
 
 class _HistogramObserver(Observer):
     """Keeps a histogram over a range that grows as needed (per-tensor only)."""
+
+    minmax_range = False
 
     def __init__(self, bins: int = 2048, **kw):
         super().__init__(**kw)

@@ -139,6 +139,17 @@ class QuantParams:
         object.__setattr__(self, "scale", tuple(clean_scales) if per_channel else clean_scales[0])
         object.__setattr__(self, "zero_point", tuple(clean_zps) if per_channel else clean_zps[0])
 
+    @classmethod
+    def checked_per_tensor(cls, scale32: float, zero_point: int, dtype: str, narrow: bool) -> "QuantParams":
+        """Per-tensor parameters whose checks the caller has made: `scale32` a float32 value > 0, finite,
+        `zero_point` an int in the dtype's range — what __post_init__ would store, without its cost (the
+        QAT step builds these for every activation table at every step)."""
+        qp = object.__new__(cls)
+        for name, value in (("scale", scale32), ("zero_point", zero_point), ("dtype", dtype), ("axis", None),
+                            ("narrow", narrow)):
+            object.__setattr__(qp, name, value)
+        return qp
+
     # ---- ranges -------------------------------------------------------------------------------
     @staticmethod
     def qrange_of(dtype: str, narrow: bool = False) -> tuple[int, int]:

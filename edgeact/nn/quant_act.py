@@ -6,14 +6,39 @@ straight through), so the fake-quant model computes exactly the codes the conver
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
+from edgeact.dense import flat_view
 from edgeact.errors import QuantizationError
-from edgeact.fake_quant import FakeQuantize, dequantize_codes, quantize_codes
+from edgeact.fake_quant import FakeQuantize, dequantize_codes, grid_positions, quantize_codes, table_positions
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch
+
+
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _dequantized(table: np.ndarray, qp: QuantParams, dtype: torch.dtype) -> torch.Tensor:
+    """dequantize_codes(table, qp, dtype) computed in NumPy — the same two IEEE operations, (q − z) then
+    · s in `dtype` — for a 256-entry table, where torch's per-op overhead exceeds the arithmetic."""
+    np_dtype = _NUMPY_FLOATS.get(dtype)
+    if np_dtype is None or table.dtype != np.int64:
+        return dequantize_codes(torch.from_numpy(table), qp, dtype)
+    return torch.from_numpy((table - qp.zero_point).astype(np_dtype) * np_dtype(qp.scale))
+
+
+def gather(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """values[positions] (a 1-D table, integer positions) in the positions' memory layout: channels-last
+    positions give a channels-last result, with no copy to and from the standard layout."""
+    out = torch.empty_like(positions, dtype=values.dtype)
+    flat_at, flat_out = flat_view(positions), flat_view(out)
+    if flat_at is None or flat_out is None:
+        return values.index_select(0, positions.reshape(-1)).reshape(positions.shape)
+    torch.index_select(values, 0, flat_at, out=flat_out)
+    return out
 
 
 class SharedQuant(nn.Module):
@@ -29,6 +54,10 @@ class SharedQuant(nn.Module):
     @property
     def enabled(self) -> bool:
         return self._source.enabled
+
+    @property
+    def source(self) -> FakeQuantize:
+        return self._source
 
     def qparams(self) -> QuantParams:
         return self._source.qparams()
@@ -101,16 +130,20 @@ class QuantAct(nn.Module):
         if not quantizing:
             return y
         in_qp, out_qp = self.in_qparams(), self.out_qparams()
-        table = self.current_table()
-        codes = quantize_codes(xq.detach(), in_qp)
-        if table.dim() == 1:
+        table = int8_table(self.act.bound(), in_qp, out_qp, self.backend)
+        if table.ndim == 1:
             # Dequantize the 256 entries, then gather: elementwise, so the same numbers as dequantizing
             # the looked-up codes, at a fraction of the cost (this runs at every QAT step).
-            exact = torch.take(dequantize_codes(table, out_qp, x.dtype), codes - in_qp.qmin)
+            source = getattr(self.input_quant, "source", self.input_quant)
+            on_grid = isinstance(source, FakeQuantize) and source.on_grid(xq, in_qp)
+            at = (grid_positions if on_grid else table_positions)(xq.detach(), in_qp)
+            exact = gather(_dequantized(table, out_qp, x.dtype), at)
         else:
+            table = torch.from_numpy(table)
+            codes = quantize_codes(xq.detach(), in_qp)
             exact = dequantize_codes(lookup_torch(table, codes, in_qp.qmin), out_qp, x.dtype)
-        # Value of the integer table, gradient of the float path (straight through).
-        return y + (exact - y).detach()
+        # Value of the integer table, gradient of the float path (straight through): y + (exact − y).
+        return y + exact.sub_(y.detach())
 
     def lookup_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Converted: input codes → output codes through the frozen table."""
