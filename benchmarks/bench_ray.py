@@ -48,8 +48,8 @@ class TimingExecutor:
         plain_kw = {k: (v.future if isinstance(v, _Timed) else v) for k, v in kwargs.items()}
         return _Timed(self._inner.submit(timed, *plain, **plain_kw), len(self.tasks) - 1)
 
-    def gather(self, futures, progress=None):
-        return self._inner.gather([f.future for f in futures], progress)
+    def gather(self, futures, progress=None, results=None):
+        return self._inner.gather([f.future for f in futures], progress, results)
 
     def shutdown(self):
         pass
