@@ -14,10 +14,14 @@ SMALL = dict(model="mlp", activations=["relu", "hard_swish"], task="clusters", s
 
 
 def _comparable(result) -> list[dict]:
-    """Every cell of the table except milliseconds (wall-clock, never identical twice)."""
+    """Every cell of the table except milliseconds (wall-clock, never identical twice) and onnxruntime's
+    instruction counts under QEMU, compared with a tolerance instead: the guest gets the same argv, environment
+    and model bytes from any process, and most runs give the same count, but one in a few moves by up to ~2 %
+    (measured with one file in plain subprocesses: 140,210 ×6, 137,142 ×1); LiteRT's never move."""
     rows = []
     for row in result.flat_rows():
-        rows.append({k: ({kk: vv for kk, vv in v.items() if kk not in ("median_ms", "min_ms")}
+        rows.append({k: ({kk: vv for kk, vv in v.items() if kk not in ("median_ms", "min_ms")
+                          and not (k.startswith("onnxruntime@qemu") and kk == "insns")}
                          if isinstance(v, dict) else v) for k, v in row.items()})
     return rows
 
@@ -32,7 +36,11 @@ def test_ray_tasks_give_the_serial_table(tmp_path, aarch64_root):
     a, b = _comparable(ray_run), _comparable(serial)
     diffs = [(ra["activation"], k, ra.get(k), rb.get(k)) for ra, rb in zip(a, b) for k in set(ra) | set(rb)
              if ra.get(k) != rb.get(k)]
-    assert not diffs  # instruction counts included: the QEMU guest sees the same argv and environment
+    assert not diffs
+    for ra, rb in zip(ray_run.rows, serial.rows):
+        counts = ra.exports["onnxruntime"].latency["qemu-aarch64"]["insns"], \
+            rb.exports["onnxruntime"].latency["qemu-aarch64"]["insns"]
+        assert abs(counts[0] - counts[1]) < 0.03 * counts[1], counts
     for row in serial.rows:
         for m in row.exports.values():
             assert m.parity_mismatches == 0 and m.parity_codes == 2 * 750 * 10  # 2 seeds × 750 test rows × 10

@@ -110,9 +110,8 @@ class QemuTarget(Target):
         try:
             # The guest sees the same argv and environment from any process: short names inside the job folder
             # (run from there) instead of paths that carry this process's pid or the user's folders, and the
-            # runner from the package. Their length moves the guest's stack and heap, and with them the
-            # instruction counts of kernels that copy tails through it (measured: onnxruntime files 1-3 % apart
-            # between two processes).
+            # runner from the package (which hands onnxruntime the model's bytes, not its path). Their length
+            # moved onnxruntime's instruction counts by 1-3 % between two processes.
             (job.dir / f"model{model.suffix}").symlink_to(job.model)
             cmd = qemu_python_cmd(lay, self.cpu, qemu, job.insns if count else None, plugin)
             cmd += [str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count,

@@ -46,7 +46,8 @@ class OrtModel:
         for key, value in config:  # session config entries the file's backend needs (edgeact sets them)
             so.add_session_config_entry(key, value)
         try:
-            self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            with open(path, "rb") as f:  # bytes, not a path: the guest must not see this folder's name
+                self.sess = ort.InferenceSession(f.read(), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # the runtime's own error says what is wrong with the file
             fail(4, "onnxruntime refused the model: %s" % str(exc).strip().splitlines()[0][:400])
         types = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
