@@ -98,12 +98,16 @@ def _handler(signum, frame):
 
 
 def _unraisable(hook_args, _previous=sys.unraisablehook):
-    """A KeyboardInterrupt swallowed inside a callback is raised again in the main thread, silently."""
+    """A KeyboardInterrupt swallowed inside a callback is raised again in the main thread, silently — from
+    another thread, a moment later: raised while this hook still runs, it would be swallowed again, with a
+    traceback (seen under load)."""
     if isinstance(hook_args.exc_value, KeyboardInterrupt):
         import _thread
 
         _state["rearmed"] = True
-        _thread.interrupt_main()
+        timer = threading.Timer(0.01, _thread.interrupt_main)
+        timer.daemon = True
+        timer.start()
         return
     _previous(hook_args)
 
