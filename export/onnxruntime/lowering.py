@@ -26,7 +26,7 @@ from edgeact.export.onnxruntime.natives import NATIVES
 from edgeact.export.onnxruntime import chains
 from edgeact.export.onnxruntime.graph import ELEM_TYPE, GraphBuilder, check, save_atomic
 
-LOWERINGS = ("native", "table", "chain")
+LOWERINGS = ("native", "table", "chain", "clip")
 F32 = np.float32
 
 
@@ -68,6 +68,11 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
         raise UnsupportedError(f"prefer must be 'x86' or 'arm', got {prefer!r}")
     if requested == "table":
         return "table"
+    if requested in (None, "clip") and clip_bounds(table, in_qp, out_qp) is not None:
+        return "clip"
+    if requested == "clip":
+        raise UnsupportedError(f"{act.name!r}{at} is not a clamp of its input codes with these parameters; use "
+                               "lowering=None or 'table'")
     if requested in (None, "chain"):
         chain = chains.search(act, in_qp, out_qp)
         if chain is not None and (table is None or np.array_equal(chain.table, table)):
@@ -108,6 +113,17 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     return "native"
 
 
+def clip_bounds(table: np.ndarray | None, in_qp: QuantParams, out_qp: QuantParams) -> tuple[int, int] | None:
+    """(lo, hi) when `table` is clip(code, lo, hi) of its input codes with the same parameters in and out
+    (relu, relu6, hard_tanh): then the lowering is an integer Clip on the codes, no float op, exact everywhere."""
+    if table is None or np.ndim(table) != 1 or (in_qp.scale, in_qp.zero_point, in_qp.dtype) != (
+            out_qp.scale, out_qp.zero_point, out_qp.dtype):
+        return None
+    codes = in_qp.codes().astype(np.int64)
+    lo, hi = int(np.min(table)), int(np.max(table))
+    return (lo, hi) if np.array_equal(np.asarray(table, np.int64), np.clip(codes, lo, hi)) else None
+
+
 def plan_activation(backend, act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams,
                     requested: str | None = None) -> ActivationPlan:
     """The lowering of `act` for an onnxruntime backend, and the codes it computes (decided at convert).
@@ -142,6 +158,13 @@ def lower_activation(g: GraphBuilder, x: str, act: BoundActivation, in_qp: Quant
     hint = act.name if act.definition is not None else "act"
     if used == "chain":
         return lower_chain(g, x, chains.search(act, in_qp, out_qp), in_qp, out_qp, hint), used
+    if used == "clip":
+        lo, hi = clip_bounds(table, in_qp, out_qp)
+        if (lo, hi) == (in_qp.qmin, in_qp.qmax):
+            return x, used  # the codes are already in range
+        dt = in_qp.np_dtype
+        return g.node("Clip", [x, g.constant(dt(lo), f"{hint}_min", rank0=True),
+                               g.constant(dt(hi), f"{hint}_max", rank0=True)], f"{hint}_clip"), used
     if used == "native":
         xf = g.node("DequantizeLinear", [x, g.constant(F32(in_qp.scale), "scale"),
                                          g.constant(np.asarray(in_qp.zero_point, in_qp.np_dtype), "zero_point")],
