@@ -146,8 +146,8 @@ def main() -> int:
              f"{startup:.1f} s. Simulated with the serial run's cell times on {cpus} workers, without start-up: "
              f"{simulate(timing.tasks, cpus):.1f} s.\n")
     sim_rows = []
-    for copies, what in ((1, "this sweep"), (10, "10× the cells (e.g. 8 activations × 5 seeds)"),
-                         (100, "100× the cells (× models × CPU models)")):
+    for copies, what in ((1, "this sweep"), (10, "10× the cells"),
+                         (100, "100× the cells")):
         tasks = _replicate(timing.tasks, copies)
         total = busy * copies
         for machines in (1, 2, 4, 8, 16, 64):

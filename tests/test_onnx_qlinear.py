@@ -1,12 +1,14 @@
-"""onnxruntime's fused integer kernels edgeact relies on, checked exhaustively on several CPUs.
+"""onnxruntime's integer kernels edgeact writes for, checked exhaustively on several CPUs.
 
-A Mul of two int8 tensors is written with rank-0 Q/DQ scales, so that onnxruntime runs it as QLinearMul, when
-MLAS's x86-64 kernel (separate float32 multiply and add) and its aarch64 kernel (one fused multiply-add) give
-the same codes for every pair of input codes; otherwise it stays DQ → float32 Mul → Q. The converted model
-computes whichever the file runs. Every one of the 65,536 code pairs, for scale triples that fuse, that do
-not, and that land every product on a rounding tie, must give the same codes in ORT as in the converted
-model — natively, under qemu-x86_64 -cpu Haswell (AVX2) and Nehalem (SSE4.2, no FMA), and in ORT's aarch64
-build under qemu-aarch64. The references are the kernels' float32 steps written out here with NumPy.
+- Mul: written with rank-0 Q/DQ scales, so that onnxruntime runs it as QLinearMul, when MLAS's x86-64 kernel
+  (separate float32 multiply and add) and its aarch64 kernel (one fused multiply-add) give the same codes for
+  every pair of input codes; otherwise DQ → float32 Mul → Q.
+- Add of two same-shaped tensors: QLinearAdd when its SSE2, AVX2 and NEON kernels agree; each CPU's
+  onnxruntime must compute exactly the kernel modelled for it.
+- Activation chains (QLinearSigmoid, QLinearMul, Clip on codes).
+Every code pair (65,536) or every input code, natively, under qemu-x86_64 -cpu Haswell (AVX2) and Nehalem
+(SSE4.2, no FMA), and in ORT's aarch64 build under qemu-aarch64; the references are the kernels' float32 steps
+written out here with NumPy.
 """
 from __future__ import annotations
 
@@ -53,6 +55,14 @@ def numpy_float_mul(a, b, sa, za, sc, zc) -> np.ndarray:
     return np.clip(np.rint(((da * db).astype(F32) / F32(sc)).astype(F32)) + zc, -128, 127).astype(np.int64)
 
 
+def _optimized_ops(path, tmp_path) -> collections.Counter:
+    """The op types of the graph onnxruntime runs after its optimizations (what it fused)."""
+    so = ort.SessionOptions()
+    so.optimized_model_filepath, so.log_severity_level = str(tmp_path / "opt.onnx"), 3
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+
+
 def _all_pairs() -> np.ndarray:
     """(256, 512) int8 codes: row r pairs a = every code with b = every code shifted by r — all 65,536 pairs."""
     codes = np.arange(-128, 128)
@@ -97,10 +107,7 @@ def test_the_converted_mul_is_qlinear_mul_where_x86_and_arm_agree_else_float(tmp
 def test_onnxruntime_fuses_the_portable_mul_into_qlinear_mul(tmp_path):
     for (sa, za, sc, zc), fused in zip(SCALES, FUSED):
         path, _ = _product_file(tmp_path, sa, za, sc, zc)
-        so = ort.SessionOptions()
-        so.optimized_model_filepath, so.log_severity_level = str(tmp_path / "opt.onnx"), 3
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+        ops = _optimized_ops(path, tmp_path)
         assert (ops["QLinearMul"], ops["Mul"]) == ((1, 0) if fused else (0, 1)), ops
 
 
@@ -110,21 +117,6 @@ def _check_on(target: str, tmp_path) -> None:
         path, expected = _product_file(tmp_path, sa, za, sc, zc)
         got = get_target(target).run(path, [feed]).outputs[0].astype(np.int64)
         assert int(np.count_nonzero(got != expected)) == 0, (target, sa, sc)
-
-
-def test_every_code_pair_on_this_cpu(tmp_path):
-    _check_on("host", tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("target", ["qemu-x86_64:haswell", "qemu-x86_64:nehalem"])
-def test_every_code_pair_on_emulated_x86(target, tmp_path, qemu_user):
-    _check_on(target, tmp_path)
-
-
-@pytest.mark.slow
-def test_every_code_pair_on_aarch64(tmp_path, aarch64_root):
-    _check_on("qemu-aarch64", tmp_path)
 
 
 # ---- activation chains (export/onnxruntime/chains.py): QLinearSigmoid / QLinearMul / Clip on codes
@@ -160,26 +152,11 @@ def _check_chains_on(target: str, tmp_path) -> None:
         assert int(np.count_nonzero(got != expected)) == 0, (target, path.name)
 
 
-def test_chains_run_in_the_integer_kernels_and_match_on_this_cpu(tmp_path):
+def test_chains_run_in_the_integer_kernels(tmp_path):
     for path, _, name in _chain_files(tmp_path):
-        so = ort.SessionOptions()
-        so.optimized_model_filepath, so.log_severity_level = str(tmp_path / "opt.onnx"), 3
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+        ops = _optimized_ops(path, tmp_path)
         assert ops["QLinearMul"] == (1 if name == "swish" else 2) and ops["Mul"] == 0, ops
         assert ops["QLinearSigmoid"] == (name == "swish"), ops
-    _check_chains_on("host", tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("target", ["qemu-x86_64:haswell", "qemu-x86_64:nehalem"])
-def test_chains_on_emulated_x86(target, tmp_path, qemu_user):
-    _check_chains_on(target, tmp_path)
-
-
-@pytest.mark.slow
-def test_chains_on_aarch64(tmp_path, aarch64_root):
-    _check_chains_on("qemu-aarch64", tmp_path)
 
 
 # ---- Add of two tensors of one shape: QLinearAdd where SSE, AVX2 and NEON agree, else float
@@ -228,10 +205,7 @@ def test_the_converted_add_is_qlinear_add_and_onnxruntime_fuses_it(tmp_path):
         assert ARITHMETIC.add_is_fused(qa, qa, qc)
         path, expected = _sum_file(tmp_path, qa, qc)
         assert np.array_equal(expected, numpy_qlinear_add_sse(x[:, :256], x[:, 256:], qa, qa, qc))
-        so = ort.SessionOptions()
-        so.optimized_model_filepath, so.log_severity_level = str(tmp_path / "opt.onnx"), 3
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        ops = collections.Counter(n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node)
+        ops = _optimized_ops(path, tmp_path)
         assert (ops["QLinearAdd"], ops["Add"]) == (1, 0), ops
 
 
@@ -275,21 +249,26 @@ def _check_adds_on(target: str, kernel: str, tmp_path) -> None:
     assert [ARITHMETIC.add_is_fused(*q) for q in ADDS] == [True, False]
 
 
-def test_adds_on_this_cpu(tmp_path):
-    from edgeact.targets.cpu import host_family
+# ---- every CPU: natively, emulated x86-64 without and with AVX2, and onnxruntime's aarch64 build
 
-    family = host_family()
-    if not family.startswith("x86") or family == "x86-sse4":
-        pytest.skip(f"this test reads the AVX2 kernel on an x86-64 host with AVX2 or later; this host: {family}")
-    _check_adds_on("host", "avx2", tmp_path)
+CPUS = [  # target, the fixture it needs, MLAS's QLinearAdd kernel there (None: read from this host)
+    ("host", None, None), ("qemu-x86_64:haswell", "qemu_user", "avx2"), ("qemu-x86_64:nehalem", "qemu_user", "sse"),
+    ("qemu-aarch64", "aarch64_root", "neon")]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("target,kernel", [("qemu-x86_64:haswell", "avx2"), ("qemu-x86_64:nehalem", "sse")])
-def test_adds_on_emulated_x86(target, kernel, tmp_path, qemu_user):
-    _check_adds_on(target, kernel, tmp_path)
+@pytest.mark.parametrize("target,needs,add_kernel", [
+    pytest.param(t, f, k, id=t, marks=() if f is None else pytest.mark.slow) for t, f, k in CPUS])
+def test_every_cpu_computes_the_modelled_kernels(target, needs, add_kernel, tmp_path, request):
+    """Mul (65,536 pairs, fused or float), the activation chains, and QLinearAdd's kernel for this CPU."""
+    if needs:
+        request.getfixturevalue(needs)
+    _check_on(target, tmp_path)
+    _check_chains_on(target, tmp_path)
+    if add_kernel is None:
+        from edgeact.targets.cpu import host_family
 
-
-@pytest.mark.slow
-def test_adds_on_aarch64(tmp_path, aarch64_root):
-    _check_adds_on("qemu-aarch64", "neon", tmp_path)
+        family = host_family()
+        if not family.startswith("x86") or family == "x86-sse4":
+            return  # the host test reads the AVX2 kernel; SSE and NEON are covered under QEMU
+        add_kernel = "avx2"
+    _check_adds_on(target, add_kernel, tmp_path)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import edgeact
+from arm_check import assert_aarch64_equals_converted
 from edgeact.errors import UnsupportedError
 from edgeact.export import to_onnx, to_tflite, verify
 from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
@@ -391,26 +392,7 @@ def test_conv_transpose_for_onnxruntime_x86_avx2_under_qemu_haswell(tmp_path, qe
 @pytest.mark.slow
 def test_segmentation_net_on_qemu_aarch64_equals_the_converted_model(aarch64_root, tmp_path):
     """LiteRT's and onnxruntime's own aarch64 builds under QEMU give the converted model's output codes."""
-    from edgeact.targets import get_target
-
     torch.manual_seed(0)
     p = edgeact.prepare(_random_bn(TinySeg()))
     edgeact.calibrate(p, _x((3, 12, 12), CALIBRATION, 0), progress=False)
-    x = _x((3, 12, 12), 2, 1)
-    arm = get_target("qemu-aarch64")
-    for backend, write, ext in (("onnxruntime:aarch64", to_onnx, "onnx"), ("litert:aarch64", to_tflite, "tflite")):
-        c = edgeact.convert(p, backend=backend)
-        path = tmp_path / f"seg.{ext}"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            write(c, path=path)
-        with torch.no_grad():
-            expected = c(x).numpy()
-        if ext == "onnx":
-            got = arm.run(path, {"x": x.numpy()}, count=False).outputs[0]
-        else:  # batch 1, NHWC
-            got = arm.run(path, [x.numpy().transpose(0, 2, 3, 1)[:1]], count=False).outputs[0]
-            expected = expected[:1].transpose(0, 2, 3, 1)
-        scale = np.float32(_output_scale(c))
-        codes = lambda y: np.rint(np.asarray(y, np.float32) / scale).astype(np.int64)  # noqa: E731
-        np.testing.assert_array_equal(codes(got), codes(expected), err_msg=ext)
+    assert_aarch64_equals_converted(p, _x((3, 12, 12), 2, 1), tmp_path, "seg")

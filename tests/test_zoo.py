@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import edgeact
+from arm_check import assert_aarch64_equals_converted
 from edgeact.errors import UnsupportedError
 from edgeact.export import to_onnx, to_tflite, verify
 from edgeact.models import zoo
@@ -349,28 +350,7 @@ ARM_MODELS = ["kws_conv1d", "shufflenet_v2_x0_5", "mobilenet_v3_small"]
 @pytest.mark.parametrize("name", ARM_MODELS)
 def test_zoo_model_on_qemu_aarch64_equals_the_converted_model(name, aarch64_root, tmp_path):
     """onnxruntime's and LiteRT's own aarch64 builds under QEMU give the converted model's output codes."""
-    import numpy as np
-
-    from edgeact.targets import get_target
-
     spec = zoo.ZOO[name]
     p = edgeact.prepare(zoo.build(name, bn_batches=2, batch=8))
     edgeact.calibrate(p, _samples(spec.input_shape, CALIBRATION, 0), progress=False)
-    x = _samples(spec.input_shape, 2, 1)
-    arm = get_target("qemu-aarch64")
-    for backend, write, ext in (("onnxruntime:aarch64", to_onnx, "onnx"), ("litert:aarch64", to_tflite, "tflite")):
-        c = edgeact.convert(p, backend=backend)
-        path = tmp_path / f"model.{ext}"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            write(c, path=path)
-        qp = c.get_submodule([n.target for n in c.graph.nodes if n.op == "call_module"][-1]).in_qparams[0]
-        with torch.no_grad():
-            expected = c(x).numpy()
-        if ext == "onnx":
-            got = arm.run(path, {"x": x.numpy()}, count=False).outputs[0]
-        else:  # the TFLite file has batch 1 (one emulated process per sample: one sample); 4-D inputs are NHWC
-            feed = x.numpy().transpose(0, 2, 3, 1) if x.dim() == 4 else x.numpy()
-            got, expected = arm.run(path, [feed[:1]], count=False).outputs[0], expected[:1]
-        codes = lambda y: np.rint(np.asarray(y, np.float32) / np.float32(qp.scale)).astype(np.int64)  # noqa: E731
-        np.testing.assert_array_equal(codes(got), codes(expected), err_msg=f"{name} {ext}")
+    assert_aarch64_equals_converted(p, _samples(spec.input_shape, 2, 1), tmp_path, name)
