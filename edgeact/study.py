@@ -117,8 +117,8 @@ class StudyResult:
                      f"seeds (weight initialisation, shuffling, QAT); task {self.task!r}; files and latency of seed 0.\n")
         if any(t.startswith("qemu") for t in self.targets):
             text += ("\nUnder QEMU the figure is instructions per inference (one thread, fixed -cpu; identical run to "
-                     "run for LiteRT, within ~0.5 % for onnxruntime); emulated milliseconds are 200–400× the host's "
-                     "and noisy and are not ARM latencies.\n")
+                     "run for LiteRT, for onnxruntime mostly identical, one run in a few ~2 % off); emulated "
+                     "milliseconds are 200–400× the host's and noisy and are not ARM latencies.\n")
         return text
 
     def to_json(self) -> str:
