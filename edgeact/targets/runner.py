@@ -82,7 +82,9 @@ class LiteModel:
             except ImportError as exc:
                 fail(3, "neither ai_edge_litert nor tflite_runtime is installed on this target (%s)" % exc)
         try:
-            self.it = Interpreter(model_path=path, num_threads=threads)
+            with open(path, "rb") as f:  # bytes, not a path, as for onnxruntime
+                self._model = f.read()  # LiteRT reads the buffer in place: keep it alive
+            self.it = Interpreter(model_content=self._model, num_threads=threads)
             self.it.allocate_tensors()
         except Exception as exc:
             fail(4, "LiteRT refused the model: %s" % str(exc).strip().splitlines()[0][:400])
