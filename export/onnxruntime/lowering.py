@@ -1,16 +1,19 @@
-"""One int8 activation in ONNX: a native op between DequantizeLinear and QuantizeLinear, or an exact table.
+"""One int8 activation in ONNX: integer ops, a native op between DequantizeLinear and QuantizeLinear, or a table.
 
-Native: DQ → Relu / Clip / LeakyRelu / PRelu / Sigmoid / Tanh / Gelu / … → Q. ONNX Runtime runs these
-in float32 (fusing Sigmoid and LeakyRelu into its QLinear table kernels); `edgeact.export.onnxruntime.arithmetic`
-reproduces the codes, so the choice is exact when the model was converted with backend='onnxruntime'.
-Hard-sigmoid and hard-swish are written as Mul/Add/Clip(/Mul): the HardSigmoid op's α·x + β is one
-fused multiply-add in ORT's aarch64 build and two roundings on x86-64, the separate ops are the same
-everywhere.
-
-Table: Cast(int32) → GatherElements over the 256 output codes. Exact by construction for any
-table (a PWL stand-in, an activation ORT has no reproducible kernel for, a model converted with
-another semantics). GatherElements, not Gather: ORT's Gather copies element by element through a
-generic path and is ~7× slower here (benchmarks/RESULTS-onnx.md).
+Chosen at convert, cheapest exact first:
+- 'clip': the table is a clamp of the input codes with equal parameters in and out (relu, relu6, hard_tanh):
+  an integer Clip on the codes, or nothing when they are already in range.
+- 'chain': a few ops onnxruntime runs in its integer kernels (QLinearSigmoid, QLinearMul; export/onnxruntime/
+  chains.py), where their codes are the same on every CPU.
+- 'native': DQ → Relu / Clip / LeakyRelu / PRelu / Sigmoid / Tanh / Gelu / … → Q. ONNX Runtime runs these
+  in float32 (fusing Sigmoid and LeakyRelu into its QLinear table kernels); `edgeact.export.onnxruntime.arithmetic`
+  reproduces the codes. Hard-sigmoid and hard-swish are written as Mul/Add/Clip(/Mul): the HardSigmoid op's
+  α·x + β is one fused multiply-add in ORT's aarch64 build and two roundings on x86-64, the separate ops are
+  the same everywhere.
+- 'table': Cast(int32) → GatherElements over the 256 output codes. Exact by construction for any table (a PWL
+  stand-in, an activation ORT has no reproducible kernel for, a model converted with another semantics).
+  GatherElements, not Gather: ORT's Gather copies element by element through a generic path and is ~7× slower
+  here (benchmarks/RESULTS-onnx.md). ORT's layout transform cannot carry its Transposes through it.
 """
 from __future__ import annotations
 
@@ -62,8 +65,8 @@ def choose_lowering(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParam
     """
     at = f" at {where!r}" if where else ""
     if requested not in (None, *LOWERINGS):
-        raise UnsupportedError(f"unknown lowering {requested!r}{at}; choose 'native', 'table', 'chain' or None "
-                               "(automatic)")
+        raise UnsupportedError(f"unknown lowering {requested!r}{at}; choose 'native', 'table', 'chain', 'clip' "
+                               "or None (automatic)")
     if prefer not in ("x86", "arm"):
         raise UnsupportedError(f"prefer must be 'x86' or 'arm', got {prefer!r}")
     if requested == "table":
