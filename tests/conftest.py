@@ -134,3 +134,17 @@ ForceCommand {bindir}/board-shell
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------------------------------------- threads
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Intra-op threads oversubscribe the shared cores: one thread runs whole models ~10× faster here
+    (modules that calibrate and run real models use it: pytestmark = pytest.mark.usefixtures("one_thread"))."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

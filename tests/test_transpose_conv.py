@@ -22,12 +22,7 @@ from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroIn
 CALIBRATION, SAMPLES = 16, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _x(shape, n, seed, scale=1.0):

@@ -31,13 +31,7 @@ SLOW = {"mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0", "resnet18", "re
 NOT_YET: dict[str, str] = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Intra-op threads oversubscribe the shared cores: one thread runs these models ~10× faster here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _samples(shape, n, seed):
