@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.fx as fx
 
-from edgeact.errors import ModelFileError
+from edgeact.errors import ModelFileError, UnsupportedError
 from edgeact.fileio import atomic_write
 from edgeact.quantized import modules as Q
 
@@ -61,6 +61,18 @@ def checked_for_export(model, example_inputs, io: str, ios, *, writer: str, fmt:
         raise ExportError(f"the example input(s) of shape {[tuple(e.shape) for e in examples]} do not fit the "
                           f"model ({exc}); pass tensors shaped like the model's input") from exc
     return backend, planned, examples
+
+
+def model_outputs(node: fx.Node, dequantized) -> list[fx.Node]:
+    """The output nodes of a converted graph's `output` node, each checked to be one of `dequantized` (the
+    nodes a writer has as float tensors: edgeact.convert ends every output with a Dequantize)."""
+    outs = node.args[0]
+    outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+    for i, o in enumerate(outs):
+        if not isinstance(o, fx.Node) or o not in dequantized:
+            raise UnsupportedError(f"model output {i} is not a dequantized tensor (got {o!r}); export needs a "
+                                   "model whose outputs come from edgeact.convert's Dequantize")
+    return outs
 
 
 def save_converted(model: fx.GraphModule, path) -> Path:

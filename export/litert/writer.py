@@ -35,7 +35,7 @@ from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
-from edgeact.export.converted import checked_for_export
+from edgeact.export.converted import checked_for_export, model_outputs
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
 
@@ -182,12 +182,7 @@ class _Exporter:
         return y
 
     def output(self, node: fx.Node):
-        outs = node.args[0]
-        outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
-        for i, o in enumerate(outs):
-            if not isinstance(o, fx.Node) or o not in self.floats:
-                raise UnsupportedError(f"model output {i} is not a dequantized tensor (got {o!r}); export needs a "
-                                       "model whose outputs come from edgeact.convert's Dequantize")
+        for o in model_outputs(node, self.floats):
             ref = self.floats[o]
             layout = self.t[o.args[0]][2]
             if isinstance(layout, tuple):

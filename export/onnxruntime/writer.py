@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 import torch.fx as fx
 
-from edgeact.export.converted import checked_for_export
+from edgeact.export.converted import checked_for_export, model_outputs
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.handlers import Handlers
 from edgeact.qparams import QuantParams
@@ -186,12 +186,8 @@ class _Exporter:
                            f"{hint}_codes")
 
     def output(self, node: fx.Node):
-        outs = node.args[0]
-        outs = list(outs) if isinstance(outs, (tuple, list)) else [outs]
+        outs = model_outputs(node, self.values)
         for i, o in enumerate(outs):
-            if not isinstance(o, fx.Node) or o not in self.values:
-                raise UnsupportedError(f"model output {i} is not a dequantized tensor (got {o!r}); export needs a "
-                                       "model whose outputs come from edgeact.convert's Dequantize")
             qp = self.modules[o.target].in_qparams[0] if o.op == "call_module" else None
             dtype = "float32" if self.io == "float" else qp.dtype
             self.g.add_output(self.values[o], f"output{i}" if len(outs) > 1 else "output", dtype,
