@@ -274,14 +274,15 @@ class OnnxRuntimeArithmetic(Arithmetic):
         return OnnxRuntimeArithmetic._quantize_f32(acc.float() * s, out_qp)
 
 
-def qlinear_mul(a: torch.Tensor, qa: QuantParams, b: torch.Tensor, qb: QuantParams, out_qp: QuantParams) -> torch.Tensor:
+def qlinear_mul(a: torch.Tensor, qa: QuantParams, b: torch.Tensor, qb: QuantParams,
+                out_qp: QuantParams) -> torch.Tensor:
     """MlasQLinearMul on x86-64: the exact integer product (a − z_a)(b − z_b), converted to float32, times the
     float32 ratio (s_a·s_b)/s_c, plus the output zero point (of the uint8 codes ORT runs: int8 codes + 128),
     rounded half to even and saturated; a separate float32 multiply and add (its SSE2 kernel, used on every
     x86-64 CPU). ORT's aarch64 build fuses the two into one FMA (measured under QEMU), which rounds differently
     near ties; `qlinear_mul_portable` says when the two agree."""
     shift = 128 if out_qp.dtype == "int8" else 0
-    ratio = F32(F32(F32(qa.scale) * F32(qb.scale)) / F32(out_qp.scale))
+    ratio = qlinear_mul_ratio(qa.scale, qb.scale, out_qp.scale)
     p = ((a.long() - qa.zero_point) * (b.long() - qb.zero_point)).float()
     t = p * torch.tensor(ratio) + torch.tensor(F32(out_qp.zero_point + shift))
     return torch.round(t).clamp(out_qp.qmin + shift, out_qp.qmax + shift).long() - shift
@@ -291,16 +292,32 @@ def _key(qp: QuantParams) -> tuple:
     return float(qp.scale), int(qp.zero_point), int(qp.qmin), int(qp.qmax)
 
 
+def qlinear_mul_ratio(sa: float, sb: float, sc: float) -> F32:
+    """The float32 ratio (s_a·s_b)/s_c that MLAS's QLinearMul multiplies the integer products by."""
+    return F32(F32(F32(sa) * F32(sb)) / F32(sc))
+
+
+def qlinear_mul_requantize(p, ratio: F32, zero_point: int, fused: bool, lo: int = 0, hi: int = 255) -> np.ndarray:
+    """QLinearMul's requantization of integer products `p` to (uint8) codes, NumPy: f32(p)·ratio + zero point,
+    rounded half to even, saturated; one rounding (`fused`: aarch64's FMA) or two (x86-64)."""
+    p, z = np.asarray(p, dtype=F32), F32(zero_point)
+    t = fma32(p, ratio, z) if fused else (p * ratio).astype(F32) + z
+    return np.clip(np.rint(t), lo, hi).astype(np.int64)
+
+
+def qlinear_mul_everywhere(p, ratio: F32, zero_point: int, lo: int = 0, hi: int = 255) -> np.ndarray | None:
+    """The codes of products `p`, if x86-64's and aarch64's QLinearMul give the same for all of them, else None."""
+    separate = qlinear_mul_requantize(p, ratio, zero_point, False, lo, hi)
+    return separate if np.array_equal(separate, qlinear_mul_requantize(p, ratio, zero_point, True, lo, hi)) else None
+
+
 @functools.lru_cache(maxsize=4096)
 def qlinear_mul_portable(sa, za, amin, amax, sb, zb, bmin, bmax, sc, zc, cmin, cmax) -> bool:
     """x86's and aarch64's QLinearMul give the same codes for every pair of input codes (see mul_is_fused)."""
     shift = 128 if cmin == -128 else 0
-    ratio = F32(F32(F32(sa) * F32(sb)) / F32(sc))
-    p = np.unique(np.outer(np.arange(amin, amax + 1) - za, np.arange(bmin, bmax + 1) - zb)).astype(F32)
-    zero = F32(zc + shift)
-    separate = np.clip(np.rint((p * ratio).astype(F32) + zero), cmin + shift, cmax + shift)
-    fused = np.clip(np.rint(fma32(p, ratio, zero)), cmin + shift, cmax + shift)
-    return bool(np.array_equal(separate, fused))
+    p = np.unique(np.outer(np.arange(amin, amax + 1) - za, np.arange(bmin, bmax + 1) - zb))
+    return qlinear_mul_everywhere(p, qlinear_mul_ratio(sa, sb, sc), zc + shift, cmin + shift,
+                                  cmax + shift) is not None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -30,7 +30,8 @@ import numpy as np
 
 from edgeact.activations import BoundActivation, bind
 from edgeact.arithmetic import Arithmetic
-from edgeact.export.onnxruntime.arithmetic import dequantize_f32, fma32, mlas_logistic, quantize_f32
+from edgeact.export.onnxruntime.arithmetic import (dequantize_f32, mlas_logistic, qlinear_mul_everywhere,
+                                                   qlinear_mul_ratio, quantize_f32)
 from edgeact.qparams import QuantParams
 
 F32 = np.float32
@@ -56,31 +57,15 @@ def _shift(qp: QuantParams) -> int:
     return 128 if qp.dtype == "int8" else 0
 
 
-def qmul(p: np.ndarray, ratio: F32, zero_point: int, fused: bool) -> np.ndarray:
-    """QLinearMul's requantization of integer products `p` to uint8 codes (see arithmetic.qlinear_mul)."""
-    p, z = np.asarray(p, dtype=F32), F32(zero_point)
-    t = fma32(p, ratio, z) if fused else (p * ratio).astype(F32) + z
-    return np.clip(np.rint(t), 0, 255).astype(np.int64)
-
-
-def _ratio(sa: float, sb: float, sc: float) -> F32:
-    return F32(F32(F32(sa) * F32(sb)) / F32(sc))
-
-
-def _both(p, ratio, zero_point) -> np.ndarray | None:
-    """The codes, if MLAS's x86 (separate) and aarch64 (fused) QLinearMul agree on all of them."""
-    separate, fused = qmul(p, ratio, zero_point, False), qmul(p, ratio, zero_point, True)
-    return separate if np.array_equal(separate, fused) else None
-
-
 def _swish(in_qp: QuantParams, out_qp: QuantParams) -> OrtChain | None:
     x = in_qp.codes().astype(np.int64)
     xf = dequantize_f32(x, in_qp)
     sig = [quantize_f32(mlas_logistic(xf, fused=f), SIGMOID_QP) for f in (True, False)]
     if not np.array_equal(*sig):
         return None
-    y = _both((x - in_qp.zero_point) * sig[0], _ratio(in_qp.scale, SIGMOID_QP.scale, out_qp.scale),
-              out_qp.zero_point + _shift(out_qp))
+    y = qlinear_mul_everywhere((x - in_qp.zero_point) * sig[0],
+                               qlinear_mul_ratio(in_qp.scale, SIGMOID_QP.scale, out_qp.scale),
+                               out_qp.zero_point + _shift(out_qp))
     if y is None:
         return None
     return OrtChain("swish", ("QLinearSigmoid", "QLinearMul"), y - _shift(out_qp))
@@ -100,13 +85,14 @@ def _gate(name: str, in_qp: QuantParams, out_qp: QuantParams, n: int, offset: in
     a, _ = GATES[name]
     x = in_qp.codes().astype(np.int64)
     # QLinearMul(x, a): a is the code 1 of a constant with scale f32(a) and zero point 0.
-    g = _both(x - in_qp.zero_point, _ratio(in_qp.scale, F32(a), F32(1 / n)), offset)
+    g = qlinear_mul_everywhere(x - in_qp.zero_point, qlinear_mul_ratio(in_qp.scale, F32(a), F32(1 / n)), offset)
     if g is None:
         return None
     g = np.minimum(g, n)  # Clip on the codes (a no-op when n = 255)
     # hard_swish / hard_mish: QLinearMul(x, gate); hard_sigmoid: the gate requantized, QLinearMul(gate, 1)
     other, scale = (x - in_qp.zero_point, in_qp.scale) if name != "hard_sigmoid" else (1, 1.0)
-    y = _both(other * g, _ratio(scale, F32(1 / n), out_qp.scale), out_qp.zero_point + _shift(out_qp))
+    y = qlinear_mul_everywhere(other * g, qlinear_mul_ratio(scale, F32(1 / n), out_qp.scale),
+                               out_qp.zero_point + _shift(out_qp))
     if y is None:
         return None
     ops = ("QLinearMul", "Clip", "QLinearMul") if n < 255 else ("QLinearMul", "QLinearMul")
@@ -139,4 +125,4 @@ def search(act: BoundActivation, in_qp: QuantParams, out_qp: QuantParams) -> Ort
     return _search(act.name, key(in_qp), key(out_qp))
 
 
-__all__ = ["OrtChain", "search", "qmul", "SIGMOID_QP", "TOLERANCE_LSB"]
+__all__ = ["OrtChain", "search", "SIGMOID_QP", "TOLERANCE_LSB"]
