@@ -10,7 +10,6 @@ the device as on the host, and where it does not, the report says where.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Mapping
 
@@ -291,8 +290,8 @@ def bench_all(models, targets, *, executor="serial", address: str | None = None,
         if parallel:
             ex = get_executor(executor, address) if isinstance(executor, str) else executor
             try:
-                futures = [ex.submit(_bench_file, Path(cells[i][0]).name, check_model(cells[i][0]).read_bytes(),
-                                     cells[i][1], options) for i in parallel]
+                futures = [ex.submit(bench_bytes, Path(cells[i][0]).name, check_model(cells[i][0]).read_bytes(),
+                                     cells[i][1], **options) for i in parallel]
                 done: dict[int, BenchResult] = {}
                 ex.gather(futures, progress=bar, results=done)
             finally:
@@ -303,14 +302,15 @@ def bench_all(models, targets, *, executor="serial", address: str | None = None,
     return [results[i] for i in range(len(cells))]
 
 
-def _bench_file(name: str, content: bytes, target: Target, options: dict) -> BenchResult:
-    """One emulated cell as a task: the file travels as bytes, so a worker on another machine can run it."""
+def bench_bytes(name: str, content: bytes, target, **options) -> BenchResult:
+    """`bench` of a model file given as its name and bytes (a task's argument travels as bytes, so a worker on
+    another machine can run it), from a private temporary folder; `options` as for `bench`."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="edgeact-bench-") as tmp:
         path = Path(tmp) / name
         path.write_bytes(content)
-        return bench(path, target, progress=False, **options)
+        return bench(path, target, **{"progress": False, **options})
 
 
 def xnnpack_partitions(model) -> dict | None:

@@ -396,20 +396,16 @@ def bench_cell(deployed: dict, backend: str, target: str, runs: int, emulated_ru
     """Latency of one file on one target (a QEMU run is its own process); emulated instruction counts are
     deterministic, so they are cached by the file's content."""
     import hashlib
-    import tempfile
 
-    from edgeact.measure import bench
+    from edgeact.measure import bench_bytes
     from edgeact.study_cache import cached, content_key
 
     _one_thread()
     emulated = target.startswith("qemu")
 
     def measure() -> dict:
-        with tempfile.TemporaryDirectory(prefix="edgeact-bench-") as tmp:
-            path = Path(tmp) / deployed["name"]
-            path.write_bytes(deployed["bytes"])
-            r = bench(path, target=target, backend=backend, threads=1, warmup=1 if emulated else 5,
-                      runs=emulated_runs if emulated else runs, progress=False)
+        r = bench_bytes(deployed["name"], deployed["bytes"], target, backend=backend, threads=1,
+                        warmup=1 if emulated else 5, runs=emulated_runs if emulated else runs)
         return {"median_ms": r.latency_ms["median"], "min_ms": r.latency_ms["min"],
                 "insns": r.insns["median"] if r.insns else None, "emulated": r.emulated}
 
