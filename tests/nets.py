@@ -25,3 +25,14 @@ class SmallCNN(nn.Module):
         if self.residual:
             z = z + y
         return self.fc(torch.flatten(self.pool(z), 1))
+
+
+def random_bn_statistics(model: nn.Module) -> nn.Module:
+    """BatchNorm2d statistics and scales that are not the identity (from the global RNG), so folding is tested."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    return model

@@ -59,19 +59,9 @@ class EveryOp(nn.Module):
         return self.head(torch.flatten(y, 1)), self.avg(y)
 
 
-def _random_bn(m):
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            with torch.no_grad():
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(0.5, 1.5)
-    return m
-
-
 def converted(model, shape, activations=None, seed=0):
     torch.manual_seed(seed)
-    p = edgeact.prepare(_random_bn(model.eval()), activations=activations)
+    p = edgeact.prepare(nets.random_bn_statistics(model.eval()), activations=activations)
     edgeact.calibrate(p, torch.randn(64, *shape) * 1.5, progress=False)
     return edgeact.convert(p, backend="tflite")
 
@@ -211,7 +201,7 @@ def test_bad_models_are_refused_with_the_fix():
 
 def test_backend_mismatch_warns():
     torch.manual_seed(0)
-    p = edgeact.prepare(_random_bn(SmallCNN().eval()))
+    p = edgeact.prepare(nets.random_bn_statistics(SmallCNN().eval()))
     edgeact.calibrate(p, torch.randn(32, 3, 8, 8), progress=False)
     c = edgeact.convert(p, backend="ideal")
     with pytest.warns(UserWarning, match="backend='litert'"):

@@ -17,6 +17,7 @@ from torch import nn
 
 import edgeact
 from arm_check import assert_aarch64_equals_converted
+from nets import random_bn_statistics
 from edgeact.errors import UnsupportedError
 from edgeact.export import to_onnx, to_tflite, verify
 from edgeact.models import zoo
@@ -146,13 +147,7 @@ class FunctionalForms(nn.Module):
 
 def _random_bn(m):
     torch.manual_seed(0)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            with torch.no_grad():
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(0.5, 1.5)
-    return m.eval()
+    return random_bn_statistics(m).eval()
 
 
 def test_functional_pooling_dropout_and_asserts_go_through_exactly(tmp_path):
