@@ -63,6 +63,14 @@ def checked_for_export(model, example_inputs, io: str, ios, *, writer: str, fmt:
     return backend, planned, examples
 
 
+def unexpected_node(node: fx.Node, fmt: str) -> UnsupportedError:
+    """The error for a node a writer meets that is not an edgeact.quantized module."""
+    what = getattr(node.target, "__name__", str(node.target))
+    return UnsupportedError(
+        f"cannot export node {node.name!r} ({node.op} {what}) to {fmt}: the converted model should contain only "
+        "edgeact.quantized modules — convert the model with edgeact.convert()")
+
+
 def model_outputs(node: fx.Node, dequantized) -> list[fx.Node]:
     """The output nodes of a converted graph's `output` node, each checked to be one of `dequantized` (the
     nodes a writer has as float tensors: edgeact.convert ends every output with a Dequantize)."""

@@ -35,7 +35,7 @@ from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
-from edgeact.export.converted import checked_for_export, model_outputs
+from edgeact.export.converted import checked_for_export, model_outputs, unexpected_node
 from edgeact.handlers import Handlers
 from edgeact.export.litert.arithmetic import average_pool_weight_scale
 
@@ -127,10 +127,7 @@ class _Exporter:
                 if node not in self.fused:
                     self.module(node, self.modules[node.target])
             else:
-                what = getattr(node.target, "__name__", str(node.target))
-                raise UnsupportedError(
-                    f"cannot export node {node.name!r} ({node.op} {what}) to TFLite: the converted model should "
-                    "contain only edgeact.quantized modules — convert the model with edgeact.convert()")
+                raise unexpected_node(node, "TFLite")
 
     def module(self, node: fx.Node, m):
         TFLITE_OPS.require(m, f"node {node.name!r}")(self, node, m)

@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 import torch.fx as fx
 
-from edgeact.export.converted import checked_for_export, model_outputs
+from edgeact.export.converted import checked_for_export, model_outputs, unexpected_node
 from edgeact.errors import ExportError, UnsupportedError
 from edgeact.handlers import Handlers
 from edgeact.qparams import QuantParams
@@ -119,10 +119,7 @@ class _Exporter:
             elif node.op == "call_module":
                 self.module(node, self.modules[node.target])
             else:
-                what = getattr(node.target, "__name__", str(node.target))
-                raise UnsupportedError(
-                    f"cannot export node {node.name!r} ({node.op} {what}) to ONNX: the converted model should "
-                    "contain only edgeact.quantized modules — convert the model with edgeact.convert()")
+                raise unexpected_node(node, "ONNX")
         return self.g
 
     def placeholder(self, node: fx.Node, shape):
