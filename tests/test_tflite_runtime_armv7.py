@@ -362,11 +362,12 @@ def test_small_models_with_every_exported_op(armv7_root, tmp_path):
     depthwise, residual ADD, MEAN with and without kept dims, broadcast MUL, per-tensor FULLY_CONNECTED, a
     QUANTIZE tail), converted for 'tflite-runtime:armv7': 0 codes differ on armv7."""
     from test_tflite_builtin import OddShapes
-    from test_tflite_model import EveryOp, _random_bn
+    from nets import random_bn_statistics
+    from test_tflite_model import EveryOp
 
     for name, net, shape in (("every_op", EveryOp(), (3, 16, 16)), ("odd_shapes", OddShapes(), (3, 5, 5))):
         torch.manual_seed(0)
-        p = edgeact.prepare(_random_bn(net.eval()))
+        p = edgeact.prepare(random_bn_statistics(net.eval()))
         edgeact.calibrate(p, torch.randn(64, *shape) * 1.5, progress=False)
         c = edgeact.convert(p, backend=BACKEND)
         _assert_exact(c, torch.randn(2, *shape, generator=torch.Generator().manual_seed(1)) * 1.5, tmp_path, name)
