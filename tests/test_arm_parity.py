@@ -21,7 +21,7 @@ import edgeact
 from edgeact import QuantParams
 from edgeact.activations import bind
 from edgeact.export.onnxruntime import chains
-from edgeact.errors import UnsupportedError
+from edgeact.errors import ExportError, UnsupportedError
 from edgeact.export import to_onnx, to_tflite
 from edgeact.export.litert.lowering import activation_batch_model
 from edgeact.backend import get_backend
@@ -333,3 +333,87 @@ def test_ort_fuses_a_conv_with_int8_activations_on_arm_only(aarch64_root, tmp_pa
     np.testing.assert_array_equal(arm, integer)
     differ = int(np.count_nonzero(host != integer))
     assert 0 < differ < 200 and int(np.abs(host - integer).max()) == 1, differ
+
+
+# ------------------------------------------------- onnxruntime:aarch64: int8 weights, symmetric conv kernels
+
+def _single_layer(kind: str) -> torch.nn.Module:
+    """One layer of each kind ORT's aarch64 build runs in its own kernel with int8 weights: the 3×3
+    depthwise kernel (kernel size 9), the generic depthwise one, the indirect ConvSym kernel (full 3×3,
+    grouped), the pointwise conv and QGemm (Linear)."""
+    nn = torch.nn
+    layer = {"depthwise3x3": nn.Conv2d(16, 16, 3, padding=1, groups=16),
+             "depthwise5x5": nn.Conv2d(16, 16, 5, padding=2, groups=16),
+             "conv3x3": nn.Conv2d(16, 24, 3, padding=1),
+             "grouped3x3": nn.Conv2d(16, 32, 3, padding=1, groups=4),
+             "pointwise": nn.Conv2d(16, 24, 1),
+             "linear": nn.Sequential(nn.Flatten(), nn.Linear(16 * 8 * 8, 40))}[kind]
+    layer = nn.Sequential(layer)  # a module of the model, as prepare takes it
+    gen = torch.Generator().manual_seed(zlib.crc32(kind.encode()))
+    with torch.no_grad():
+        for m in layer.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                # every weight at ± the channel's largest magnitude: codes ±127, the widest pair sums
+                signs = torch.randint(0, 2, m.weight.shape, generator=gen).float() * 2 - 1
+                m.weight.copy_(signs * 0.1)
+                m.bias.uniform_(-0.5, 0.5, generator=gen)
+    return layer.eval()
+
+
+def _extreme_inputs(n: int, seed: int) -> torch.Tensor:
+    """Mostly the calibrated minimum (int8 code −128, the largest |code − 128| ORT's kernels see inside),
+    some maximum, some in between."""
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.rand(n, 16, 8, 8, generator=gen)
+    x = torch.where(pick < 0.6, -1.0, torch.where(pick < 0.8, 1.0, torch.rand(n, 16, 8, 8, generator=gen) * 2 - 1))
+    x[0, 0, 0, 0], x[0, 0, 0, 1] = -1.0, 1.0  # the calibrated range is exactly [−1, 1]
+    return x
+
+
+def _calibrated(model: torch.nn.Module):
+    prepared = edgeact.prepare(model)
+    edgeact.calibrate(prepared, [_extreme_inputs(4, 0)], progress=False)
+    return prepared
+
+
+@pytest.mark.parametrize("kind", ["depthwise3x3", "depthwise5x5", "conv3x3", "grouped3x3", "pointwise", "linear"])
+def test_aarch64_file_with_int8_weights_is_exact_at_the_extremes(aarch64_root, tmp_path, kind):
+    """'onnxruntime:aarch64' writes int8 weights so that ORT's aarch64 build runs its symmetric conv kernels,
+    which add two u8·s8 products in an int16 lane before widening (smull + smlal); with edgeact's weights in
+    [−127, 127] the largest pair, 2·128·127, fits. Inputs at the code extremes and weights at ±127 drive
+    every pair to its bound, on an ARM core without (cortex-a72) and with (cortex-a76) dot-product kernels."""
+    c = edgeact.convert(_calibrated(_single_layer(kind)), backend="onnxruntime:aarch64")
+    weights = [m.weight_codes for m in c.modules() if hasattr(m, "weight_codes")]
+    assert weights and all(int(w.abs().max()) == 127 for w in weights)
+    path = tmp_path / f"{kind}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        to_onnx(c, _extreme_inputs(1, 0), path)
+    import onnx
+
+    types = {t.data_type for t in onnx.load(str(path)).graph.initializer if len(t.dims) >= 2}
+    assert types == {onnx.TensorProto.INT8}, types
+    x = _extreme_inputs(3, 1)
+    last = [n.target for n in c.graph.nodes if n.op == "call_module"][-1]
+    scale = np.float32(c.get_submodule(last).in_qparams[0].scale)
+    with torch.no_grad():
+        expected = np.rint(c(x).numpy() / scale).astype(np.int64)
+    for cpu in ("cortex-a72", "cortex-a76"):
+        got = get_target(f"qemu-aarch64:{cpu}").run(path, {"x": x.numpy()}, count=False).outputs[0]
+        np.testing.assert_array_equal(np.rint(np.asarray(got, np.float32) / scale).astype(np.int64), expected,
+                                      err_msg=f"{kind} on {cpu}")
+
+
+def test_int8_weights_refuse_code_minus_128(tmp_path):
+    """A weight code −128 would overflow the aarch64 kernels' int16 pair sums: writing it as int8 is an error
+    that names the cause, not a file that differs on ARM; the U8U8 file (no pairing) is still written."""
+    c = edgeact.convert(_calibrated(_single_layer("pointwise")), backend="onnxruntime:aarch64")
+    layer = next(m for m in c.modules() if hasattr(m, "weight_codes"))
+    layer.weight_codes[0, 0] = -128
+    with pytest.raises(ExportError, match="-128"):
+        to_onnx(c, _extreme_inputs(1, 0), tmp_path / "bad.onnx")
+    assert not (tmp_path / "bad.onnx").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        to_onnx(c, _extreme_inputs(1, 0), tmp_path / "u8.onnx", weights="uint8")
+    assert (tmp_path / "u8.onnx").stat().st_size > 0

@@ -5,7 +5,11 @@ Backends:
   kernels, which are exact on every x86-64 family (SSE4, AVX2, AVX-512, VNNI, AMX) and on aarch64;
   activations get the lowering that is cheapest on x86 (benchmarks/RESULTS-onnx-x86.md).
 - 'onnxruntime:aarch64': the same arithmetic with the lowering ARM runs fastest (native swish and
-  hard-mish, `arithmetic_aarch64`), exact on x86 too.
+  hard-mish, `arithmetic_aarch64`), and int8 weights (symmetric, in [−127, 127], zero point 0): ORT's
+  aarch64 build then runs its symmetric conv kernels (ConvSym, depthwise ConvSym), which add two u8·s8
+  products in int16 before widening — exact because 2·128·127 < 2^15 — and run in fewer instructions
+  than the U8U8 path (benchmarks/RESULTS-peers.md). On x86 the file is exact as the
+  x86-vnni one is (session.x64quantprecision=1 on AVX2, which edgeact.targets.compat sets).
 - 'onnxruntime:x86-vnni': the portable arithmetic written with int8 weights, so that a CPU with VNNI or AMX runs
   its u8s8 kernels (exact sums, faster than U8U8: benchmarks/RESULTS-peers.md); 'onnxruntime:host' picks it
   there. On AVX2 the same file needs session.x64quantprecision=1 (edgeact.targets.compat sets it).
@@ -45,15 +49,17 @@ register(OnnxRuntimeBackend(
     "onnxruntime", runtime="onnxruntime", cpu="any", kernels="mlas-u8u8",
     description="onnxruntime, U8U8 integer kernels: exact on every x86-64 family and aarch64",
     arithmetic=_arithmetic("arithmetic")))
-register(OnnxRuntimeBackend(
-    "onnxruntime:aarch64", runtime="onnxruntime", cpu="aarch64", kernels="mlas-u8u8",
-    description="onnxruntime with the activation lowering aarch64 runs fastest (exact on x86 too)",
-    arithmetic=_arithmetic("arithmetic_aarch64")))
 
 
 class OnnxRuntimeU8S8Backend(OnnxRuntimeBackend):
     weights = "int8"
 
+
+register(OnnxRuntimeU8S8Backend(
+    "onnxruntime:aarch64", runtime="onnxruntime", cpu="aarch64", kernels="mlas-convsym-neon",
+    description="onnxruntime on aarch64: int8 weights (ORT's symmetric conv kernels) and the activation lowering "
+                "ARM runs fastest; exact on x86 too (session.x64quantprecision=1 on AVX2, which verify and bench set)",
+    arithmetic=_arithmetic("arithmetic_aarch64")))
 
 register(OnnxRuntimeU8S8Backend(
     "onnxruntime:x86-vnni", runtime="onnxruntime", cpu="x86-64", kernels="mlas-u8s8-vnni",

@@ -15,7 +15,9 @@ runs its U8U8 integer kernels. Its default u8s8 kernels on AVX2 and AVX-512BW wi
 VPMADDUBSW, which saturates pairs of u8·s8 products to int16; U8U8 widens to int16 before multiplying
 and is exact on every x86-64 family and on aarch64 (tested under qemu-x86_64 -cpu Haswell / Nehalem).
 weights='int8' writes s8 weights with zero point 0 instead (ORT's u8s8 kernels): the default for backend
-'onnxruntime:x86-avx2', whose arithmetic models that saturation.
+'onnxruntime:x86-avx2', whose arithmetic models that saturation, for 'onnxruntime:x86-vnni', and for
+'onnxruntime:aarch64', where ORT runs its symmetric conv kernels (they pair products in int16: exact for
+edgeact's narrow weights, codes in [-127, 127]).
 
 Average pooling and the spatial mean become a depthwise conv with weights 1 of scale 1/count:
 ORT's QLinearAveragePool sums dequantized floats (not a function of the integer window sum the
@@ -136,6 +138,11 @@ class _Exporter:
         w_qp = m.weight_qparams
         if self.weights == "int8":  # ORT's u8s8 kernels (see the module docstring)
             w = m.weight_codes.numpy().astype(np.int8)
+            if w.size and w.min() < -127:
+                raise ExportError(
+                    f"{hint!r} has weight code -128: int8 weights must lie in [-127, 127] (ORT's aarch64 "
+                    "symmetric kernels add two u8·s8 products in int16, which -128 overflows) — quantize the "
+                    "weights narrow, as edgeact.prepare does, or export with weights='uint8'")
             zeros = np.zeros(w.shape[0], np.int8)
         else:
             w = (m.weight_codes.numpy().astype(np.int16) + 128).astype(np.uint8)
@@ -402,7 +409,8 @@ def to_onnx(model: fx.GraphModule, example_inputs=None, path=None, *, io: str = 
     free); default: the example recorded by convert(). io: 'float' (float in, float out, like the
     converted model) or 'int8' (the model's codes in and out). weights: 'uint8' (zero point 128: ORT's
     U8U8 kernels, exact on every CPU) or 'int8' (zero point 0: its u8s8 kernels, which saturate pairs of
-    products on AVX2); default: the backend's ('int8' for 'onnxruntime:x86-avx2', else 'uint8').
+    products on AVX2); default: the backend's ('int8' for 'onnxruntime:aarch64' and the x86-vnni/-avx2
+    backends, else 'uint8').
     """
     backend, planned, examples = checked_for_export(
         model, example_inputs, io, IOS, writer="to_onnx", fmt="onnx", runtime="ONNX Runtime",
