@@ -163,6 +163,8 @@ def measure(rounds: int, only: list[str] | None):
         except UnsupportedError:
             pass
         variants["table"] = (rt.load(activation_model(act, IN_QP, out_qp, shape=SHAPE, lowering="table"), "xnnpack"), x8)
+        if T.plan_activation(act, IN_QP, out_qp).kind == "chain":
+            variants["chain"] = (rt.load(activation_model(act, IN_QP, out_qp, shape=SHAPE), "xnnpack"), x8)
         for interp, feed in variants.values():
             interp.set_tensor(interp.get_input_details()[0]["index"], feed)
             interp.invoke()
@@ -283,8 +285,8 @@ def render(rows, rounds: int) -> str:
     import ai_edge_litert
 
     version = getattr(ai_edge_litert, "__version__", "2.x")
-    head = ("| activation | float | native (XNNPACK) | native (no delegate) | table | memcpy | native/float | "
-            "table/float | table/native | table/memcpy | native exact? | auto |")
+    head = ("| activation | float | native (XNNPACK) | native (no delegate) | table | chain | memcpy | native/float | "
+            "table/float | table/native | table/chain | table/memcpy | native exact? | auto |")
     lines = [
         "# int8 activations in LiteRT: lowerings side by side",
         "",
@@ -303,10 +305,10 @@ def render(rows, rounds: int) -> str:
         return "—" if a is None or b is None else f"{a / b:.1f}×"
 
     for label, med, exact, auto in rows:
-        fl, na, nn, ta, mc = (med.get(k) for k in ("float", "native", "native nodeleg", "table", "memcpy"))
+        fl, na, nn, ta, ch, mc = (med.get(k) for k in ("float", "native", "native nodeleg", "table", "chain", "memcpy"))
         best_native = None if na is None else min(na, nn)
-        lines.append(f"| {label} | {f(fl)} | {f(na)} | {f(nn)} | {f(ta)} | {f(mc)} | {r(na, fl)} | {r(ta, fl)} | "
-                     f"{r(ta, best_native)} | {r(ta, mc)} | {exact} | {auto} |")
+        lines.append(f"| {label} | {f(fl)} | {f(na)} | {f(nn)} | {f(ta)} | {f(ch)} | {f(mc)} | {r(na, fl)} | "
+                     f"{r(ta, fl)} | {r(ta, best_native)} | {r(ta, ch)} | {r(ta, mc)} | {exact} | {auto} |")
     lines += [
         "",
         "*native exact?*: at these parameters LiteRT's native int8 op returns exactly edgeact's model of that "

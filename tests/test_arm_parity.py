@@ -143,6 +143,26 @@ def test_xnnpack_mul_is_fixed_point_on_aarch64(aarch64_root, tmp_path):
     assert 20 < differ < 2000, differ
 
 
+def test_mish_chain_on_aarch64_and_host(aarch64_root, tmp_path):
+    """The mish chain (LOGISTIC, ADD and MUL inside XNNPACK) at mnv3s's 18 pairs: each CPU gives its
+    semantics' codes, and both stay within one step of mish (the chain is chosen only if so)."""
+    from test_tflite_lowering import MNV3S_MISH
+
+    mish = bind("mish")
+    pairs = [(QuantParams(a, b), QuantParams(c, d)) for a, b, c, d in MNV3S_MISH]
+    path = tmp_path / "mish.tflite"
+    path.write_bytes(activation_batch_model(mish, pairs, shape=SHAPE))
+    host = np.stack([o.reshape(-1) for o in HostTarget().run(path, [CODES.reshape(SHAPE)] * len(pairs)).outputs])
+    np.testing.assert_array_equal(host, np.stack([edgeact.int8_table(mish, i, o, backend="litert") for i, o in pairs]))
+    arm = run_codes("qemu-aarch64", path, len(pairs))
+    np.testing.assert_array_equal(arm, np.stack([edgeact.int8_table(mish, i, o, backend="litert:aarch64")
+                                                 for i, o in pairs]))
+    for (i, o), a in zip(pairs, arm):
+        x = i.scale * (np.arange(-128, 128) - i.zero_point)
+        ideal = np.clip(np.round(x * np.tanh(np.logaddexp(0.0, x)) / o.scale) + o.zero_point, -128, 127)
+        assert np.abs(a - ideal).max() <= 1
+
+
 # ------------------------------------------------------------------ target-aware lowering (prefer)
 
 def test_prefer_arm_emits_hard_swish_only_where_arm_and_x86_agree(aarch64_root, tmp_path):

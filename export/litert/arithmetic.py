@@ -16,10 +16,10 @@ that lowering computes: the native kernel's arithmetic, reproduced step by step,
 | RELU, RELU6, RELU_N1_TO_1, RELU_0_TO_1| MultiplyByQuantizedMultiplier, clamp z+roundf(b/s) | never standalone (table is faster) |
 | HARD_SWISH                            | 16-bit fixed point of reference/hard_swish.h      | never standalone (table is faster) |
 
-swish, hard_swish, hard_mish, hard_sigmoid, leaky_relu and selu become chains of int8 ops that XNNPACK
+swish, hard_swish, hard_mish, hard_sigmoid, leaky_relu, selu and mish become chains of int8 ops that XNNPACK
 runs (export/litert/chains.py: one delegated partition instead of a table outside it) wherever such a
 chain stays within one step of the ideal table; the table's codes are then what the chain computes.
-Everything else — identity, mish, softplus, PWL stand-ins, sigmoid/tanh with other output parameters,
+Everything else — identity, softplus, PWL stand-ins, sigmoid/tanh with other output parameters,
 and the chained activations where no chain qualifies — is a table. Measured on ai-edge-litert 2.3:
 the XNNPACK delegate replaces int8 LOGISTIC, TANH and ELU with tables of its own (`xnnpack_lut_int8`),
 which differ from TFLite's at ~0.1 % of the quantization pairs, and LEAKY_RELU with an 8-bit

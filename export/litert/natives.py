@@ -74,6 +74,54 @@ def _selu_chain(p, in_qp, out_qp):
                                            Step("MUL", SELU_SCALE, out_qp)))]
 
 
+# mish = x·g, g = tanh(softplus x). XNNPACK takes no int8 EXP or LOG (measured: chains.DELEGATED), but
+# logit g = x + softplus(x − ln 2) exactly, and softplus(x − ln 2) ≈ b·σ(x + d) wherever the outer σ is
+# not saturated; so g ≈ σ(x + b·σ(x + d)) — 0.07 of an output step in float at b, d = 3.01, −1.904 (an
+# 8-bit output over [−7, 9]). `_mish_fit` refits b, d to one pair's codes; the chain's exact codes then
+# decide eligibility.
+MISH_B, MISH_D = 3.0, -1.9
+_SIGMOID_SATURATES = 6.5  # |v| beyond which LOGISTIC's int8 output (1/256, −128) no longer changes
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _mish_fit(in_qp: QuantParams, out_qp: QuantParams) -> tuple[float, float]:
+    """b, d of the smallest worst-case error of x·σ(x + b·σ(x + d)) against mish, in output steps, over
+    this input's codes (a grid: cheap, and the chain's codes are checked exactly anyway)."""
+    x = in_qp.dequantize(in_qp.codes())
+    g = np.tanh(np.logaddexp(0.0, x))
+    b = np.linspace(1.5, 4.0, 51)[:, None, None]
+    d = np.linspace(-2.6, -1.0, 65)[None, :, None]
+    err = np.max(np.abs(_sigmoid(x + b * _sigmoid(x + d)) - g) * np.abs(x), axis=-1)
+    k = np.unravel_index(np.argmin(err), err.shape)
+    return round(float(b[k[0], 0, 0]), 4), round(float(d[0, k[1], 0]), 4)
+
+
+def _covering(values) -> QuantParams:
+    """Parameters of an intermediate over the range its values take (with 0: the zero point is int8)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    qp = QuantParams.from_range(lo, max(hi, lo + 1e-6))
+    return _qp(qp.scale, qp.zero_point)
+
+
+def _mish_chain(p, in_qp, out_qp):
+    """ADD(x, d) → p; LOGISTIC → s (1/256, −128); MUL(s, b) → u; ADD(u, x) → y; LOGISTIC → g; MUL(x, g).
+    Intermediates cover the values they take at these input codes (clipped where σ saturates)."""
+    x = in_qp.dequantize(in_qp.codes())
+    chains = []
+    for b, d in dict.fromkeys([(MISH_B, MISH_D), _mish_fit(in_qp, out_qp)]):
+        v = np.clip(x + d, -_SIGMOID_SATURATES, _SIGMOID_SATURATES)
+        s = LOGISTIC_QP.dequantize(np.clip(np.round(_sigmoid(v) / LOGISTIC_QP.scale) - 128, -128, 127))
+        u = b * s
+        y = np.clip(x + u, -_SIGMOID_SATURATES, _SIGMOID_SATURATES)
+        chains.append(Chain(f"mish(b={b:g},d={d:g})", (
+            Step("ADD", d, _covering(v)), Step("LOGISTIC", None, LOGISTIC_QP), Step("MUL", b, _covering(u)),
+            Step("ADD", "x", _covering(y)), Step("LOGISTIC", None, LOGISTIC_QP), Step("MUL", "x", out_qp))))
+    return chains
+
+
 def _swish_chain(p, in_qp, out_qp):
     if float(p.get("beta", 1.0)) != 1.0:
         return []
@@ -108,3 +156,4 @@ register_native("swish", chains=_swish_chain)
 register_native("hard_mish", chains=lambda p, i, o: _gate_chain("gate*x", 0.5, 1.0, i, o, True))
 register_native("hard_sigmoid", chains=_hard_sigmoid_chain)
 register_native("selu", chains=_selu_chain)
+register_native("mish", chains=_mish_chain)
