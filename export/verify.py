@@ -185,10 +185,25 @@ RUNNERS: dict[str, tuple[Callable, Callable[[Path], dict]]] = {
 
 def run_exported(path, inputs) -> list[np.ndarray]:
     """The float outputs of an exported .onnx / .tflite file on this machine for a batch of inputs in
-    PyTorch's layout (a tensor or array, or a tuple of them): the file as deployed, nothing added."""
+    PyTorch's layout (a tensor or array, or a tuple of them): the file as deployed, run as `verify` runs it
+    (with the session options its backend needs on this CPU, nothing added to the graph)."""
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
-    run, _ = RUNNERS[file_format(path)]
+    run, _, _ = _host_runner(path)
     return run(Path(path), [np.asarray(x, dtype=np.float32) for x in inputs], [])[0]
+
+
+def _host_runner(path):
+    """(runner, metadata reader, compatibility) for `path` on this machine: onnxruntime gets the session
+    options the file's backend needs on this CPU (edgeact.targets.compat)."""
+    from edgeact.targets.compat import compatibility
+    from edgeact.targets.cpu import host_family
+
+    fmt = file_format(path)
+    run, metadata = RUNNERS[fmt]
+    compat = compatibility(path, host_family())
+    if fmt == "onnx" and compat.session_options and run is _run_onnx:
+        run = functools.partial(_run_onnx, session_options=compat.session_options)
+    return run, metadata, compat
 
 
 def file_format(path) -> str:
@@ -260,15 +275,9 @@ def verify(path, model: fx.GraphModule, inputs, *, reference: torch.nn.Module | 
     also compare every intermediate tensor the file maps to a node (files written by edgeact).
     Where this CPU's kernels differ from the file's backend the report says so (`notice`), and onnxruntime
     gets the session options that backend needs (edgeact.targets.compat)."""
-    from edgeact.targets.compat import compatibility
-    from edgeact.targets.cpu import host_family
-
     path = Path(path)
     fmt = file_format(path)
-    run, metadata = RUNNERS[fmt]
-    compat = compatibility(path, host_family())
-    if fmt == "onnx" and compat.session_options and run is _run_onnx:
-        run = functools.partial(_run_onnx, session_options=compat.session_options)
+    run, metadata, compat = _host_runner(path)
     inputs = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
     from edgeact.inputdata import check_array
 

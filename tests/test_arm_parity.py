@@ -28,6 +28,8 @@ from edgeact.backend import get_backend
 from edgeact.export.litert import arithmetic as T
 from edgeact.export.litert.arithmetic_aarch64 import hard_swish_table_neon, plan_activation_for
 from edgeact.targets import get_target
+from edgeact.targets.compat import compatibility
+from edgeact.targets.cpu import target_family
 from edgeact.targets.host import HostTarget
 
 CODES = np.arange(-128, 128, dtype=np.int8)
@@ -294,8 +296,9 @@ def test_mnv3s_on_aarch64_and_host(aarch64_root, mnv3s, tmp_path, act, semantics
         arm = np.stack([_codes(get_target("qemu-aarch64").run(path, [xi[None]], count=False).outputs[0], qp)[0]
                         for xi in feed[0][:4]])
         expected = expected[:4]
-    else:
-        host = _codes(HostTarget().run(path, feed).outputs[0], qp)
+    else:  # with the session options verify and bench set for this file on this CPU (int8 weights on AVX2)
+        options = compatibility(path, target_family(HostTarget())).session_options
+        host = _codes(HostTarget().run(path, feed, session_options=options).outputs[0], qp)
         arm = _codes(get_target("qemu-aarch64").run(path, feed, count=False).outputs[0], qp)
     # The CPU the semantics is written for gives the converted model's codes exactly. ONNX Runtime computes
     # these files alike on both; LiteRT's MUL (squeeze-excite) may move a code by one at a tie on the other.

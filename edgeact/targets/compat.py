@@ -107,7 +107,7 @@ def compatibility(path, family: str) -> Compatibility:
     elif fb.backend == ARMV7 and family not in ("armv7", "unknown"):
         notice = f"{name} was written for {ARMV7}; this CPU runs {here} (LiteRT 2.3 with XNNPACK)"
     elif fb.backend == "litert:aarch64" and family not in ("aarch64", "unknown"):
-        # ('onnxruntime:aarch64' differs only in its lowering: exact on x86 too)
+        # ('onnxruntime:aarch64' is exact on x86 too: its int8 weights get the session option above)
         notice = (f"{name} was written for litert:aarch64 (XNNPACK's ARM kernels: fixed-point MUL, NEON "
                   f"hard-swish); this CPU runs {here}, where some codes may differ")
     return Compatibility(fb, family, notice, options)
