@@ -6,8 +6,9 @@ Backends:
   activations get the lowering that is cheapest on x86 (benchmarks/RESULTS-onnx-x86.md).
 - 'onnxruntime:aarch64': the same arithmetic with the lowering ARM runs fastest (native swish and
   hard-mish, `arithmetic_aarch64`), and int8 weights (symmetric, in [−127, 127], zero point 0): ORT's
-  aarch64 build then runs its symmetric conv kernels (ConvSym, depthwise ConvSym), which add two u8·s8
-  products in int16 before widening — exact because 2·128·127 < 2^15 — and run in fewer instructions
+  aarch64 build then runs its symmetric conv kernels (ConvSym, depthwise ConvSym), which take the uint8
+  input as int8 (x − 128) and add two s8·s8 products in int16 before widening — exact because 2·128·127 < 2^15 (a
+  weight −128 could overflow: the writer refuses it) — and run in fewer instructions
   than the U8U8 path (benchmarks/RESULTS-peers.md). On x86 the file is exact as the
   x86-vnni one is (session.x64quantprecision=1 on AVX2, which edgeact.targets.compat sets).
 - 'onnxruntime:x86-vnni': the portable arithmetic written with int8 weights, so that a CPU with VNNI or AMX runs
