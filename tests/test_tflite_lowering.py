@@ -20,7 +20,7 @@ from nets import SmallCNN
 
 CODES = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16, 1)
 CHAINED = [("swish", {}), ("hard_swish", {}), ("hard_mish", {}), ("hard_sigmoid", {}),
-           ("leaky_relu", {"negative_slope": 0.1}), ("selu", {}), ("mish", {})]
+           ("leaky_relu", {"negative_slope": 0.1}), ("selu", {}), ("mish", {}), ("sigmoid", {}), ("tanh", {})]
 
 
 def realistic_pairs(act, n=60, seed=0):

@@ -27,6 +27,7 @@ then measured on whole models: benchmarks/RESULTS-peers.md).
 | leaky_relu            | LEAKY_RELU with XNNPACK's arithmetic, where XNNPACK takes the scales |
 | selu                  | ELU → e; LEAKY_RELU(α) → l; MUL(l, λ)                             |
 | mish                  | ADD(x, d) → LOGISTIC → s; MUL(s, b); ADD(·, x) → y; LOGISTIC(y) → g; MUL(x, g) |
+| sigmoid, tanh         | LOGISTIC / TANH → their spec-fixed output (1/256, −128) / (1/128, 0); MUL(·, 1) → output |
 
 mish: XNNPACK takes no int8 EXP or LOG (they run outside it, measured), so tanh∘softplus is built from
 LOGISTIC: logit(tanh(softplus x)) = x + softplus(x − ln 2) exactly, and softplus(x − ln 2) ≈ b·σ(x + d)

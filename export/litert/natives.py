@@ -128,6 +128,13 @@ def _swish_chain(p, in_qp, out_qp):
     return [Chain("logistic*x", (Step("LOGISTIC", None, LOGISTIC_QP), Step("MUL", "x", out_qp)))]
 
 
+def _requantized(op: str, fixed: QuantParams, out_qp: QuantParams) -> list[Chain]:
+    """The kernel whose output parameters the TFLite spec fixes, requantized to `out_qp` by a MUL by 1."""
+    if (out_qp.scale, out_qp.zero_point) == (fixed.scale, fixed.zero_point):
+        return []
+    return [Chain(f"{op.lower()}+requantize", (Step(op, None, fixed), Step("MUL", 1.0, out_qp)))]
+
+
 def _hard_sigmoid_chain(p, in_qp, out_qp):
     if float(p["alpha"]) <= 0:
         return []
@@ -146,8 +153,11 @@ register_native("hard_swish",
                 kernel=lambda p, i, o, x: NativeKernel("HARD_SWISH") if HardSwishParams.of(i, o).supported else None,
                 chains=lambda p, i, o: _gate_chain("gate*x", 1 / 6, 0.5, i, o, True))
 # LOGISTIC's and TANH's outputs are fixed by the TFLite quantization spec; ELU has no alpha
-register_native("sigmoid", kernel=lambda p, i, o, x: NativeKernel("LOGISTIC") if _same(o, LOGISTIC_OUTPUT) else None)
-register_native("tanh", kernel=lambda p, i, o, x: NativeKernel("TANH") if _same(o, TANH_OUTPUT) else None)
+# (at other output parameters: the kernel, then a MUL by 1 that requantizes — a chain, eligible like any)
+register_native("sigmoid", kernel=lambda p, i, o, x: NativeKernel("LOGISTIC") if _same(o, LOGISTIC_OUTPUT) else None,
+                chains=lambda p, i, o: _requantized("LOGISTIC", LOGISTIC_OUTPUT, o))
+register_native("tanh", kernel=lambda p, i, o, x: NativeKernel("TANH") if _same(o, TANH_OUTPUT) else None,
+                chains=lambda p, i, o: _requantized("TANH", TANH_OUTPUT, o))
 register_native("elu", kernel=lambda p, i, o, x: NativeKernel("ELU") if float(p["alpha"]) == 1.0 else None)
 register_native("gelu", kernel=lambda p, i, o, x: NativeKernel("GELU", {"approximate": p["approximate"] == "tanh"}))
 register_native("leaky_relu", kernel=_leaky_relu, chains=lambda p, i, o: [
