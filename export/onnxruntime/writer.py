@@ -141,7 +141,7 @@ class _Exporter:
             if w.size and w.min() < -127:
                 raise ExportError(
                     f"{hint!r} has weight code -128: int8 weights must lie in [-127, 127] (ORT's aarch64 "
-                    "symmetric kernels add two u8·s8 products in int16, which -128 overflows) — quantize the "
+                    "symmetric kernels add pairs of products in int16, which -128 can overflow) — quantize the "
                     "weights narrow, as edgeact.prepare does, or export with weights='uint8'")
             zeros = np.zeros(w.shape[0], np.int8)
         else:
