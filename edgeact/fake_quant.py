@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 
 from edgeact.dense import dense_elements
 from edgeact.errors import QuantizationError
-from edgeact.observers import make_observer
+from edgeact.observers import MinMaxObserver, make_observer
 from edgeact.qparams import QuantParams
 
 
@@ -75,9 +76,70 @@ class _FakeQuantObserved(torch.autograd.Function):
         return grad * mask, None, None, None
 
 
+def _weights_step_applies(obs, x: torch.Tensor) -> bool:
+    mn, mx = obs._buffers["min_val"], obs._buffers["max_val"]
+    return (type(obs) is MinMaxObserver and obs.symmetric and obs.axis == 0 and x.dtype == torch.float32
+            and x.device.type == "cpu" and x.dim() >= 2 and x.is_contiguous() and obs.has_data
+            and mn.dtype == torch.float32 and mn.shape == (x.shape[0],) and not mn.is_inference()
+            and not mx.is_inference())
+
+
+def _observed_weight_scales(obs, x: torch.Tensor) -> np.ndarray | None:
+    """A weight's per-channel observation and symmetric scales in NumPy on the tensors' memory: the same
+    IEEE float32 operations in the same order as observer.update and _observed_qparams_tensors, at a NumPy
+    call's cost per operation instead of a torch op's (weights are small: that cost is most of their QAT
+    step). None, having written nothing, for non-finite weights; None after the update for a zero scale —
+    the general path then raises the error that names the cause."""
+    w = x.detach().numpy().reshape(x.shape[0], -1)
+    lo, hi = w.min(axis=1), w.max(axis=1)
+    if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+        return None
+    mn, mx = obs.min_val.numpy(), obs.max_val.numpy()
+    np.minimum(mn, lo, out=mn)
+    np.maximum(mx, hi, out=mx)
+    qmin, qmax = _qrange(obs)
+    scale = np.maximum(np.maximum(-mn, mx), np.float32(0.0)) / np.float32((qmax - qmin) // 2)
+    return scale if scale.min() > 0.0 else None
+
+
+class _FakeQuantWeights(torch.autograd.Function):
+    """_FakeQuantObserved for symmetric per-channel weights (axis 0, contiguous) in NumPy: the same float32
+    operations (rint and torch.round both round half to even), the same mask, the same bits."""
+
+    @staticmethod
+    def forward(ctx, x, scale, bounds):
+        qmin, qmax = bounds
+        scale = scale[:, None]
+        q = np.rint(x.detach().numpy().reshape(x.shape[0], -1) / scale)
+        q += np.float32(0.0)  # −0.0 → +0.0, as the + zero point does
+        mask = ((q > qmin - 0.5) & (q < qmax + 0.5)).astype(np.float32)
+        np.clip(q, qmin, qmax, out=q)
+        q *= scale
+        ctx.save_for_backward(torch.from_numpy(mask).view(x.shape))
+        return torch.from_numpy(q).view(x.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None
+
+
 with torch.inference_mode(False):
     _ONE = torch.ones(())  # never written: expanded as the mask's "gradient" input
     _ZERO = torch.zeros(())  # never written: the zero point of symmetric weights
+
+
+class StepOutput(NamedTuple):
+    """A FakeQuantize's record of its output in this QAT step. `batch_range` is the min and max of the tensor
+    it quantized; `deferred`: it returned that tensor unquantized, because its only consumer — a QuantAct
+    (`defers_to_table`) — finds the codes itself and applies the straight-through mask with its table."""
+
+    tensor: weakref.ref
+    version: int
+    scale: float
+    zero_point: int
+    batch_range: tuple[float, float]
+    deferred: bool
 
 
 def _scalar_tensors(module: nn.Module, scale: float, zero_point: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,6 +305,9 @@ class FakeQuantize(nn.Module):
         self.observe, self.enabled = True, True
         self.learnable_scale = learnable_scale
         self._qp: QuantParams | None = None
+        # set by prepare() when this tensor's only consumer is a QuantAct: in a QAT step the tensor is then
+        # observed here and quantized by that QuantAct's table (StepOutput.deferred)
+        self.defers_to_table = False
         if learnable_scale:
             self.scale = nn.Parameter(torch.tensor(1.0))
         self.register_buffer("initialized", torch.tensor(False))
@@ -303,9 +368,14 @@ class FakeQuantize(nn.Module):
         per channel as tensors.
         """
         obs = self._modules["observer"]
-        rng = obs.observe_range(x)
         state = self.__dict__  # plain attributes: spares nn.Module.__setattr__ twice per tensor and step
-        state["_qp"], state["_step_qp"], state["_on_grid"] = None, None, None
+        if self.axis == 0 and self.enabled and _weights_step_applies(obs, x):
+            scale = _observed_weight_scales(obs, x)
+            if scale is not None:
+                state["_qp"], state["_step_qp"], state["_last_output"] = None, None, None
+                return _FakeQuantWeights.apply(x, scale, _qrange(obs))
+        rng = obs.observe_range(x)
+        state["_qp"], state["_step_qp"], state["_last_output"] = None, None, None
         if rng is None:
             if x.dtype == torch.float32:
                 obs.update(x.detach())  # what calling the observer does, without the module call
@@ -319,9 +389,13 @@ class FakeQuantize(nn.Module):
             if p is not None:
                 scale32, zp = p
                 state["_step_qp"] = p
+                batch = obs.__dict__["batch_range"]
+                if state.get("defers_to_table"):
+                    state["_last_output"] = StepOutput(weakref.ref(x), x._version, scale32, zp, batch, True)
+                    return x
                 scale_t, zp_t = _scalar_tensors(self, scale32, zp)
                 out = _FakeQuantObserved.apply(x, scale_t, zp_t, (qmin, qmax, zp == 0))
-                state["_on_grid"] = (weakref.ref(out), out._version, scale32, zp)
+                state["_last_output"] = StepOutput(weakref.ref(out), out._version, scale32, zp, batch, False)
                 return out
         elif obs.minmax_range:
             fast = _observed_qparams_tensors(obs)
@@ -338,18 +412,45 @@ class FakeQuantize(nn.Module):
                                                 (qmin, qmax, zp_is_zero))
         return fake_quantize(x, self.qparams())  # a histogram range, or the error that names the cause
 
+    def observes_extremes(self) -> bool:
+        """Whether this step's range can be observed from a tensor's min and max alone (observe_extremes)."""
+        applies = getattr(self._modules["observer"], "_scalar_update_applies", None)
+        return self.observe and not self.learnable_scale and applies is not None and applies(torch.float32)
+
+    def observe_extremes(self, lo: float, hi: float) -> None:
+        """_observe_step for a float32 tensor known only by its min and max (a table's outputs): the range
+        updated and this step's parameters set — or, for a range that has none, left for qparams() to refuse
+        with the observer's error. Only where observes_extremes()."""
+        obs = self._modules["observer"]
+        lo, hi = obs.observe_extremes(lo, hi)
+        state = self.__dict__
+        state["_qp"], state["_last_output"] = None, None
+        state["_step_qp"] = _scalar_qparams(lo, hi, obs.dtype, obs.symmetric, obs.narrow)
+
+    def record_output(self, out: torch.Tensor, qp: QuantParams, batch_range: tuple[float, float]) -> None:
+        """Note `out`, made by someone else with this quantizer's `qp` (a table), as this step's output."""
+        self.__dict__["_last_output"] = StepOutput(weakref.ref(out), out._version, qp.scale, qp.zero_point,
+                                                   batch_range, False)
+
     def __getstate__(self):
-        # `_on_grid` is this step's (weak) link to an output tensor: not state, and a weakref does not pickle
+        # `_last_output` is this step's (weak) link to an output tensor: not state, and a weakref does not pickle
         state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {k: v for k, v in state.items() if k != "_on_grid"}
+        return {k: v for k, v in state.items() if k != "_last_output"}
+
+    def step_output(self, x: torch.Tensor, qp: QuantParams) -> "StepOutput | None":
+        """What this QAT step's output was, if `x` is it — unchanged since (its version counter) and made
+        with `qp`; None otherwise."""
+        out = self.__dict__.get("_last_output")
+        if (out is not None and out.tensor() is x and x._version == out.version and out.scale == qp.scale
+                and out.zero_point == qp.zero_point):
+            return out
+        return None
 
     def on_grid(self, x: torch.Tensor, qp: QuantParams) -> bool:
-        """Whether `x` is this step's output of this quantizer, unchanged since (its version counter) and
-        made with `qp` — then every element is on qp's grid (a table can find its positions with
-        grid_positions)."""
-        grid = self.__dict__.get("_on_grid")
-        return (grid is not None and grid[0]() is x and x._version == grid[1] and grid[2] == qp.scale
-                and grid[3] == qp.zero_point)
+        """Whether `x` is this step's fake-quantized output made with `qp`: every element is on qp's grid (a
+        table can find its positions with grid_positions)."""
+        out = self.step_output(x, qp)
+        return out is not None and not out.deferred
 
     def extra_repr(self) -> str:
         state = str(self._qp) if self._qp is not None else "not calibrated"

@@ -96,16 +96,33 @@ class Observer(nn.Module):
     def observe_range(self, x: torch.Tensor) -> tuple[float, float] | None:
         """Observe `x` and return the updated range as Python floats (the float32 buffer values), for the
         QAT step: one aminmax, the update in scalars, the buffers filled in place — where it applies (per
-        tensor, float32, a min/max range, a range already started); None elsewhere, then call the module."""
-        buffers = self._buffers  # read once: nn.Module attribute lookup costs more than the arithmetic here
-        mn, mx = buffers["min_val"], buffers["max_val"]
-        if (self.axis is not None or not self.minmax_range or x.dtype != torch.float32
-                or mn.dtype != torch.float32 or not self.has_data):
+        tensor, float32, a min/max range, a range already started); None elsewhere, then call the module.
+        The batch's own min and max stay in `batch_range` until the next call."""
+        if not self._scalar_update_applies(x.dtype):
             return None
         lo_t, hi_t = torch.aminmax(dense_elements(x.detach()))
         lo, hi = lo_t.item(), hi_t.item()
         if not (math.isfinite(lo) and math.isfinite(hi)):
             _check_finite(torch.stack([lo_t, hi_t]), self.where)
+        self.__dict__["batch_range"] = (lo, hi)
+        return self._widen(lo, hi)
+
+    def observe_extremes(self, lo: float, hi: float) -> tuple[float, float] | None:
+        """observe_range() for a float32 tensor whose min and max are known without a pass over it (an
+        activation table's outputs at the codes present): the same update, the same result."""
+        if not self._scalar_update_applies(torch.float32):
+            return None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            _check_finite(torch.tensor([lo, hi]), self.where)
+        return self._widen(lo, hi)
+
+    def _scalar_update_applies(self, dtype: torch.dtype) -> bool:
+        buffers = self._buffers  # read once: nn.Module attribute lookup costs more than the arithmetic here
+        return (self.axis is None and self.minmax_range and dtype == torch.float32
+                and buffers["min_val"].dtype == torch.float32 and self.has_data)
+
+    def _widen(self, lo: float, hi: float) -> tuple[float, float]:
+        mn, mx = self._buffers["min_val"], self._buffers["max_val"]
         lo, hi = self._merge(mn.item(), mx.item(), lo, hi)
         if mn.is_inference() or mx.is_inference():  # not writable outside inference mode
             self.min_val, self.max_val = torch.tensor(lo), torch.tensor(hi)

@@ -2,9 +2,10 @@
 
 The reference here is written out from the definitions — observers as tensor updates of min/max (or
 their moving average), QuantParams.from_range, fake quantization as round(x/s)+z → clamp → (q−z)·s with
-a bool straight-through mask, the activation table gathered at quantize_codes(x) − qmin, and the table
-value with the float gradient as y + (exact − y).detach() — and compared with edgeact's path on values,
-gradients, observer buffers, trained weights and the converted int8 model, as raw bits (so −0.0 ≠ +0.0).
+a bool straight-through mask, and an activation's step as its int8 table at the input's code with the
+activation's derivative at that code as the gradient — and compared with edgeact's path (which leaves the
+quantization of a tensor whose only consumer is a table to that table) on values, gradients, observer
+buffers, trained weights and the converted int8 model, as raw bits (so −0.0 ≠ +0.0).
 Tensor layouts are part of the result: a convolution's kernel, hence its float rounding, follows the
 strides of its input, so the reference returns its fake-quant values in the strides of x / s.
 """
@@ -102,15 +103,40 @@ def ref_fake_quant_forward(self, x):
     return ref_fake_quantize(x, self._qp)
 
 
+class _RefTable(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, value, slope):
+        ctx.save_for_backward(slope)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None
+
+
 def ref_quant_act_forward(self, x):
-    """QuantAct.forward while fake-quantizing, from the definitions."""
+    """QuantAct.forward while fake-quantizing, from the definitions: the value is the table's at the input's
+    code; the gradient is the activation's analytic derivative at the input's dequantized code, zero where the
+    output's fake quantization would clamp it; the output range observed is the activation's over the codes
+    from the input's smallest to its largest."""
     xq = self.input_quant(x)
-    y = self.output_quant(self.act(xq))
-    in_qp, out_qp = self.in_qparams(), self.out_qparams()
-    table = self.current_table()
+    in_qp = self.in_qparams()
     codes = (torch.round(xq.detach() / torch.tensor(in_qp.scale)) + in_qp.zero_point).clamp(in_qp.qmin, in_qp.qmax)
-    exact = torch.take(dequantize_codes(table, out_qp), codes.long() - in_qp.qmin)
-    return y + (exact - y).detach()
+    at = codes.long() - in_qp.qmin
+    grid = dequantize_codes(torch.arange(in_qp.qmin, in_qp.qmax + 1), in_qp)
+    with torch.no_grad():
+        y = self.act(grid)
+    out = self.output_quant
+    ref_observe(out.observer, y[int(at.min()):int(at.max()) + 1])
+    out._qp = ref_qparams(out.observer)
+    out_qp = out._qp
+    q = torch.round(y / torch.tensor(out_qp.scale)) + out_qp.zero_point
+    inside = (q >= out_qp.qmin) & (q <= out_qp.qmax)
+    bound = self.act.bound()
+    slope = torch.from_numpy(bound.definition.derivative(grid.double().numpy(), **bound.params)).float() * inside
+    value = dequantize_codes(self.current_table(), out_qp)
+    return _RefTable.apply(xq, torch.empty_like(xq).copy_(value[at]), torch.empty_like(xq).copy_(slope[at]))
 
 
 # -- one quantizer, many steps --------------------------------------------------------------------
@@ -230,6 +256,44 @@ def test_qat_of_a_study_model_equals_the_reference_run(qconfig):
     differ = [k for k in sa if not same_bits(sa[k], sb[k])]
     assert not differ, differ[:5]
     assert same_bits(oa, ob)
+
+
+def test_prepare_defers_to_a_table_only_where_it_is_the_only_consumer():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.a1 = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Hardswish()
+            self.c2, self.a2 = torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.Hardswish()
+
+        def forward(self, x):
+            y = self.c2(self.a1(self.c1(x)))
+            return self.a2(y) + y  # c2's output has two consumers
+
+    prepared = edgeact.prepare(Net().eval(), qconfig=QConfig(observer="moving_average"))
+    deferring = {name for name, m in prepared.named_modules() if isinstance(m, FakeQuantize) and m.defers_to_table}
+    assert deferring == {"c1_q.output_quant"}
+
+
+def test_a_deferred_input_the_table_cannot_take_is_quantized_as_its_source_would():
+    """An LSQ output scale leaves the table to the general path: the deferred input is fake-quantized there,
+    with the same values and gradients as a source that did not defer."""
+    from edgeact.nn.quant_act import SharedQuant
+
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(6, 5, 4, 4, generator=gen)
+    runs = []
+    for defer in (True, False):
+        source = FakeQuantize("moving_average")
+        source.defers_to_table = defer
+        qa = QuantAct("hard_swish", observer="moving_average", input_quant=SharedQuant(source), learnable_scale=True)
+        source.enabled = qa.output_quant.enabled = False
+        qa(source(x))
+        source.enabled = qa.output_quant.enabled = True
+        xa = (x * 2).requires_grad_(True)
+        y = qa(source(xa))
+        y.backward(torch.ones_like(y))
+        runs.append((y, xa.grad))
+    assert same_bits(runs[0][0], runs[1][0]) and same_bits(runs[0][1], runs[1][1])
 
 
 # -- what the fast path must still refuse or leave to the general path ------------------------------

@@ -163,14 +163,24 @@ class BoundActivation:
     def on_codes(self, x: np.ndarray) -> np.ndarray:
         """Evaluate on the 1-D vector of dequantized codes; (channels, n) when per channel."""
         if self.channels is None:
-            scalar = {k: (float(np.asarray(v).reshape(-1)[0]) if isinstance(v, (np.ndarray, list, tuple)) else v)
-                      for k, v in self.params.items()}
-            return np.asarray(self.fn(x, **scalar), dtype=np.float64)
+            return np.asarray(self.fn(x, **self._scalar_params()), dtype=np.float64)
         per_ch = {k: (np.asarray(v, dtype=np.float64).reshape(-1, 1) if np.size(v) > 1 else v)
                   for k, v in self.params.items()}
         if self.name == "prelu":
             return np.asarray(self.fn(x[None, :], channel_axis=0, **per_ch), dtype=np.float64)
         return np.asarray(self.fn(x[None, :], **per_ch), dtype=np.float64)
+
+    def slopes_on_codes(self, x: np.ndarray) -> np.ndarray | None:
+        """The analytic derivative on the 1-D vector of dequantized codes (float64), for a registry activation
+        with per-tensor parameters; None otherwise (a fitted stand-in, a per-channel slope)."""
+        if self.definition is None or self.channels is not None:
+            return None
+        slopes = np.asarray(self.definition.derivative(x, **self._scalar_params()), dtype=np.float64)
+        return np.broadcast_to(slopes, x.shape)
+
+    def _scalar_params(self) -> dict:
+        return {k: (float(np.asarray(v).reshape(-1)[0]) if isinstance(v, (np.ndarray, list, tuple)) else v)
+                for k, v in self.params.items()}
 
 
 def _rebound(name: str, params: dict) -> BoundActivation:

@@ -3,6 +3,8 @@
 fake-quant input → activation (exact or a PWL stand-in) → fake-quant output. The forward value is
 taken from the int8 table of the chosen integer backend (the gradient from the float function,
 straight through), so the fake-quant model computes exactly the codes the converted table computes.
+For a registry activation with per-tensor parameters a QAT step never runs the activation over the
+tensor: value and gradient are lookups in 256-entry tables of the step's parameters (_table_step).
 """
 from __future__ import annotations
 
@@ -10,12 +12,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeact.dense import flat_view
+from edgeact.dense import dense_elements, flat_view
 from edgeact.errors import QuantizationError
-from edgeact.fake_quant import FakeQuantize, dequantize_codes, grid_positions, quantize_codes, table_positions
+from edgeact.fake_quant import (FakeQuantize, StepOutput, dequantize_codes, fake_quantize, grid_positions,
+                                quantize_codes, table_positions)
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
-from edgeact.tables import int8_table, lookup_torch
+from edgeact.tables import int8_table, lookup_torch, table_of_finite
 
 
 _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
@@ -39,6 +42,34 @@ def gather(values: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return values.index_select(0, positions.reshape(-1)).reshape(positions.shape)
     torch.index_select(values, 0, flat_at, out=flat_out)
     return out
+
+
+def _code(v: float, qp: QuantParams) -> int:
+    """The code fake quantization gives the float32 value `v`: round(v / s) + z (half to even), clamped."""
+    q = round(float(np.float32(v) / np.float32(qp.scale))) + qp.zero_point
+    return min(max(q, qp.qmin), qp.qmax)
+
+
+def _positions_with_ends(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+    """Where each element of an unquantized `x` sits in a table over qmin − 1 … qmax + 1 (int32): the code
+    round(x / s) + z plus one, with everything below the range at 0 and above it at the last entry."""
+    n = qp.qmax - qp.qmin + 1
+    q = torch.div(x, torch.tensor(qp.scale, dtype=x.dtype)).round_().add_(qp.zero_point - qp.qmin + 1)
+    return q.clamp_(0, n + 1).int()
+
+
+class _TableStep(torch.autograd.Function):
+    """values[at] forward; grad · slopes[at] backward (both 1-D tables, `at` int32 positions)."""
+
+    @staticmethod
+    def forward(ctx, x, values, slopes, at):
+        ctx.save_for_backward(slopes, at)
+        return gather(values, at)
+
+    @staticmethod
+    def backward(ctx, grad):
+        slopes, at = ctx.saved_tensors
+        return grad * gather(slopes, at), None, None, None
 
 
 class SharedQuant(nn.Module):
@@ -125,6 +156,16 @@ class QuantAct(nn.Module):
             in_qp, out_qp = self._frozen
             return dequantize_codes(self.lookup_codes(quantize_codes(x, in_qp)), out_qp, x.dtype)
         xq = self.input_quant(x) if self.input_quant is not None else x
+        source = getattr(self.input_quant, "source", self.input_quant)
+        produced = None
+        if isinstance(source, FakeQuantize) and source is not self.output_quant and source.enabled:
+            produced = source.step_output(xq, source.qparams())
+            if self.output_quant.enabled:
+                out = self._table_step(xq, produced)
+                if out is not None:
+                    return out
+            if produced is not None and produced.deferred:  # quantize it as the source would have
+                xq, produced = fake_quantize(xq, source.qparams()), None
         y = self.output_quant(self.act(xq))
         quantizing = self.output_quant.enabled and (self.input_quant is not None and self.input_quant.enabled)
         if not quantizing:
@@ -133,10 +174,8 @@ class QuantAct(nn.Module):
         table = int8_table(self.act.bound(), in_qp, out_qp, self.backend)
         if table.ndim == 1:
             # Dequantize the 256 entries, then gather: elementwise, so the same numbers as dequantizing
-            # the looked-up codes, at a fraction of the cost (this runs at every QAT step).
-            source = getattr(self.input_quant, "source", self.input_quant)
-            on_grid = isinstance(source, FakeQuantize) and source.on_grid(xq, in_qp)
-            at = (grid_positions if on_grid else table_positions)(xq.detach(), in_qp)
+            # the looked-up codes, at a fraction of the cost.
+            at = (grid_positions if produced is not None else table_positions)(xq.detach(), in_qp)
             exact = gather(_dequantized(table, out_qp, x.dtype), at)
         else:
             table = torch.from_numpy(table)
@@ -144,6 +183,53 @@ class QuantAct(nn.Module):
             exact = dequantize_codes(lookup_torch(table, codes, in_qp.qmin), out_qp, x.dtype)
         # Value of the integer table, gradient of the float path (straight through): y + (exact − y).
         return y + exact.sub_(y.detach())
+
+    def _table_step(self, x: torch.Tensor, produced: StepOutput | None) -> torch.Tensor | None:
+        """The fake-quant step of a per-tensor table as lookups: the value is the table's, the gradient the
+        activation's slope at the input code times the output's straight-through mask — both 256-entry
+        tables, built per step from the parameters — so the activation, the output's fake quantization and
+        the value correction never run over the tensor. With a deferred input (`produced.deferred`) `x`
+        is unquantized: two more entries, below and above the codes, hold the clamped values with slope 0
+        (the input's straight-through mask). The output range observed is the activation's over the codes
+        from the batch's smallest to its largest. None where it does not apply (a fitted stand-in, a
+        per-channel or learnable parameter, LSQ, a histogram observer, the first step): the general path."""
+        out_fq = self.output_quant
+        bound = self.act.bound()
+        if (out_fq.learnable_scale or x.dtype != torch.float32 or bound.definition is None or bound.channels is not None
+                or any(p is not None and p.requires_grad for p in self.act._parameters.values())):
+            return None
+        if out_fq.observe and not out_fq.observes_extremes():
+            return None
+        in_qp = self.in_qparams()
+        codes = np.arange(in_qp.qmin, in_qp.qmax + 1, dtype=np.float32)
+        grid = (codes - np.float32(in_qp.zero_point)) * np.float32(in_qp.scale)  # fake quant's (q − z)·s
+        with torch.no_grad():
+            y = self.act(torch.from_numpy(grid)).numpy()
+        if produced is not None and produced.deferred:
+            at = _positions_with_ends(x.detach(), in_qp)
+        else:
+            at = (grid_positions if produced is not None else table_positions)(x.detach(), in_qp).add_(1)
+        observing = out_fq.observe
+        if observing:  # over the codes from the batch's smallest to its largest
+            if produced is not None:
+                first, last = (_code(v, in_qp) - in_qp.qmin for v in produced.batch_range)
+            else:
+                first, last = (int(v) - 1 for v in torch.aminmax(dense_elements(at)))
+            span = y[first:last + 1]
+            out_fq.observe_extremes(float(span.min()), float(span.max()))
+        out_qp = out_fq.qparams()
+        q = np.round(y / np.float32(out_qp.scale)) + np.float32(out_qp.zero_point)
+        slopes = np.zeros(codes.size + 2, np.float32)
+        slopes[1:-1] = bound.slopes_on_codes(grid.astype(np.float64)) * ((q >= out_qp.qmin) & (q <= out_qp.qmax))
+        finite = bool(np.isfinite(y).all())  # else int8_table() refuses, naming the code
+        table = (table_of_finite if finite else int8_table)(bound, in_qp, out_qp, self.backend)
+        values = _dequantized(table, out_qp, x.dtype).numpy()
+        values = np.concatenate([values[:1], values, values[-1:]])
+        out = _TableStep.apply(x, torch.from_numpy(values), torch.from_numpy(slopes), at)
+        if observing:
+            span = values[first + 1:last + 2]
+            out_fq.record_output(out, out_qp, (float(span.min()), float(span.max())))
+        return out
 
     def lookup_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Converted: input codes → output codes through the frozen table."""

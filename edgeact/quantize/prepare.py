@@ -253,9 +253,21 @@ class _Builder:
                                                                      learnable_scale=self.qc.learnable_scale)
         qa = QuantAct(module, input_quant=self.source(node.args[0], path), output_quant=output_quant,
                       backend=self.qc.backend)
+        self._defer_to_table(node.args[0], qa)
         target = self.add_module(f"{path}_q", qa)
         new = self.replace(node, target, (node.args[0],))
         self.owner[new] = qa.output_quant
+
+    def _defer_to_table(self, src: fx.Node, qa: QuantAct) -> None:
+        """When the activation is the only consumer of its input tensor and a per-tensor table, the input's
+        quantizer leaves the quantization in QAT to the table (QuantAct._table_step): one pass over the
+        tensor instead of a fake quantization and then the table's positions."""
+        fq = self.owner.get(src)
+        bound = qa.act.bound()
+        if (isinstance(fq, FakeQuantize) and fq is not qa.output_quant and len(src.users) == 1
+                and sum(q is fq for q in self.owner.values()) == 1
+                and bound.definition is not None and bound.channels is None):
+            fq.defers_to_table = True
 
     def module_node(self, node: fx.Node, mod: nn.Module, path: str) -> None:
         for cls, why in REFUSED_MODULES.items():
