@@ -78,7 +78,8 @@ class _FakeQuantObserved(torch.autograd.Function):
 
 def _weights_step_applies(obs, x: torch.Tensor) -> bool:
     mn, mx = obs._buffers["min_val"], obs._buffers["max_val"]
-    return (type(obs) is MinMaxObserver and obs.symmetric and obs.axis == 0 and x.dtype == torch.float32
+    return (type(obs) is MinMaxObserver and obs.symmetric and obs.dtype == "int8" and obs.axis == 0
+            and x.dtype == torch.float32
             and x.device.type == "cpu" and x.dim() >= 2 and x.is_contiguous() and obs.has_data
             and mn.dtype == torch.float32 and mn.shape == (x.shape[0],) and not mn.is_inference()
             and not mx.is_inference())
@@ -103,25 +104,24 @@ def _observed_weight_scales(obs, x: torch.Tensor) -> np.ndarray | None:
 
 
 class _FakeQuantWeights(torch.autograd.Function):
-    """_FakeQuantObserved for symmetric per-channel weights (axis 0, contiguous) in NumPy: the same float32
-    operations (rint and torch.round both round half to even), the same mask, the same bits."""
+    """_FakeQuantObserved for symmetric int8 per-channel weights (axis 0, contiguous) in NumPy, after
+    _observed_weight_scales: the same float32 operations (rint and torch.round both round half to even),
+    the same bits. The range was widened to this step's weights before the scale was taken, so
+    |w / s| ≤ 127 + a rounding: every code is inside — the clamp changes nothing and the straight-through
+    mask is all ones (the gradient passes unchanged)."""
 
     @staticmethod
-    def forward(ctx, x, scale, bounds):
-        qmin, qmax = bounds
+    def forward(ctx, x, scale):
         scale = scale[:, None]
-        q = np.rint(x.detach().numpy().reshape(x.shape[0], -1) / scale)
+        q = np.divide(x.detach().numpy().reshape(x.shape[0], -1), scale)
+        np.rint(q, out=q)
         q += np.float32(0.0)  # −0.0 → +0.0, as the + zero point does
-        mask = ((q > qmin - 0.5) & (q < qmax + 0.5)).astype(np.float32)
-        np.clip(q, qmin, qmax, out=q)
         q *= scale
-        ctx.save_for_backward(torch.from_numpy(mask).view(x.shape))
         return torch.from_numpy(q).view(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        (mask,) = ctx.saved_tensors
-        return grad * mask, None, None
+        return grad, None
 
 
 with torch.inference_mode(False):
@@ -373,7 +373,7 @@ class FakeQuantize(nn.Module):
             scale = _observed_weight_scales(obs, x)
             if scale is not None:
                 state["_qp"], state["_step_qp"], state["_last_output"] = None, None, None
-                return _FakeQuantWeights.apply(x, scale, _qrange(obs))
+                return _FakeQuantWeights.apply(x, scale)
         rng = obs.observe_range(x)
         state["_qp"], state["_step_qp"], state["_last_output"] = None, None, None
         if rng is None:
