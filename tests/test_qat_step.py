@@ -215,6 +215,53 @@ def test_quant_act_table_step_equals_the_reference(layout):
         assert same_bits(xa.grad, xb.grad), step
 
 
+def ref_fused_relu_forward(self, x):
+    """A ReLU sharing its conv's output quantizer, from the definitions: the quantizer observes relu(x); the
+    value is the table's at x's code (clamped), the gradient the derivative at that code where the output
+    stays in range, and zero where x's code is outside the range."""
+    out = self.output_quant
+    with torch.no_grad():
+        ref_observe(out.observer, self.act(x.detach()))
+    out._qp = qp = ref_qparams(out.observer)
+    code = torch.round(x.detach() / torch.tensor(qp.scale)) + qp.zero_point
+    inside_in = (code >= qp.qmin) & (code <= qp.qmax)
+    at = code.clamp(qp.qmin, qp.qmax).long() - qp.qmin
+    grid = dequantize_codes(torch.arange(qp.qmin, qp.qmax + 1), qp)
+    with torch.no_grad():
+        y = self.act(grid)
+    q = torch.round(y / torch.tensor(qp.scale)) + qp.zero_point
+    bound = self.act.bound()
+    slope = torch.from_numpy(bound.definition.derivative(grid.double().numpy(), **bound.params)).float()
+    slope = slope * ((q >= qp.qmin) & (q <= qp.qmax))
+    value = dequantize_codes(self.current_table(), qp)
+    return _RefTable.apply(x, torch.empty_like(x).copy_(value[at]), torch.empty_like(x).copy_(slope[at] * inside_in))
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+def test_a_fused_relu_step_equals_the_reference(act):
+    from edgeact.nn.quant_act import SharedQuant
+
+    gen = torch.Generator().manual_seed(8)
+    shared = FakeQuantize("moving_average")
+    fast = QuantAct(act, input_quant=SharedQuant(shared), output_quant=shared)
+    ref = copy.deepcopy(fast)
+    for step in range(12):
+        x = (torch.randn(8, 6, 4, 4, generator=gen) * (1 + step)).to(memory_format=torch.channels_last)
+        for q in (fast, ref):
+            q.output_quant.enabled = step > 0
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ya = fast(xa)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(FakeQuantize, "forward", ref_fake_quant_forward)
+            yb = ref_fused_relu_forward(ref, xb) if step > 0 else ref(xb)
+        assert same_bits(ya, yb), step
+        assert same_bits(fast.output_quant.observer.max_val, ref.output_quant.observer.max_val), step
+        g = torch.randn(x.shape, generator=gen)
+        ya.backward(g)
+        yb.backward(g)
+        assert same_bits(xa.grad, xb.grad), step
+
+
 def _train(model, batches, steps):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     for x, y in batches[:steps]:

@@ -158,7 +158,11 @@ class QuantAct(nn.Module):
         xq = self.input_quant(x) if self.input_quant is not None else x
         source = getattr(self.input_quant, "source", self.input_quant)
         produced = None
-        if isinstance(source, FakeQuantize) and source is not self.output_quant and source.enabled:
+        if source is self.output_quant and source.enabled:  # a ReLU fused with its conv: one quantizer
+            out = self._table_step(xq, None, fused=True)
+            if out is not None:
+                return out
+        elif isinstance(source, FakeQuantize) and source.enabled:
             produced = source.step_output(xq, source.qparams())
             if self.output_quant.enabled:
                 out = self._table_step(xq, produced)
@@ -184,39 +188,52 @@ class QuantAct(nn.Module):
         # Value of the integer table, gradient of the float path (straight through): y + (exact − y).
         return y + exact.sub_(y.detach())
 
-    def _table_step(self, x: torch.Tensor, produced: StepOutput | None) -> torch.Tensor | None:
+    def _table_step(self, x: torch.Tensor, produced: StepOutput | None, fused: bool = False) -> torch.Tensor | None:
         """The fake-quant step of a per-tensor table as lookups: the value is the table's, the gradient the
         activation's slope at the input code times the output's straight-through mask — both 256-entry
         tables, built per step from the parameters — so the activation, the output's fake quantization and
-        the value correction never run over the tensor. With a deferred input (`produced.deferred`) `x`
-        is unquantized: two more entries, below and above the codes, hold the clamped values with slope 0
-        (the input's straight-through mask). The output range observed is the activation's over the codes
-        from the batch's smallest to its largest. None where it does not apply (a fitted stand-in, a
-        per-channel or learnable parameter, LSQ, a histogram observer, the first step): the general path."""
+        the value correction never run over the tensor. An unquantized `x` — deferred by its quantizer
+        (`produced.deferred`), or `fused` (a ReLU sharing its conv's output quantizer, which observes the
+        activation's output, whose range a monotonic activation takes from x's min and max) — gets two
+        more entries, below and above the codes, with the clamped values and slope 0 (the input's
+        straight-through mask). The output range observed is the activation's over the codes from the
+        batch's smallest to its largest. None where it does not apply (a fitted stand-in, a per-channel or
+        learnable parameter, LSQ, a histogram observer, the first step): the general path."""
         out_fq = self.output_quant
         bound = self.act.bound()
         if (out_fq.learnable_scale or x.dtype != torch.float32 or bound.definition is None or bound.channels is not None
-                or any(p is not None and p.requires_grad for p in self.act._parameters.values())):
+                or any(p is not None and p.requires_grad for p in self.act._parameters.values())
+                or (fused and not bound.definition.monotonic)):
             return None
-        if out_fq.observe and not out_fq.observes_extremes():
+        observing = out_fq.observe
+        if observing and not out_fq.observes_extremes():
             return None
-        in_qp = self.in_qparams()
+        if fused:
+            if observing:
+                lo, hi = torch.aminmax(dense_elements(x.detach()))
+                with torch.no_grad():
+                    out_fq.observe_extremes(*self.act(torch.stack([lo, hi])).tolist())
+                batch = (lo.item(), hi.item())
+            in_qp = out_fq.qparams()
+        else:
+            in_qp = self.in_qparams()
+            batch = produced.batch_range if produced is not None else None
         codes = np.arange(in_qp.qmin, in_qp.qmax + 1, dtype=np.float32)
         grid = (codes - np.float32(in_qp.zero_point)) * np.float32(in_qp.scale)  # fake quant's (q − z)·s
         with torch.no_grad():
             y = self.act(torch.from_numpy(grid)).numpy()
-        if produced is not None and produced.deferred:
+        if fused or (produced is not None and produced.deferred):
             at = _positions_with_ends(x.detach(), in_qp)
         else:
             at = (grid_positions if produced is not None else table_positions)(x.detach(), in_qp).add_(1)
-        observing = out_fq.observe
         if observing:  # over the codes from the batch's smallest to its largest
-            if produced is not None:
-                first, last = (_code(v, in_qp) - in_qp.qmin for v in produced.batch_range)
+            if batch is not None:
+                first, last = (_code(v, in_qp) - in_qp.qmin for v in batch)
             else:
                 first, last = (int(v) - 1 for v in torch.aminmax(dense_elements(at)))
-            span = y[first:last + 1]
-            out_fq.observe_extremes(float(span.min()), float(span.max()))
+            if not fused:
+                span = y[first:last + 1]
+                out_fq.observe_extremes(float(span.min()), float(span.max()))
         out_qp = out_fq.qparams()
         q = np.round(y / np.float32(out_qp.scale)) + np.float32(out_qp.zero_point)
         slopes = np.zeros(codes.size + 2, np.float32)
