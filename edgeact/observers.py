@@ -109,7 +109,7 @@ class Observer(nn.Module):
 
     def observe_extremes(self, lo: float, hi: float) -> tuple[float, float] | None:
         """observe_range() for a float32 tensor whose min and max are known without a pass over it (an
-        activation table's outputs at the codes present): the same update, the same result."""
+        activation's values over a span of input codes, from its table): the same update."""
         if not self._scalar_update_applies(torch.float32):
             return None
         if not (math.isfinite(lo) and math.isfinite(hi)):

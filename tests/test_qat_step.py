@@ -197,18 +197,27 @@ def test_quant_act_table_step_equals_the_reference(layout):
     gen = torch.Generator().manual_seed(5)
     fast = QuantAct("hard_swish", observer="moving_average")
     ref = copy.deepcopy(fast)
+    _assert_steps_equal(fast, ref, ref_quant_act_forward, gen, layout == "channels_last")
+
+
+def _assert_steps_equal(fast, ref, ref_forward, gen, channels_last: bool):
+    """12 steps of the QuantAct `fast` against `ref_forward(ref, x)` — the first only observes —: values,
+    the output's observed range and gradients, bit for bit."""
     for step in range(12):
         x = torch.randn(8, 6, 4, 4, generator=gen) * (1 + step)
-        if layout == "channels_last":
+        if channels_last:
             x = x.to(memory_format=torch.channels_last)
-        for q in (fast, ref):
-            q.input_quant.enabled = q.output_quant.enabled = step > 0  # the first step only observes
+        for module in (fast, ref):
+            for q in (module.input_quant, module.output_quant):
+                if isinstance(q, FakeQuantize):
+                    q.enabled = step > 0
         xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
         ya = fast(xa)
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(FakeQuantize, "forward", ref_fake_quant_forward)
-            yb = ref_quant_act_forward(ref, xb) if step > 0 else ref(xb)
+            yb = ref_forward(ref, xb) if step > 0 else ref(xb)
         assert same_bits(ya, yb), step
+        assert same_bits(fast.output_quant.observer.max_val, ref.output_quant.observer.max_val), step
         g = torch.randn(x.shape, generator=gen)
         ya.backward(g)
         yb.backward(g)
@@ -244,22 +253,7 @@ def test_a_fused_relu_step_equals_the_reference(act):
     gen = torch.Generator().manual_seed(8)
     shared = FakeQuantize("moving_average")
     fast = QuantAct(act, input_quant=SharedQuant(shared), output_quant=shared)
-    ref = copy.deepcopy(fast)
-    for step in range(12):
-        x = (torch.randn(8, 6, 4, 4, generator=gen) * (1 + step)).to(memory_format=torch.channels_last)
-        for q in (fast, ref):
-            q.output_quant.enabled = step > 0
-        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-        ya = fast(xa)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(FakeQuantize, "forward", ref_fake_quant_forward)
-            yb = ref_fused_relu_forward(ref, xb) if step > 0 else ref(xb)
-        assert same_bits(ya, yb), step
-        assert same_bits(fast.output_quant.observer.max_val, ref.output_quant.observer.max_val), step
-        g = torch.randn(x.shape, generator=gen)
-        ya.backward(g)
-        yb.backward(g)
-        assert same_bits(xa.grad, xb.grad), step
+    _assert_steps_equal(fast, copy.deepcopy(fast), ref_fused_relu_forward, gen, channels_last=True)
 
 
 def _train(model, batches, steps):
