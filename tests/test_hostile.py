@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import edgeact
 from edgeact.cli import main
-from edgeact.errors import EdgeActError, ExportError, ModelFileError, QuantizationError, TargetError, UnsupportedError
+from edgeact.errors import ExportError, ModelFileError, QuantizationError, TargetError, UnsupportedError
 from edgeact.pwl import PWLError, fit_pwl
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table
