@@ -292,8 +292,11 @@ class FakeQuantize(nn.Module):
     """Observer + fake quantization for one tensor.
 
     Calibration: `observe=True, enabled=False` (watch only). QAT: both on. After `freeze()` the
-    quantization parameters stay fixed; `qparams()` gives them as QuantParams.
+    quantization parameters stay fixed; `qparams()` gives them as QuantParams. `fix(qp)` fixes them for good
+    (an activation whose output range the runtimes prescribe): calibration and QAT then leave them alone.
     """
+
+    fixed = False  # a class default: models pickled before `fix` existed load unfixed
 
     def __init__(self, observer: str = "minmax", dtype: str = "int8", symmetric: bool = False,
                  axis: int | None = None, narrow: bool = False, learnable_scale: bool = False,
@@ -332,6 +335,16 @@ class FakeQuantize(nn.Module):
             with torch.no_grad():
                 self.scale.data = torch.as_tensor(qp.scale, dtype=torch.float32).clone()
             self.initialized.fill_(True)
+
+    def fix(self, qp: QuantParams) -> None:
+        """Fix the parameters for good: never observed, in calibration and QAT alike."""
+        self.set_qparams(qp)
+        self.fixed = True
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether this quantizer has parameters to quantize with (observed data, or fixed)."""
+        return self.fixed or self.observer.has_data
 
     def freeze(self) -> QuantParams:
         qp = self.qparams()

@@ -184,6 +184,14 @@ class QuantParams:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
+    def spanning(cls, lo: float, hi: float, dtype: str = "int8") -> "QuantParams":
+        """The grid of all 256 codes over [lo, hi): scale (hi − lo)/256, `lo` at the lowest code — the fixed
+        output parameters of the TFLite spec (LOGISTIC over [0, 1): 1/256, −128; TANH over [−1, 1): 1/128, 0)."""
+        qmin, _ = cls.qrange_of(dtype)
+        scale = (hi - lo) / 256
+        return cls(scale, int(qmin - round(lo / scale)), dtype)
+
+    @classmethod
     def from_range(
         cls,
         lo,

@@ -108,7 +108,7 @@ def qat_finetune(prepared_model: nn.Module, data: Digits, epochs: int = 2, *, lr
 
     quantized = bool(quantizers(prepared_model))
     if quantized:
-        if any(q.axis is None and not q.observer.has_data for q in quantizers(prepared_model)):
+        if any(q.axis is None and not q.calibrated for q in quantizers(prepared_model)):
             calibrate(prepared_model, data.calibration_batches(), progress=False)
         start_qat(prepared_model)
     result = fit(prepared_model, data, epochs, lr=lr, seed=seed, progress=progress, description="QAT",

@@ -150,3 +150,38 @@ def test_forced_table_still_exact_and_reported(tmp_path):
     report = verify_tflite(path, c, torch.randn(10, 3, 8, 8))
     assert report.ok, str(report)
     assert report.partitions["outside"].count("GATHER") == 2 and report.partitions["delegated"] >= 2
+
+
+@pytest.mark.parametrize("act, fixed, op", [("sigmoid", QuantParams(1 / 256, -128), "LOGISTIC"),
+                                            ("tanh", QuantParams(1 / 128, 0), "TANH")])
+def test_fixed_output_activations_keep_the_spec_parameters_and_run_natively(act, fixed, op, tmp_path):
+    """sigmoid and tanh quantize their outputs to the TFLite spec's fixed parameters — through calibration and
+    QAT, which leave them alone — so LiteRT runs its own LOGISTIC / TANH with no requantizing MUL after it."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from edgeact.nn import QuantAct
+
+    torch.manual_seed(0)
+    p = edgeact.prepare(SmallCNN().eval(), activations={"relu": act})
+    edgeact.calibrate(p, torch.randn(64, 3, 8, 8) * 1.5, progress=False)
+    edgeact.start_qat(p)
+    opt = torch.optim.SGD(p.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss = p(torch.randn(16, 3, 8, 8)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    edgeact.freeze(p)
+    acts = [m for m in p.modules() if isinstance(m, QuantAct)]
+    assert acts and all(m.out_qparams() == fixed for m in acts)
+    c = edgeact.convert(p, backend="litert")
+    path = tmp_path / "cnn.tflite"
+    to_tflite(c, torch.zeros(1, 3, 8, 8), path)
+    report = verify_tflite(path, c, torch.randn(20, 3, 8, 8) * 1.5)
+    assert report.ok, str(report)
+    assert set(map(str, report.lowerings.values())) == {op}, report.lowerings
+    model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    codes = [model.OperatorCodes(graph.Operators(i).OpcodeIndex()) for i in range(graph.OperatorsLength())]
+    builtin = [max(c.BuiltinCode(), c.DeprecatedBuiltinCode()) for c in codes]
+    assert builtin.count(getattr(schema.BuiltinOperator, op)) == 2 and schema.BuiltinOperator.MUL not in builtin

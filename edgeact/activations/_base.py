@@ -43,6 +43,10 @@ class ActivationDef:
     stands_in_for: str | None = None  # the smooth function a hard variant replaces
     hard_variant: str | None = None  # the hard (PWL-gated) variant that replaces this one
     learnable: tuple[str, ...] = ()  # parameters that may be trained (PReLU slope, Swish β)
+    # the output range every int8 runtime's native kernel quantizes to, whatever the data (the TFLite spec:
+    # LOGISTIC (1/256, −128), TANH (1/128, 0); torch.ao's fixed-qparams ops likewise): prepare() fixes the
+    # output parameters to it instead of calibrating them, so the native kernel serves without a requantization
+    fixed_output_range: tuple[float, float] | None = None
     description: str = ""
     # -- names and modules ------------------------------------------------------------------------
     aliases: tuple[str, ...] = ()  # other names users type ('silu', 'hardswish'); '-' and '_' are ignored

@@ -21,7 +21,7 @@ def derivative(x):
 
 SPEC = ActivationDef(
     name="sigmoid", torch_fn=torch.sigmoid, numpy_fn=numpy_sigmoid, derivative=derivative,
-    bounded_below=True, bounded_above=True, hard_variant="hard_sigmoid",
+    bounded_below=True, bounded_above=True, hard_variant="hard_sigmoid", fixed_output_range=(0.0, 1.0),
     description="1/(1+e^-x); saturates, vanishing gradients in deep stacks",
     aliases=("logistic",), torch_modules=(nn.Sigmoid,), torch_functions={F.sigmoid: ()},
 )

@@ -98,7 +98,7 @@ def start_qat(model: nn.Module) -> nn.Module:
     """Quantization-aware training: fake quantization on, ranges keep adapting, train mode."""
     if not quantizers(model):
         raise QuantizationError("start_qat() needs a model returned by edgeact.prepare()")
-    needs_init = any(q.axis is None and not q.observer.has_data for q in quantizers(model))
+    needs_init = any(q.axis is None and not q.calibrated for q in quantizers(model))
     if needs_init:
         raise QuantizationError("run calibrate() once before QAT so every range starts from data")
     set_mode(model, observe=True, fake_quant=True)

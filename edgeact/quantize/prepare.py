@@ -25,6 +25,7 @@ from edgeact.quantize.prepared import (
     PreparedAvgPool2d, PreparedConcat, PreparedConv2d, PreparedLinear, PreparedMean, PreparedMul,
     PreparedAdd, PreparedResizeBilinear,
 )
+from edgeact.qparams import QuantParams
 from edgeact.quantize.qconfig import DEFAULT_QCONFIG, QConfig
 from edgeact.quantize.float_graph import simplify
 from edgeact.quantize.transposed import ZeroInsert2d, bilinear_steps, whole_factors
@@ -249,8 +250,12 @@ class _Builder:
             node.replace_all_uses_with(src)
             self.gm.graph.erase_node(node)
             return
-        output_quant = self.preset_output.pop(node, None) or self.fq(f"{path} output",
-                                                                     learnable_scale=self.qc.learnable_scale)
+        fixed_range = getattr(getattr(module, "bound", lambda: None)(), "definition", None)
+        fixed_range = fixed_range.fixed_output_range if fixed_range is not None else None
+        output_quant = self.preset_output.pop(node, None) or self.fq(
+            f"{path} output", learnable_scale=self.qc.learnable_scale and fixed_range is None)
+        if fixed_range is not None and not output_quant.fixed:
+            output_quant.fix(QuantParams.spanning(*fixed_range, self.qc.activation_dtype))
         qa = QuantAct(module, input_quant=self.source(node.args[0], path), output_quant=output_quant,
                       backend=self.qc.backend)
         self._defer_to_table(node.args[0], qa)
@@ -504,7 +509,7 @@ def quantizers(model: nn.Module):
 def set_mode(model: nn.Module, observe: bool, fake_quant: bool) -> None:
     for q in quantizers(model):
         is_weight = q.axis is not None
-        q.observe = True if is_weight and fake_quant else observe  # weights follow the (changing) weights
+        q.observe = False if q.fixed else True if is_weight and fake_quant else observe  # weights follow the weights
         q.enabled = fake_quant
 
 
