@@ -250,8 +250,8 @@ class _Builder:
             node.replace_all_uses_with(src)
             self.gm.graph.erase_node(node)
             return
-        fixed_range = getattr(getattr(module, "bound", lambda: None)(), "definition", None)
-        fixed_range = fixed_range.fixed_output_range if fixed_range is not None else None
+        definition = module.bound().definition if isinstance(module, Activation) else None
+        fixed_range = definition.fixed_output_range if definition is not None else None
         output_quant = self.preset_output.pop(node, None) or self.fq(
             f"{path} output", learnable_scale=self.qc.learnable_scale and fixed_range is None)
         if fixed_range is not None and not output_quant.fixed:
