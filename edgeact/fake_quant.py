@@ -208,9 +208,20 @@ def table_positions(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
         raise QuantizationError("table_positions() is for per-tensor parameters")
     if not _all_finite(x):
         raise QuantizationError("cannot quantize NaN/Inf: the input contains non-finite values")
+    return _shifted_codes(x, qp, 0)
+
+
+def positions_with_ends(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
+    """table_positions(x, qp) + 1 in a table over qmin − 1 … qmax + 1 (int32): everything below the range at 0,
+    above it at the last entry — for a per-tensor `qp` and an `x` known finite (its observer has checked it)."""
+    return _shifted_codes(x, qp, 1)
+
+
+def _shifted_codes(x: torch.Tensor, qp: QuantParams, ends: int) -> torch.Tensor:
+    """round(x / s) + z − qmin + ends, clamped to [0, qmax − qmin + 2·ends], as int32."""
     scale = torch.as_tensor(qp.scale, dtype=x.dtype)
-    q = torch.div(x, scale).round_().add_(qp.zero_point - qp.qmin)
-    return q.clamp_(0, qp.qmax - qp.qmin).int()
+    q = torch.div(x, scale).round_().add_(qp.zero_point - qp.qmin + ends)
+    return q.clamp_(0, qp.qmax - qp.qmin + 2 * ends).int()
 
 
 def grid_positions(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
@@ -382,13 +393,12 @@ class FakeQuantize(nn.Module):
         """
         obs = self._modules["observer"]
         state = self.__dict__  # plain attributes: spares nn.Module.__setattr__ twice per tensor and step
+        state["_qp"], state["_step_qp"], state["_last_output"] = None, None, None
         if self.axis == 0 and self.enabled and _weights_step_applies(obs, x):
             scale = _observed_weight_scales(obs, x)
             if scale is not None:
-                state["_qp"], state["_step_qp"], state["_last_output"] = None, None, None
                 return _FakeQuantWeights.apply(x, scale)
         rng = obs.observe_range(x)
-        state["_qp"], state["_step_qp"], state["_last_output"] = None, None, None
         if rng is None:
             if x.dtype == torch.float32:
                 obs.update(x.detach())  # what calling the observer does, without the module call
@@ -427,8 +437,8 @@ class FakeQuantize(nn.Module):
 
     def observes_extremes(self) -> bool:
         """Whether this step's range can be observed from a tensor's min and max alone (observe_extremes)."""
-        applies = getattr(self._modules["observer"], "_scalar_update_applies", None)
-        return self.observe and not self.learnable_scale and applies is not None and applies(torch.float32)
+        return (self.observe and not self.learnable_scale
+                and self._modules["observer"]._scalar_update_applies(torch.float32))
 
     def observe_extremes(self, lo: float, hi: float) -> None:
         """_observe_step for a float32 tensor known only by its min and max (a table's outputs): the range

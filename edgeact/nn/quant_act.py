@@ -15,7 +15,7 @@ from torch import nn
 from edgeact.dense import dense_elements, flat_view
 from edgeact.errors import QuantizationError
 from edgeact.fake_quant import (FakeQuantize, StepOutput, dequantize_codes, fake_quantize, grid_positions,
-                                quantize_codes, table_positions)
+                                positions_with_ends, quantize_codes, table_positions)
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch, table_of_finite
@@ -48,14 +48,6 @@ def _code(v: float, qp: QuantParams) -> int:
     """The code fake quantization gives the float32 value `v`: round(v / s) + z (half to even), clamped."""
     q = round(float(np.float32(v) / np.float32(qp.scale))) + qp.zero_point
     return min(max(q, qp.qmin), qp.qmax)
-
-
-def _positions_with_ends(x: torch.Tensor, qp: QuantParams) -> torch.Tensor:
-    """Where each element of an unquantized `x` sits in a table over qmin − 1 … qmax + 1 (int32): the code
-    round(x / s) + z plus one, with everything below the range at 0 and above it at the last entry."""
-    n = qp.qmax - qp.qmin + 1
-    q = torch.div(x, torch.tensor(qp.scale, dtype=x.dtype)).round_().add_(qp.zero_point - qp.qmin + 1)
-    return q.clamp_(0, n + 1).int()
 
 
 class _TableStep(torch.autograd.Function):
@@ -223,7 +215,7 @@ class QuantAct(nn.Module):
         with torch.no_grad():
             y = self.act(torch.from_numpy(grid)).numpy()
         if fused or (produced is not None and produced.deferred):
-            at = _positions_with_ends(x.detach(), in_qp)
+            at = positions_with_ends(x.detach(), in_qp)
         else:
             at = (grid_positions if produced is not None else table_positions)(x.detach(), in_qp).add_(1)
         if observing:  # over the codes from the batch's smallest to its largest

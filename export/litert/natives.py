@@ -130,7 +130,7 @@ def _swish_chain(p, in_qp, out_qp):
 
 def _requantized(op: str, fixed: QuantParams, out_qp: QuantParams) -> list[Chain]:
     """The kernel whose output parameters the TFLite spec fixes, requantized to `out_qp` by a MUL by 1."""
-    if (out_qp.scale, out_qp.zero_point) == (fixed.scale, fixed.zero_point):
+    if _same(out_qp, fixed):
         return []
     return [Chain(f"{op.lower()}+requantize", (Step(op, None, fixed), Step("MUL", 1.0, out_qp)))]
 
