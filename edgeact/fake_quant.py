@@ -64,8 +64,7 @@ class _FakeQuantObserved(torch.autograd.Function):
         qmin, qmax, zp_is_zero = bounds  # one argument: autograd.Function.apply inspects each one
         q = torch.div(x, scale)
         q.round_().add_(zero_point)
-        ones = _ONE if q.dtype == torch.float32 else q.new_ones(())
-        mask = torch.ops.aten.hardtanh_backward(ones.expand_as(q), q, qmin - 0.5, qmax + 0.5)
+        mask = step_mask(q, qmin, qmax)
         ctx.save_for_backward(mask)
         q.clamp_(qmin, qmax)
         return (q if zp_is_zero else q.sub_(zero_point)).mul_(scale)
@@ -74,6 +73,17 @@ class _FakeQuantObserved(torch.autograd.Function):
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
         return grad * mask, None, None, None
+
+
+def step_mask(q: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """1.0 where the finite, integer-valued q is in [lo, hi], else 0.0: one float kernel (see _FakeQuantObserved)."""
+    ones = _ONE if q.dtype == torch.float32 else q.new_ones(())
+    return torch.ops.aten.hardtanh_backward(ones.expand_as(q), q, lo - 0.5, hi + 0.5)
+
+
+def scalar_tensor(value: float) -> torch.Tensor:
+    """A 0-d float32 tensor: an operand the float32 kernels use as it is (a Python number is converted per op)."""
+    return torch.tensor(value, dtype=torch.float32)
 
 
 def _weights_step_applies(obs, x: torch.Tensor) -> bool:

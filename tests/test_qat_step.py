@@ -256,6 +256,33 @@ def test_a_fused_relu_step_equals_the_reference(act):
     _assert_steps_equal(fast, copy.deepcopy(fast), ref_fused_relu_forward, gen, channels_last=True)
 
 
+@pytest.mark.parametrize("act, top", [("relu", None), ("relu6", 6.0)])
+@pytest.mark.parametrize("qp", [QuantParams(0.05, -128), QuantParams(0.031, -20), QuantParams(0.1, 3, "uint8"),
+                                QuantParams(0.001, -128)])
+def test_a_relu_table_on_its_own_parameters_is_a_clamp_of_codes(act, top, qp):
+    """What lets a fused ReLU/ReLU6 step skip the table's gathers: its table is clip(code, z, code of the top)
+    and its slopes are 1 exactly on the codes whose grid value lies strictly inside (0, top), within range."""
+    from edgeact.nn.quant_act import _code_clamp_bounds
+
+    table = edgeact.int8_table(act, qp, qp, backend="ideal")
+    codes = np.arange(qp.qmin, qp.qmax + 1)
+    grid = (codes - np.float32(qp.zero_point)).astype(np.float32) * np.float32(qp.scale)
+    hi = qp.qmax if top is None else min(qp.qmax, qp.zero_point + round(top / qp.scale))
+    inside = (grid > 0) & (grid < (np.inf if top is None else top))
+    slopes = np.concatenate([[0.0], inside.astype(np.float32), [0.0]]).astype(np.float32)
+    assert _code_clamp_bounds(table, slopes, qp.qmin) == (
+        max(qp.zero_point, qp.qmin), hi, int(codes[inside][0]), int(codes[inside][-1]))
+    hard_swish = edgeact.int8_table("hard_swish", qp, qp, backend="ideal")
+    assert _code_clamp_bounds(hard_swish, slopes, qp.qmin) is None  # not a clamp of the codes
+    slopes[slopes.size // 2] = 0.5  # a slope other than 1: the gradient needs the table
+    assert _code_clamp_bounds(table, slopes, qp.qmin) is None
+
+
+def ref_any_quant_act_forward(self, x):
+    fused = getattr(self.input_quant, "source", None) is self.output_quant  # a ReLU sharing its conv's quantizer
+    return (ref_fused_relu_forward if fused else ref_quant_act_forward)(self, x)
+
+
 def _train(model, batches, steps):
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     for x, y in batches[:steps]:
@@ -265,15 +292,17 @@ def _train(model, batches, steps):
         opt.step()
 
 
-@pytest.mark.parametrize("qconfig", [QConfig(observer="moving_average"),
-                                     QConfig(observer="minmax", activation_dtype="uint8")])
-def test_qat_of_a_study_model_equals_the_reference_run(qconfig):
-    """mnv3s/hard_swish (the study's model): a few QAT steps with edgeact's path and with the reference
-    formulas give the same bits in every weight, bias and observer buffer, and the same converted model."""
+@pytest.mark.parametrize("act, qconfig", [("hard_swish", QConfig(observer="moving_average")),
+                                          ("hard_swish", QConfig(observer="minmax", activation_dtype="uint8")),
+                                          ("relu6", QConfig(observer="moving_average"))])
+def test_qat_of_a_study_model_equals_the_reference_run(act, qconfig):
+    """mnv3s (the study's model): a few QAT steps with edgeact's path and with the reference formulas give the
+    same bits in every weight, bias and observer buffer, and the same converted model. (With relu6 every
+    activation but the squeeze-excite gates is a ReLU6 fused with its conv: a table that clamps codes.)"""
     from edgeact.models import digits_for, load
 
     data = digits_for("mnv3s")
-    trained = load("mnv3s", "hard_swish")
+    trained = load("mnv3s", act)
     batches = [(data.x_train[i:i + 32], data.y_train[i:i + 32]) for i in range(0, 32 * 6, 32)]
     runs = {}
     for name in ("fast", "reference"):
@@ -286,7 +315,7 @@ def test_qat_of_a_study_model_equals_the_reference_run(qconfig):
         else:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(FakeQuantize, "forward", ref_fake_quant_forward)
-                mp.setattr(QuantAct, "forward", lambda self, x: ref_quant_act_forward(self, x))
+                mp.setattr(QuantAct, "forward", ref_any_quant_act_forward)
                 _train(model, batches, 6)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         with torch.no_grad():

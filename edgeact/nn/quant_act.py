@@ -15,7 +15,7 @@ from torch import nn
 from edgeact.dense import dense_elements, flat_view
 from edgeact.errors import QuantizationError
 from edgeact.fake_quant import (FakeQuantize, StepOutput, dequantize_codes, fake_quantize, grid_positions,
-                                positions_with_ends, quantize_codes, table_positions)
+                                positions_with_ends, quantize_codes, scalar_tensor, step_mask, table_positions)
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch, table_of_finite
@@ -62,6 +62,39 @@ class _TableStep(torch.autograd.Function):
     def backward(ctx, grad):
         slopes, at = ctx.saved_tensors
         return grad * gather(slopes, at), None, None, None
+
+
+class _CodeClamp(torch.autograd.Function):
+    """_TableStep for a table that clamps the codes (ReLU, ReLU6 with their input's parameters), elementwise:
+    q = round(x / s_in) + z_in, value (clamp(q, lo, hi) − z_out)·s_out — the float operations that dequantize
+    the table's entry —, gradient where mask_lo ≤ q ≤ mask_hi (where the slopes table holds 1, 0 elsewhere).
+    The same bits, without positions and two gathers, which cost more than these kernels on a large tensor."""
+
+    @staticmethod
+    def forward(ctx, x, s_in, z_in, s_out, z_out, bounds):
+        lo, hi, mask_lo, mask_hi = bounds
+        q = torch.div(x, s_in)
+        q.round_().add_(z_in)
+        mask = step_mask(q, mask_lo, mask_hi)
+        ctx.save_for_backward(mask)
+        return q.clamp_(lo, hi).sub_(z_out).mul_(s_out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return grad * mask, None, None, None, None, None
+
+
+def _code_clamp_bounds(table: np.ndarray, slopes: np.ndarray, qmin: int) -> tuple[int, int, int, int] | None:
+    """(lo, hi, mask_lo, mask_hi) when the table (codes qmin…) is clip(code, lo, hi) and the slopes (with their
+    two end entries) are 1 on the codes mask_lo…mask_hi and 0 elsewhere; None otherwise."""
+    codes = np.arange(qmin, qmin + table.size)
+    lo, hi = int(table[0]), int(table[-1])
+    ones = np.flatnonzero(slopes)
+    if (lo > hi or not np.array_equal(table, np.clip(codes, lo, hi)) or ones.size == 0
+            or ones[-1] - ones[0] + 1 != ones.size or not (slopes[ones] == 1.0).all()):
+        return None
+    return lo, hi, qmin + int(ones[0]) - 1, qmin + int(ones[-1]) - 1
 
 
 class SharedQuant(nn.Module):
@@ -214,10 +247,8 @@ class QuantAct(nn.Module):
         grid = (codes - np.float32(in_qp.zero_point)) * np.float32(in_qp.scale)  # fake quant's (q − z)·s
         with torch.no_grad():
             y = self.act(torch.from_numpy(grid)).numpy()
-        if fused or (produced is not None and produced.deferred):
-            at = positions_with_ends(x.detach(), in_qp)
-        else:
-            at = (grid_positions if produced is not None else table_positions)(x.detach(), in_qp).add_(1)
+        # where the step finds the codes by positions (table_positions also refuses NaN); else only if a gather needs them
+        at = table_positions(x.detach(), in_qp).add_(1) if not fused and produced is None else None
         if observing:  # over the codes from the batch's smallest to its largest
             if batch is not None:
                 first, last = (_code(v, in_qp) - in_qp.qmin for v in batch)
@@ -234,7 +265,16 @@ class QuantAct(nn.Module):
         table = (table_of_finite if finite else int8_table)(bound, in_qp, out_qp, self.backend)
         values = _dequantized(table, out_qp, x.dtype).numpy()
         values = np.concatenate([values[:1], values, values[-1:]])
-        out = _TableStep.apply(x, torch.from_numpy(values), torch.from_numpy(slopes), at)
+        # x is known finite here — observed by this step, or a quantizer's output — unless fused and not observing
+        clamp = _code_clamp_bounds(table, slopes, in_qp.qmin) if at is None and (observing or not fused) else None
+        if clamp is not None:
+            out = _CodeClamp.apply(x, scalar_tensor(in_qp.scale), scalar_tensor(in_qp.zero_point),
+                                   scalar_tensor(out_qp.scale), scalar_tensor(out_qp.zero_point), clamp)
+        else:
+            if at is None:
+                at = (positions_with_ends(x.detach(), in_qp) if fused or produced.deferred
+                      else grid_positions(x.detach(), in_qp).add_(1))
+            out = _TableStep.apply(x, torch.from_numpy(values), torch.from_numpy(slopes), at)
         if observing:
             span = values[first + 1:last + 2]
             out_fq.record_output(out, out_qp, (float(span.min()), float(span.max())))
