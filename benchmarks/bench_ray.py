@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Speed-up of the study on Ray over the serial run, on this machine, and a simulation for N machines.
 
-One process runs the same study twice, caches off (both train, export, check and time everything):
-serially, then as Ray tasks (embedded local Ray, one task per core). The serial run also records how
-long each cell took and which cells it waited for; a list-scheduling simulation replays those cells on
-N machines × C cores (a free worker takes the first ready task, as Ray's scheduler does for equal one-CPU tasks), plus the
-fixed start-up cost measured here (Ray start and worker imports). On a shared machine wall times follow
-the load; the load average is printed before and after each run.
+One process runs the same study serially and as Ray tasks (embedded local Ray, one task per core), caches
+off (both train, export, check and time everything), for --rounds rounds, alternating which goes first; the
+speed-up is the median of the rounds' ratios. Before and after, it measures what the machine itself gives
+that many processes (the same cells alone, then one copy per core at once): the ceiling any scheduler
+can reach here. The first serial run also records how long each cell took and which cells it waited
+for; a list-scheduling simulation replays those cells on N machines × C cores (a free worker takes the
+first ready task, as Ray's scheduler does for equal one-CPU tasks), plus the fixed start-up cost
+measured here (Ray start and worker imports). On a shared machine wall times follow the load; the
+load average is printed before and after each run.
 
     python benchmarks/bench_ray.py                        # mlp on clusters, 4 activations × 2 seeds
     python benchmarks/bench_ray.py --write benchmarks/RESULTS-ray.md
@@ -16,6 +19,9 @@ from __future__ import annotations
 import argparse
 import heapq
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,6 +106,25 @@ def _replicate(tasks: list[dict], copies: int) -> list[dict]:
     return out
 
 
+CEILING_WORK = ("import sys, time, torch; torch.set_num_threads(1); from edgeact.study import train_cell; "
+                "train_cell('mlp', 'relu', 'clusters', 0, 1, None, False); t = time.perf_counter(); "
+                "[train_cell('mlp', a, 'clusters', s, 2, None, False) for a in ('relu', 'mish') for s in (1, 2)]; "
+                "print(time.perf_counter() - t)")
+
+
+def parallel_ceiling(cpus: int) -> tuple[float, float, float]:
+    """What this machine gives `cpus` independent processes: the same CPU-bound work (four of the study's train
+    cells, after a warm-up cell) alone, then `cpus` copies at once — (alone s, slowest copy s, ceiling =
+    cpus × alone / slowest). Shared caches, memory bandwidth and a host's other guests make it < cpus."""
+    def run(copies: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", CEILING_WORK], stdout=subprocess.PIPE, text=True,
+                                  stderr=subprocess.DEVNULL) for _ in range(copies)]
+        return max(float(p.communicate()[0].split()[-1]) for p in procs)
+
+    alone, together = run(1), run(cpus)
+    return alone, together, cpus * alone / together
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="mlp")
@@ -107,6 +132,8 @@ def main() -> int:
     parser.add_argument("--activations", default="relu,hard_swish,mish,selu")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--targets", default="host,qemu-aarch64")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="serial and Ray runs, alternating which goes first (default 2)")
     parser.add_argument("--write", type=Path, help="also write the Markdown report to this file")
     args = parser.parse_args()
 
@@ -117,38 +144,53 @@ def main() -> int:
     cpus = os.cpu_count() or 1
     kw = dict(model=args.model, activations=args.activations.split(","), task=args.task, seeds=args.seeds,
               targets=args.targets.split(","), qat_epochs=2, runs=10, emulated_runs=1, progress=False, cache=False)
-    runs = {}
+    ceiling_before = parallel_ceiling(cpus)
+    rows, speedups, startups, timings, same = [], [], [], None, True
     with tempfile.TemporaryDirectory() as tmp:
-        timing = TimingExecutor()
-        load = os.getloadavg()[0]
-        start = time.perf_counter()
-        serial = run_study(out_dir=Path(tmp) / "serial", executor=timing, **kw)
-        runs["serial"] = (time.perf_counter() - start, load, os.getloadavg()[0])
-        load = os.getloadavg()[0]
-        start = time.perf_counter()
-        ray_ex = RayExecutor(num_cpus=cpus)
-        # Start-up, measured on its own: Ray itself, then one task per worker that imports the study code.
-        ray_ex.gather([ray_ex.submit(_warm, i) for i in range(cpus)])
-        startup = time.perf_counter() - start
-        ray_run = run_study(out_dir=Path(tmp) / "ray", executor=ray_ex, **kw)
-        ray_ex.shutdown()
-        runs["ray"] = (time.perf_counter() - start, load, os.getloadavg()[0])
-    same = [r.qat_accuracy for r in serial.rows] == [r.qat_accuracy for r in ray_run.rows]
-    cells = len(timing.tasks)
-    busy = sum(t["seconds"] for t in timing.tasks)
-    overhead = startup
-    rows = [{"run": name, "wall s": round(w, 1), "load before": round(lb, 2), "load after": round(la, 2),
-             "speed-up": round(runs["serial"][0] / w, 2)} for name, (w, lb, la) in runs.items()]
+        for r in range(args.rounds):
+            walls, tables = {}, {}
+            for name in (("serial", "ray") if r % 2 == 0 else ("ray", "serial")):
+                load = os.getloadavg()[0]
+                start = time.perf_counter()
+                if name == "serial":
+                    ex = TimingExecutor()
+                else:
+                    ex = RayExecutor(num_cpus=cpus)
+                    # Start-up, measured on its own: Ray itself, then one task per worker that imports the study code.
+                    ex.gather([ex.submit(_warm, i) for i in range(cpus)])
+                    startups.append(time.perf_counter() - start)
+                tables[name] = run_study(out_dir=Path(tmp) / f"{name}{r}", executor=ex, **kw)
+                ex.shutdown()
+                walls[name] = time.perf_counter() - start
+                if name == "serial" and timings is None:
+                    timings = ex.tasks
+                rows.append({"round": r + 1, "run": name, "wall s": round(walls[name], 1), "load before": round(load, 2),
+                             "load after": round(os.getloadavg()[0], 2)})
+            speedups.append(walls["serial"] / walls["ray"])
+            rows[-1]["speed-up (round)"] = rows[-2]["speed-up (round)"] = round(speedups[-1], 2)
+            same &= [x.qat_accuracy for x in tables["serial"].rows] == [x.qat_accuracy for x in tables["ray"].rows]
+    ceiling_after = parallel_ceiling(cpus)
+    cells = len(timings)
+    busy = sum(t["seconds"] for t in timings)
+    overhead = statistics.median(startups)
+    median = statistics.median(speedups)
     text = (f"Study: {args.model} on {args.task}, activations {args.activations}, {args.seeds} seeds, targets "
-            f"{args.targets}, both backends, caches off; {cells} cells, {busy:.1f} s of cell time in the serial run; "
-            f"{cpus} cores; same accuracies: {same}.\n\n" + markdown_table(rows, list(rows[0])))
+            f"{args.targets}, both backends, caches off; {cells} cells, {busy:.1f} s of cell time in the first serial "
+            f"run; {cpus} cores; same accuracies in every round: {same}.\n\n" + markdown_table(rows, list(rows[0]))
+            + f"\n**Speed-up: {median:.2f}× (median of {len(speedups)} rounds: "
+            + ", ".join(f"{s:.2f}" for s in speedups) + ")**. ")
+    text += ("What this machine gives " + f"{cpus} processes (the same train cells alone, then {cpus} copies at once): "
+             + "; ".join(f"{c:.2f}× ({a:.1f} s alone, {t:.1f} s together) {when}"
+                         for (a, t, c), when in ((ceiling_before, "before"), (ceiling_after, "after")))
+             + f" — so Ray reached {median / max(ceiling_before[2], ceiling_after[2]):.0%}–"
+             + f"{median / min(ceiling_before[2], ceiling_after[2]):.0%} of the machine's own ceiling.\n")
     text += (f"\nRay start-up (ray.init + one task per worker importing the study code), inside the Ray run's wall time: "
-             f"{startup:.1f} s. Simulated with the serial run's cell times on {cpus} workers, without start-up: "
-             f"{simulate(timing.tasks, cpus):.1f} s.\n")
+             f"{overhead:.1f} s (median). Simulated with the serial run's cell times on {cpus} workers, without start-up: "
+             f"{simulate(timings, cpus):.1f} s.\n")
     sim_rows = []
     for copies, what in ((1, "this sweep"), (10, "10× the cells"),
                          (100, "100× the cells")):
-        tasks = _replicate(timing.tasks, copies)
+        tasks = _replicate(timings, copies)
         total = busy * copies
         for machines in (1, 2, 4, 8, 16, 64):
             w = machines * 2
