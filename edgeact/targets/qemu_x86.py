@@ -27,11 +27,12 @@ class X86Cpu:
     name: str  # what a user types after the colon
     qemu: str  # QEMU's -cpu model
     family: str  # kernel family (edgeact.targets.cpu)
+    openblas: str  # OPENBLAS_CORETYPE: NumPy's OpenBLAS otherwise picks its kernels from the host's CPU
 
 
 CPUS = {c.name: c for c in (
-    X86Cpu("haswell", "Haswell", "x86-avx2"),
-    X86Cpu("nehalem", "Nehalem", "x86-sse4"),
+    X86Cpu("haswell", "Haswell", "x86-avx2", "Haswell"),
+    X86Cpu("nehalem", "Nehalem", "x86-sse4", "Nehalem"),
 )}
 DEFAULT_CPU = "haswell"
 
@@ -97,8 +98,14 @@ class QemuX86Target(Target):
         if not _host_is_x86_64():
             raise TargetError(f"{QEMU} runs this machine's own Python, which is not x86-64 here; use an x86-64 "
                               "host or a board over SSH.")
-        env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", EDGEACT_CPU_FAMILY=self.family)
-        return [qemu_x86_binary(), "-cpu", self.x86.qemu, sys.executable], env
+        return [qemu_x86_binary(), "-cpu", self.x86.qemu, sys.executable], self._guest_env()
+
+    def _guest_env(self, **extra) -> dict:
+        """The guest's environment: EDGEACT_CPU_FAMILY tells edgeact which family it runs in, OPENBLAS_CORETYPE
+        tells NumPy's OpenBLAS — both would otherwise go by what QEMU shows of the host (OpenBLAS then picks
+        AVX kernels on an emulated Nehalem, and `import numpy` dies of an illegal instruction)."""
+        return dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1", EDGEACT_CPU_FAMILY=self.family,
+                    OPENBLAS_CORETYPE=self.x86.openblas, **extra)
 
     def run(self, model, inputs, backend=None, threads=1, warmup=1, runs=1, progress=False,
             count=False, session_options=None) -> RunResult:
@@ -124,8 +131,7 @@ class QemuX86Target(Target):
                 cmd += ["-plugin", f"{plugin},out={job.insns}"]
             cmd += [sys.executable, str(RUNNER)] + job.runner_args(backend, threads, warmup, runs, mark=count,
                                                                            session_options=session_options)
-            env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS=str(threads), PYTHONDONTWRITEBYTECODE="1",
-                       EDGEACT_CPU_FAMILY=self.family)
+            env = self._guest_env(OMP_NUM_THREADS=str(threads))
             t0 = time.monotonic()
             code, err = stream(cmd, env, warmup + runs, f"{self.name} {backend}", progress)
             if code != 0:
