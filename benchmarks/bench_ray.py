@@ -106,7 +106,7 @@ def _replicate(tasks: list[dict], copies: int) -> list[dict]:
     return out
 
 
-CEILING_WORK = ("import sys, time, torch; torch.set_num_threads(1); from edgeact.study import train_cell; "
+CEILING_WORK = ("import time, torch; torch.set_num_threads(1); from edgeact.study import train_cell; "
                 "train_cell('mlp', 'relu', 'clusters', 0, 1, None, False); t = time.perf_counter(); "
                 "[train_cell('mlp', a, 'clusters', s, 2, None, False) for a in ('relu', 'mish') for s in (1, 2)]; "
                 "print(time.perf_counter() - t)")

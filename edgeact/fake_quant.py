@@ -81,11 +81,6 @@ def step_mask(q: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return torch.ops.aten.hardtanh_backward(ones.expand_as(q), q, lo - 0.5, hi + 0.5)
 
 
-def scalar_tensor(value: float) -> torch.Tensor:
-    """A 0-d float32 tensor: an operand the float32 kernels use as it is (a Python number is converted per op)."""
-    return torch.tensor(value, dtype=torch.float32)
-
-
 def _weights_step_applies(obs, x: torch.Tensor) -> bool:
     mn, mx = obs._buffers["min_val"], obs._buffers["max_val"]
     return (type(obs) is MinMaxObserver and obs.symmetric and obs.dtype == "int8" and obs.axis == 0
@@ -152,13 +147,15 @@ class StepOutput(NamedTuple):
     deferred: bool
 
 
-def _scalar_tensors(module: nn.Module, scale: float, zero_point: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """This step's scale and zero point as the module's two 0-d float32 tensors, filled in place (cheaper
-    than new tensors; the fake-quant function keeps neither for its backward)."""
-    pair = module.__dict__.get("_scalars")
+def scalar_tensors(module: nn.Module, scale: float, zero_point: float,
+                   slot: str = "_scalars") -> tuple[torch.Tensor, torch.Tensor]:
+    """This step's scale and zero point as two 0-d float32 tensors the module keeps under `slot`, filled in
+    place (cheaper than new tensors, and a Python number would be converted by every op; the fake-quant
+    functions keep neither for their backward)."""
+    pair = module.__dict__.get(slot)
     if pair is None:
         with torch.inference_mode(False):  # writable in and out of inference mode
-            pair = module.__dict__["_scalars"] = (torch.empty(()), torch.empty(()))
+            pair = module.__dict__[slot] = (torch.empty(()), torch.empty(()))
     pair[0].fill_(scale)
     pair[1].fill_(zero_point)
     return pair
@@ -426,7 +423,7 @@ class FakeQuantize(nn.Module):
                 if state.get("defers_to_table"):
                     state["_last_output"] = StepOutput(weakref.ref(x), x._version, scale32, zp, batch, True)
                     return x
-                scale_t, zp_t = _scalar_tensors(self, scale32, zp)
+                scale_t, zp_t = scalar_tensors(self, scale32, zp)
                 out = _FakeQuantObserved.apply(x, scale_t, zp_t, (qmin, qmax, zp == 0))
                 state["_last_output"] = StepOutput(weakref.ref(out), out._version, scale32, zp, batch, False)
                 return out
@@ -438,7 +435,7 @@ class FakeQuantize(nn.Module):
                 if isinstance(zp, torch.Tensor):
                     zp = _shape_for(zp.to(x.dtype), x, self.axis)
                 elif x.dtype == torch.float32:
-                    zp, zp_is_zero = (_ZERO, True) if zp == 0 else (_scalar_tensors(self, 1.0, zp)[1], False)
+                    zp, zp_is_zero = (_ZERO, True) if zp == 0 else (scalar_tensors(self, 1.0, zp)[1], False)
                 else:
                     zp = torch.tensor(zp, dtype=x.dtype)
                 return _FakeQuantObserved.apply(x, _shape_for(scale.to(x.dtype), x, self.axis), zp,

@@ -15,7 +15,7 @@ from torch import nn
 from edgeact.dense import dense_elements, flat_view
 from edgeact.errors import QuantizationError
 from edgeact.fake_quant import (FakeQuantize, StepOutput, dequantize_codes, fake_quantize, grid_positions,
-                                positions_with_ends, quantize_codes, scalar_tensor, step_mask, table_positions)
+                                positions_with_ends, quantize_codes, scalar_tensors, step_mask, table_positions)
 from edgeact.nn.activations import from_torch, make_activation
 from edgeact.qparams import QuantParams
 from edgeact.tables import int8_table, lookup_torch, table_of_finite
@@ -268,8 +268,8 @@ class QuantAct(nn.Module):
         # x is known finite here — observed by this step, or a quantizer's output — unless fused and not observing
         clamp = _code_clamp_bounds(table, slopes, in_qp.qmin) if at is None and (observing or not fused) else None
         if clamp is not None:
-            out = _CodeClamp.apply(x, scalar_tensor(in_qp.scale), scalar_tensor(in_qp.zero_point),
-                                   scalar_tensor(out_qp.scale), scalar_tensor(out_qp.zero_point), clamp)
+            out = _CodeClamp.apply(x, *scalar_tensors(self, in_qp.scale, in_qp.zero_point, "_in_scalars"),
+                                   *scalar_tensors(self, out_qp.scale, out_qp.zero_point, "_out_scalars"), clamp)
         else:
             if at is None:
                 at = (positions_with_ends(x.detach(), in_qp) if fused or produced.deferred
