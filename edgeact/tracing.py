@@ -10,7 +10,9 @@ float graph would otherwise reach prepare as an op on a quantized tensor.
 """
 from __future__ import annotations
 
+import linecache
 import re
+import sys
 
 import torch.fx as fx
 from torch import nn
@@ -29,9 +31,10 @@ def is_activation_module(m: nn.Module) -> bool:
 class ActivationLeafTracer(fx.Tracer):
     """Keeps activation modules and subclasses of Conv/Linear/BatchNorm as single call_module nodes."""
 
-    def __init__(self):
-        super().__init__()
-        self.record_stack_traces = True  # node.meta["stack_trace"]: the user's forward() lines, for errors
+    def create_node(self, *args, **kwargs) -> fx.Node:
+        node = super().create_node(*args, **kwargs)
+        node.stack_trace = _user_frame()  # the user's forward() line, for errors
+        return node
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, LEAF_BASES) or is_activation_module(m) or super().is_leaf_module(m, qualname)
@@ -47,6 +50,18 @@ def trace(model: nn.Module, purpose: str = "edgeact") -> fx.GraphModule:
             "forward without data-dependent Python control flow"
         ) from exc
     return fx.GraphModule(model, graph, model.__class__.__name__)
+
+
+def _user_frame() -> str | None:
+    """The innermost frame outside torch and this file, in traceback's format. fx's own record_stack_traces
+    would do it too, but its first use imports torch._inductor and torch._dynamo (1–2 s in every fresh process)."""
+    frame = sys._getframe(1)
+    while frame is not None and ("/torch/" in frame.f_code.co_filename or frame.f_code.co_filename == __file__):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    path, line = frame.f_code.co_filename, frame.f_lineno
+    return f'File "{path}", line {line}, in {frame.f_code.co_name}\n    {linecache.getline(path, line).strip()}'
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')

@@ -5,7 +5,6 @@ prepared for quantization-aware training (`qat_finetune`).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import Digits
+from .optim import AdamW, cosine_lr
 
 DEFAULT_SEED = 0
 
@@ -67,9 +67,8 @@ def fit(model: nn.Module, data: Digits, epochs: int, *, lr: float = 3e-3, weight
     generator = torch.Generator().manual_seed(seed)
     loader = data.train_loader(batch_size=batch_size, seed=seed)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    total = max(1, epochs * len(loader))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    optimizer = AdamW(params, weight_decay=weight_decay)
+    total, step = max(1, epochs * len(loader)), 0
     result = TrainResult(epochs=epochs, threads=torch.get_num_threads())
     start, cpu_start = time.perf_counter(), time.process_time()
     bar = tqdm(range(epochs), desc=description, unit="epoch", disable=not progress, leave=False)
@@ -79,10 +78,10 @@ def fit(model: nn.Module, data: Digits, epochs: int, *, lr: float = 3e-3, weight
         for x, y in loader:
             x = _shift(x, max_shift, generator)
             loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
-            optimizer.step()
-            schedule.step()
+            optimizer.step(cosine_lr(lr, step, total))
+            step += 1
             running += float(loss.detach()) * len(y)
             seen += len(y)
         result.losses.append(running / seen)

@@ -88,11 +88,12 @@ class _CodeClamp(torch.autograd.Function):
 def _code_clamp_bounds(table: np.ndarray, slopes: np.ndarray, qmin: int) -> tuple[int, int, int, int] | None:
     """(lo, hi, mask_lo, mask_hi) when the table (codes qmin…) is clip(code, lo, hi) and the slopes (with their
     two end entries) are 1 on the codes mask_lo…mask_hi and 0 elsewhere; None otherwise."""
-    codes = np.arange(qmin, qmin + table.size)
-    lo, hi = int(table[0]), int(table[-1])
+    # The slopes first: every step of a smooth activation asks, and its slopes fail at once.
     ones = np.flatnonzero(slopes)
-    if (lo > hi or not np.array_equal(table, np.clip(codes, lo, hi)) or ones.size == 0
-            or ones[-1] - ones[0] + 1 != ones.size or not (slopes[ones] == 1.0).all()):
+    if ones.size == 0 or not (slopes[ones] == 1.0).all() or ones[-1] - ones[0] + 1 != ones.size:
+        return None
+    lo, hi = int(table[0]), int(table[-1])
+    if lo > hi or not np.array_equal(table, np.clip(np.arange(qmin, qmin + table.size), lo, hi)):
         return None
     return lo, hi, qmin + int(ones[0]) - 1, qmin + int(ones[-1]) - 1
 
