@@ -55,7 +55,7 @@ HERE = Path(__file__).resolve().parent
 ACTS = ("hard_swish", "swish", "relu6", "mish", "hard_mish")
 MODELS = ("mobilenet_v3_small", "efficientnet_b0")  # hard_swish + hard_sigmoid, swish + sigmoid
 ANALYSIS = "## What the numbers say"
-TFLITE_COLS = ("float", "ai-edge-quantizer", "edgeact", "edgeact table")
+TFLITE_COLS = ("float", "ai-edge-quantizer", "edgeact", "edgeact int8 I/O", "edgeact table")
 ORT_COLS = ("float", "qs U8", "qs U8 rr", "qs S8", "qs S8 rr", "edgeact", "edgeact host")
 PEERS = {"litert": ("ai-edge-quantizer",), "onnxruntime": ("qs U8", "qs U8 rr", "qs S8", "qs S8 rr")}
 
@@ -126,6 +126,8 @@ def tflite_files(subject: Subject, d: Path, peers_python: str | None) -> dict[st
     example = subject.calibration[0][:1]
     files: dict[str, bytes | str] = {
         "edgeact": to_tflite(conv, example),
+        # ai-edge-quantizer's file takes and gives int8 codes: the same interface, to compare like with like
+        "edgeact int8 I/O": to_tflite(conv, example, io="int8"),
         "edgeact table": to_tflite(edgeact.convert(prepared, backend="litert", lowering="table"), example)}
     acts = {n: m.bound for n, m in conv.named_modules() if isinstance(m, QuantizedActivation)}
     files["float"] = float_tflite(files["edgeact"], acts)
@@ -210,7 +212,7 @@ def qemu_insns(files: dict, suffix: str, d: Path, cpu: str) -> dict[str, float]:
     out = {}
     for k, v in files.items():
         if isinstance(v, bytes):
-            path = d / f"{k.replace(' ', '_')}{suffix}"
+            path = d / f"{k.replace(' ', '_').replace('/', '')}{suffix}"
             path.write_bytes(v)
             out[k] = M.bench(path, f"qemu-aarch64:{cpu}", warmup=1, runs=2).insns["median"]
     return out
@@ -234,7 +236,7 @@ def measure(subject: Subject, rounds: int, peers_python: str | None, d: Path, qe
         inp = interp.get_input_details()[0]
         out = interp.get_output_details()[0]
         nhwc = x_nchw.transpose(0, 2, 3, 1)
-        if inp["dtype"] != np.float32:  # ai-edge-quantizer's file takes int8 codes: quantize outside it
+        if inp["dtype"] != np.float32:  # an int8-I/O file takes codes: quantized outside it, not timed
             scale, zp = inp["quantization"]
             nhwc = np.clip(np.round(nhwc / scale) + zp, -128, 127)
 
@@ -298,17 +300,19 @@ def _insns_table(results: list[dict], runtime: str, cols: tuple[str, ...], mine:
 
 def tables(results: list[dict]) -> str:
     lines = ["### LiteRT (XNNPACK, 1 thread): ms per inference · XNNPACK partitions / ops outside · top-1", "",
-             "| model · activation | " + " | ".join(TFLITE_COLS) + " | edgeact / fastest peer |",
-             "|---" * (len(TFLITE_COLS) + 2) + "|"]
+             "| model · activation | " + " | ".join(TFLITE_COLS)
+             + " | edgeact / fastest peer | edgeact int8 I/O / fastest peer |",
+             "|---" * (len(TFLITE_COLS) + 3) + "|"]
     for r in results:
         cells = []
         for c in TFLITE_COLS:
             e = r["litert"].get(c, {})
             cells.append(e["note"] if "note" in e else
                          f"{e['ms']:.3f} · {e['partitions']}/{e['outside']} · {100 * e['top1']:.1f}%")
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {_ratio(r, 'litert')} |")
+        lines.append(f"| {r['label']} | " + " | ".join(cells)
+                     + f" | {_ratio(r, 'litert')} | {_ratio(r, 'litert', 'edgeact int8 I/O')} |")
     if any("insns" in e for r in results for e in r["litert"].values()):
-        lines += _insns_table(results, "litert", TFLITE_COLS, ("edgeact",))
+        lines += _insns_table(results, "litert", TFLITE_COLS, ("edgeact", "edgeact int8 I/O"))
     lines += ["", "### onnxruntime (CPU EP, 1 thread): ms per inference · top-1", "",
               "| model · activation | " + " | ".join(ORT_COLS) + " | edgeact / fastest peer | edgeact host / fastest peer |",
               "|---" * (len(ORT_COLS) + 3) + "|"]
