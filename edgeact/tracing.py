@@ -14,8 +14,11 @@ import linecache
 import re
 import sys
 
+import torch
 import torch.fx as fx
 from torch import nn
+from torch.fx.node import map_aggregate
+from torch.fx.passes.shape_prop import TensorMetadata, _extract_tensor_metadata
 
 from edgeact.errors import UnsupportedError
 from edgeact.nn.activations import TORCH_EQUIVALENTS, Activation
@@ -50,6 +53,43 @@ def trace(model: nn.Module, purpose: str = "edgeact") -> fx.GraphModule:
             "forward without data-dependent Python control flow"
         ) from exc
     return fx.GraphModule(model, graph, model.__class__.__name__)
+
+
+def tensor_meta(t: torch.Tensor) -> TensorMetadata:
+    """fx's TensorMetadata of `t` (what ShapeProp records). For a dense, unquantized tensor it is built here:
+    fx's helper decides the memory format through torch's symbolic-shapes code, whose first use imports
+    sympy (~0.4 s in every fresh process)."""
+    if t.is_quantized or t.layout != torch.strided:
+        return _extract_tensor_metadata(t)
+    fmt = next((f for f in (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
+                if (f is torch.contiguous_format or t.dim() == (4 if f is torch.channels_last else 5))
+                and t.is_contiguous(memory_format=f)), None)
+    return TensorMetadata(t.shape, t.dtype, t.requires_grad, t.stride(), fmt, False, {})
+
+
+class _ShapeRecorder(fx.Interpreter):
+    def run_node(self, n: fx.Node):
+        result = super().run_node(n)
+        found = False
+
+        def meta(value):
+            nonlocal found
+            if isinstance(value, torch.Tensor):
+                found = True
+                return tensor_meta(value)
+            return value
+
+        recorded = map_aggregate(result, meta)
+        if found:
+            n.meta["tensor_meta"] = recorded
+        n.meta["type"] = type(result)
+        return result
+
+
+def propagate_shapes(model: fx.GraphModule, *inputs):
+    """Run `model` on `inputs`, recording each node's node.meta["tensor_meta"] as fx's ShapeProp does — without
+    ShapeProp's first-use import of torch's symbolic-shapes machinery (see tensor_meta)."""
+    return _ShapeRecorder(model).run(*inputs)
 
 
 def _user_frame() -> str | None:

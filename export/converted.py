@@ -29,10 +29,9 @@ def checked_for_export(model, example_inputs, io: str, ios, *, writer: str, fmt:
     the example tensors (`batch_one`: cut to one sample)."""
     import warnings
 
-    from torch.fx.passes.shape_prop import ShapeProp
-
     from edgeact.backend import get_backend
     from edgeact.errors import ExportError, UnsupportedError
+    from edgeact.tracing import propagate_shapes
 
     if not is_converted(model):
         raise UnsupportedError(
@@ -56,7 +55,7 @@ def checked_for_export(model, example_inputs, io: str, ios, *, writer: str, fmt:
         examples = tuple(e[:1] for e in examples)
     try:
         with torch.no_grad():
-            ShapeProp(model).propagate(*examples)
+            propagate_shapes(model, *examples)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ExportError(f"the example input(s) of shape {[tuple(e.shape) for e in examples]} do not fit the "
                           f"model ({exc}); pass tensors shaped like the model's input") from exc

@@ -78,20 +78,3 @@ def test_fit_is_a_torch_optim_loop_bit_for_bit():
     for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values()):
         assert torch.equal(a, b), name
 
-
-def test_prepare_and_train_leave_torch_dynamo_unimported():
-    """What every fresh study worker does first — trace and prepare a model, fine-tune it — without importing
-    torch._dynamo (fx's record_stack_traces and a torch.optim optimizer would: 1–2 s per process)."""
-    import subprocess
-    import sys
-
-    code = ("import sys, edgeact\n"
-            "from edgeact.models import build, digits_for, qat_finetune\n"
-            "from edgeact.quantize import QAT_QCONFIG\n"
-            "data = digits_for('mlp')\n"
-            "q = edgeact.prepare(build('mlp', 'relu'), qconfig=QAT_QCONFIG)\n"
-            "qat_finetune(q, data, epochs=1)\n"
-            "print(sorted(m for m in sys.modules if m.startswith(('torch._dynamo', 'torch._inductor'))))\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp, _extract_tensor_metadata
 
 from edgeact.errors import QuantizationError, UnsupportedError
 from edgeact.fake_quant import FakeQuantize
@@ -31,6 +30,7 @@ from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroIn
 from edgeact.qparams import QuantParams
 from edgeact.backend import Backend, get_backend
 from edgeact.handlers import Handlers
+from edgeact.tracing import propagate_shapes, tensor_meta
 
 
 def convert(model: fx.GraphModule, backend=None, example_inputs=None, *, lowering=None) -> fx.GraphModule:
@@ -60,7 +60,7 @@ def convert(model: fx.GraphModule, backend=None, example_inputs=None, *, lowerin
         if q.axis is None:
             q.freeze()
     with torch.no_grad():
-        ShapeProp(prepared).propagate(*example)
+        propagate_shapes(prepared, *example)
     converted = _Converter(prepared, backend, lowering).run()
     converted.edgeact_backend = backend.name
     converted.edgeact_example = example[0]
@@ -262,7 +262,7 @@ def _insert_node(cv, before: fx.Node, name: str, module: nn.Module, arg: fx.Node
     with torch.no_grad():
         probe = module(torch.full(tuple(int(d) for d in arg.meta["tensor_meta"].shape), qp.zero_point,
                                   dtype=torch.long))
-    new.meta["tensor_meta"] = _extract_tensor_metadata(probe)
+    new.meta["tensor_meta"] = tensor_meta(probe)
     cv.qp[new] = qp
     return new
 
