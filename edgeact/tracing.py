@@ -69,7 +69,10 @@ def tensor_meta(t: torch.Tensor) -> TensorMetadata:
 
 class _ShapeRecorder(fx.Interpreter):
     def run_node(self, n: fx.Node):
-        result = super().run_node(n)
+        try:
+            result = super().run_node(n)
+        except Exception as exc:  # as ShapeProp: one kind, naming the node (callers turn it into their error)
+            raise RuntimeError(f"at {n.format_node()}: {type(exc).__name__}: {exc}") from exc
         found = False
 
         def meta(value):
