@@ -58,7 +58,7 @@ def trace(model: nn.Module, purpose: str = "edgeact") -> fx.GraphModule:
 def tensor_meta(t: torch.Tensor) -> TensorMetadata:
     """fx's TensorMetadata of `t` (what ShapeProp records). For a dense, unquantized tensor it is built here:
     fx's helper decides the memory format through torch's symbolic-shapes code, whose first use imports
-    sympy (~0.4 s in every fresh process)."""
+    sympy in every fresh process (benchmarks/RESULTS-ray.md, session 7)."""
     if t.is_quantized or t.layout != torch.strided:
         return _extract_tensor_metadata(t)
     fmt = next((f for f in (torch.contiguous_format, torch.channels_last, torch.channels_last_3d)
@@ -97,7 +97,7 @@ def propagate_shapes(model: fx.GraphModule, *inputs):
 
 def _user_frame() -> str | None:
     """The innermost frame outside torch and this file, in traceback's format. fx's own record_stack_traces
-    would do it too, but its first use imports torch._inductor and torch._dynamo (1–2 s in every fresh process)."""
+    would do it too, but its first use imports torch._inductor and torch._dynamo in every fresh process."""
     frame = sys._getframe(1)
     while frame is not None and ("/torch/" in frame.f_code.co_filename or frame.f_code.co_filename == __file__):
         frame = frame.f_back

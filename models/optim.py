@@ -1,7 +1,7 @@
 """AdamW with a cosine schedule, as `fit` uses them: torch.optim's arithmetic without importing torch.optim.
 
-torch.optim imports torch._dynamo the first time an optimizer is built (1–2 s of CPU), which every fresh
-process pays — each worker of a study on Ray, the demo's first run. This is torch.optim.AdamW's
+torch.optim imports torch._dynamo the first time an optimizer is built, which every fresh process pays —
+each worker of a study on Ray, the demo's first run (benchmarks/RESULTS-ray.md, session 7). This is torch.optim.AdamW's
 single-tensor update (the path it takes on the CPU) operation for operation, and LambdaLR's learning rate
 (base · factor(step)), so a run gives the bits torch.optim gives (`tests/test_train_optim.py` checks it).
 """
@@ -32,8 +32,10 @@ class AdamW:
             grad = param.grad
             if grad is None:  # torch.optim skips it too, its step count included
                 continue
-            steps, exp_avg, exp_avg_sq = self.state.get(i) or (0, torch.zeros_like(param, memory_format=torch.preserve_format),
-                                                               torch.zeros_like(param, memory_format=torch.preserve_format))
+            if i not in self.state:
+                self.state[i] = (0, torch.zeros_like(param, memory_format=torch.preserve_format),
+                                 torch.zeros_like(param, memory_format=torch.preserve_format))
+            steps, exp_avg, exp_avg_sq = self.state[i]
             steps += 1
             self.state[i] = (steps, exp_avg, exp_avg_sq)
             param.mul_(1 - lr * self.weight_decay)

@@ -57,8 +57,25 @@ def task_data(task: str, model: str) -> Digits:
     from .registry import MODELS, canonical_model
 
     size = getattr(MODELS[canonical_model(model)], "input_size", 8)
-    task = canonical_task(task)
-    return load_digits(size) if task == "digits" else load_clusters(size)
+    return _stored_split(canonical_task(task), size)
+
+
+@lru_cache(maxsize=4)
+def _stored_split(task: str, size: int) -> Digits:
+    """The split as an earlier process stored it in the cache directory (by content: task, size, scikit-learn's
+    version and the code's), else made and stored: a fresh study worker then skips importing scikit-learn and
+    SciPy and generating the data. Data, not a result, so the study's --no-cache does not apply to it."""
+    from importlib.metadata import version
+
+    from edgeact.study_cache import cached, content_key
+
+    key = content_key("data", task=task, size=size, sklearn=version("scikit-learn"))
+
+    def make() -> dict:
+        split = load_digits(size) if task == "digits" else load_clusters(size)
+        return {f: getattr(split, f) for f in ("x_train", "y_train", "x_test", "y_test")}
+
+    return Digits(**cached(key, make))
 
 
 def recipe(task: str, model: str) -> dict:

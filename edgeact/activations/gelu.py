@@ -1,7 +1,6 @@
 """gelu: x·Φ(x) (erf form) or its tanh approximation."""
 import numpy as np
 import torch.nn.functional as F
-from scipy.special import erf
 from torch import nn
 
 from edgeact.activations._base import ActivationDef, f64
@@ -16,6 +15,13 @@ def check_gelu_approximate(approximate) -> None:
         raise UnsupportedError(f"gelu approximate={approximate!r} is not a GELU form; use 'none' (erf) or 'tanh'")
 
 
+def _erf(x):
+    """scipy's erf, imported on first use: importing scipy.special would cost every process that imports edgeact."""
+    from scipy.special import erf
+
+    return erf(x)
+
+
 def gelu(x, approximate: str = "none"):
     """x·Φ(x) ('none', erf form) or its tanh approximation ('tanh')."""
     return F.gelu(x, approximate=approximate)
@@ -26,7 +32,7 @@ def numpy_gelu(x, approximate="none"):
     x = f64(x)
     if approximate == "tanh":
         return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
 
 
 def derivative(x, approximate="none"):
@@ -37,7 +43,7 @@ def derivative(x, approximate="none"):
         u = k * (x + 0.044715 * x**3)
         t = np.tanh(u)
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t**2) * k * (1.0 + 3 * 0.044715 * x**2)
-    cdf = 0.5 * (1.0 + erf(x / np.sqrt(2.0)))
+    cdf = 0.5 * (1.0 + _erf(x / np.sqrt(2.0)))
     pdf = np.exp(-0.5 * x**2) / np.sqrt(2.0 * np.pi)
     return cdf + x * pdf
 
