@@ -1,9 +1,10 @@
 """AdamW with a cosine schedule, as `fit` uses them: torch.optim's arithmetic without importing torch.optim.
 
 torch.optim imports torch._dynamo the first time an optimizer is built, which every fresh process pays —
-each worker of a study on Ray, the demo's first run (benchmarks/RESULTS-ray.md, session 7). This is torch.optim.AdamW's
-single-tensor update (the path it takes on the CPU) operation for operation, and LambdaLR's learning rate
-(base · factor(step)), so a run gives the bits torch.optim gives (`tests/test_train_optim.py` checks it).
+each worker of a study on Ray, the demo's first run (benchmarks/RESULTS-ray.md, session 7). This is
+torch.optim.AdamW's single-tensor update (the path it takes on the CPU) operation for operation, and
+LambdaLR's learning rate (base · factor(step)), so a run gives the bits torch.optim gives
+(`tests/test_train_optim.py` checks it).
 """
 from __future__ import annotations
 
@@ -48,5 +49,5 @@ class AdamW:
 
 
 def cosine_lr(base_lr: float, step: int, total: int) -> float:
-    """The learning rate of step `step` (from 0) of `total` on a cosine from base_lr to 0 (LambdaLR's base · factor)."""
+    """The rate of step `step` (from 0) of `total` on a cosine from base_lr to 0 (LambdaLR's base · factor)."""
     return base_lr * (0.5 * (1 + math.cos(math.pi * step / total)))
