@@ -1,4 +1,4 @@
-"""What a fresh process pays before its first cell: the study's path imports none of torch's compiler stack."""
+"""What a fresh process pays before its first cell: no torch compiler stack, and the task's data without scikit-learn."""
 from __future__ import annotations
 
 import hashlib
