@@ -29,7 +29,7 @@ class _TwoHeads(nn.Module):
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-4, 0.05])
 def test_adamw_gives_torch_optims_bits_step_for_step(weight_decay):
     torch.manual_seed(0)
-    ours, ref = _TwoHeads(), None
+    ours = _TwoHeads()
     ref = copy.deepcopy(ours)
     total, base = 12, 3e-3
     opt = AdamW(ours.parameters(), weight_decay=weight_decay)
