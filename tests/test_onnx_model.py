@@ -133,15 +133,17 @@ def test_ops_net_onnxruntime_equals_converted_model(act, dtype, tmp_path):
 
 
 def test_fused_integer_kernels_run(tmp_path):
-    """What ORT makes of the graph: integer QLinearConv / QGemm / QLinearSigmoid, not float convs."""
+    """What ORT makes of the graph: integer QLinearConv / QGemm / QLinearSigmoid / QLinearGlobalAveragePool (the
+    adaptive pool), not float convs or a float mean."""
     converted = _converted(_float_model(SmallCNN, nn.Sigmoid), "int8")
     opts = ort.SessionOptions()
     opts.optimized_model_filepath = str(tmp_path / "opt.onnx")
     opts.log_severity_level = 3
     ort.InferenceSession(to_onnx(converted).SerializeToString(), opts, providers=["CPUExecutionProvider"])
     ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
-    assert ops.count("QLinearConv") == 3 and "QGemm" in ops and ops.count("QLinearSigmoid") == 2
-    assert "Conv" not in ops and "Gemm" not in ops
+    assert ops.count("QLinearConv") == 2 and "QGemm" in ops and ops.count("QLinearSigmoid") == 2
+    assert ops.count("QLinearGlobalAveragePool") == 1
+    assert not {"Conv", "Gemm", "GlobalAveragePool"} & set(ops)
 
 
 # ------------------------------------------------------------------------- single ops, many parameters

@@ -174,9 +174,10 @@ class OnnxRuntimeArithmetic(Arithmetic):
     float32(acc) · float32(s_in·s_w[c] / s_out), round half to even (MlasRequantizeOutput).
     Mul → QLinearMul and Add → QLinearAdd where their codes are the same on every CPU (the writer then gives
     their Q/DQ rank-0 scales so ORT fuses them; `qlinear_mul`, `qlinear_add_codes`); otherwise they and Concat
-    stay DQ → float32 op → Q (shape-[1] scales: ORT does not fuse them). Average
-    pooling and the spatial mean are exported as a depthwise conv with weights 1 of scale 1/count,
-    i.e. the conv requantization of the integer window sum.
+    stay DQ → float32 op → Q (shape-[1] scales: ORT does not fuse them). The global
+    mean → QLinearGlobalAveragePool (DQ → GlobalAveragePool → Q, fused) where its scale is in the kernel's
+    range, else, like average pooling, a depthwise conv with weights 1 of scale 1/count: both requantize the
+    integer window sum once, with different float32 scales.
     """
 
     name = "onnxruntime"
@@ -246,9 +247,12 @@ class OnnxRuntimeArithmetic(Arithmetic):
 
     def average(self, window_sum: torch.Tensor, count: int, in_qp: QuantParams, out_qp: QuantParams, *,
                 op: str = "mean") -> torch.Tensor:
-        """The depthwise conv edgeact exports for pooling: Σ(x − z)·1, scaled by s_in·f32(1/count)/s_out."""
+        """Σ(x − z_in) requantized once: by QLinearGlobalAveragePool's scale for a global mean it can run
+        (`global_mean_scale`), else by the depthwise conv of ones edgeact exports (s_in·f32(1/count)/s_out)."""
         acc = window_sum.long() - count * in_qp.zero_point
-        scale = (F32(in_qp.scale) * average_weight_scale(count)).astype(F32) / F32(out_qp.scale)
+        scale = global_mean_scale(in_qp, out_qp, count) if op == "mean" else None
+        if scale is None:
+            scale = (F32(in_qp.scale) * average_weight_scale(count)).astype(F32) / F32(out_qp.scale)
         return self._requantize_int32(acc, np.asarray([scale], dtype=F32), out_qp, 1)
 
     def requantize(self, q: torch.Tensor, in_qp: QuantParams, out_qp: QuantParams) -> torch.Tensor:
@@ -363,6 +367,19 @@ def _neon_fixed_point_add(da: np.ndarray, db: np.ndarray, ra: F32, rb: F32) -> n
     acc = da * ma + db * mb
     acc = acc - (acc < 0)
     return (acc + (1 << (shift - 1))) >> shift
+
+
+def global_mean_scale(in_qp: QuantParams, out_qp: QuantParams, count: int) -> np.float32 | None:
+    """The scale of ORT's QLinearGlobalAveragePool (what it fuses DQ → GlobalAveragePool → Q into), or None where
+    that kernel refuses the parameters (the writer then exports a conv of ones).
+
+    MLAS computes f32(s_in) / (f32(s_out) · f32(count)) and requantizes the integer sum Σ(x − z_in) with it as
+    MlasRequantizeOutput does for QLinearConv — the same float32 code on SSE2/AVX and NEON; it throws for a
+    scale outside [2⁻³², 256) or an image of 2²⁴ values or more."""
+    if count >= 1 << 24:
+        return None
+    scale = F32(in_qp.scale) / (F32(out_qp.scale) * F32(count))
+    return scale if F32(2.0 ** -32) <= scale < F32(256.0) else None
 
 
 def average_weight_scale(count: int) -> np.float32:

@@ -19,9 +19,11 @@ weights='int8' writes s8 weights with zero point 0 instead (ORT's u8s8 kernels):
 'onnxruntime:aarch64', where ORT runs its symmetric conv kernels (they pair products in int16: exact for
 edgeact's narrow weights, codes in [-127, 127]).
 
-Average pooling and the spatial mean become a depthwise conv with weights 1 of scale 1/count:
-ORT's QLinearAveragePool sums dequantized floats (not a function of the integer window sum the
-converted model computes); the conv sums integers and requantizes once, like the semantics says.
+Average pooling becomes a depthwise conv with weights 1 of scale 1/count: ORT's QLinearAveragePool sums
+dequantized floats (not a function of the integer window sum the converted model computes); the conv sums
+integers and requantizes once, like the semantics says. The global mean is DQ → GlobalAveragePool → Q with
+rank-0 parameters, which ORT fuses into QLinearGlobalAveragePool (an integer sum requantized once, the same
+code on x86 and aarch64, and faster than the conv), or that conv where the kernel refuses the scales.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ from edgeact.quantized import modules as Q
 from edgeact.quantized.gather import QuantizedChannelGather, QuantizedUpsampleNearest
 from edgeact.quantized.pad import QuantizedZeroPad2d
 from edgeact.quantized.zero_insert import QuantizedDepthToSpace, QuantizedZeroInsert
-from edgeact.export.onnxruntime.arithmetic import ARITHMETIC, average_weight_scale
+from edgeact.export.onnxruntime.arithmetic import ARITHMETIC, average_weight_scale, global_mean_scale
 from edgeact.export.onnxruntime.lowering import lower_activation
 from edgeact.export.onnxruntime.graph import GraphBuilder, check, save_atomic
 
@@ -84,7 +86,8 @@ class _Exporter:
     def qconst(self, qp: QuantParams, fused: bool = False) -> tuple[str, str]:
         """Scale and zero point of a Q/DQ node. `fused`: rank 0, so that ORT fuses the op between its DQs and
         Q into its integer kernel (only for ops whose integer kernel the arithmetic models and that compute
-        the same on every CPU: Mul → QLinearMul); otherwise shape [1], and ORT runs the op in float32."""
+        the same on every CPU: Mul → QLinearMul, GlobalAveragePool → QLinearGlobalAveragePool); otherwise shape
+        [1], and ORT runs the op in float32."""
         q = inner(qp)
         return (self.g.constant(F32(q.scale), "scale", rank0=fused),
                 self.g.constant(np.asarray(q.zero_point, q.np_dtype), "zero_point", rank0=fused))
@@ -242,7 +245,16 @@ def _concat(ex, node, m):
 
 @ONNX_OPS.register(Q.QuantizedMean)
 def _mean(ex, node, m):
-    ex.pool(node, m, kernel=ex.shape(node.args[0])[2:], stride=(1, 1), keepdim=m.keepdim)
+    shape = ex.shape(node.args[0])
+    if global_mean_scale(m.in_qparams[0], m.out_qparams, shape[2] * shape[3]) is None:
+        return ex.pool(node, m, kernel=shape[2:], stride=(1, 1), keepdim=m.keepdim)
+    # rank-0 Q/DQ parameters: ORT fuses the three into QLinearGlobalAveragePool (its integer kernel)
+    y = ex.g.node("GlobalAveragePool", [ex.dq(node.args[0], node.name, fused=True)], node.name)
+    codes = ex.q(y, m.out_qparams, f"{node.name}_q", fused=True)
+    if not m.keepdim:
+        codes = ex.g.node("Reshape", [codes, ex.g.constant(np.array([0, shape[1]], np.int64), "shape")],
+                          f"{node.name}_squeeze")
+    ex.codes[node] = (codes, m.out_qparams)
 
 
 @ONNX_OPS.register(Q.QuantizedAvgPool2d)
