@@ -15,6 +15,8 @@ images and judged on 128 others against the float model's own top-1. Each become
     float           torch.onnx.export of the float model
     qs U8/S8 ±rr    onnxruntime.quantization.quantize_static after quant_pre_process, QDQ, int8
                     weights, uint8 or int8 activations, with and without reduce_range (peer)
+    qs U8 pc        the same, uint8 activations, per-channel weights (peer; edgeact's weights are
+                    always per channel, so this is the like-for-like file)
     edgeact         edgeact's portable ONNX file (convert(backend='onnxruntime') → to_onnx: uint8 weights,
                     exact on every CPU)
     edgeact host    convert(backend='onnxruntime:host'): this CPU's kernels ('onnxruntime:x86-vnni' on a
@@ -56,8 +58,10 @@ ACTS = ("hard_swish", "swish", "relu6", "mish", "hard_mish")
 MODELS = ("mobilenet_v3_small", "efficientnet_b0")  # hard_swish + hard_sigmoid, swish + sigmoid
 ANALYSIS = "## What the numbers say"
 TFLITE_COLS = ("float", "ai-edge-quantizer", "edgeact", "edgeact int8 I/O", "edgeact table")
-ORT_COLS = ("float", "qs U8", "qs U8 rr", "qs S8", "qs S8 rr", "edgeact", "edgeact host")
-PEERS = {"litert": ("ai-edge-quantizer",), "onnxruntime": ("qs U8", "qs U8 rr", "qs S8", "qs S8 rr")}
+ORT_COLS = ("float", "qs U8", "qs U8 rr", "qs S8", "qs S8 rr", "qs U8 pc", "edgeact", "edgeact host")
+PEERS = {"litert": ("ai-edge-quantizer",),
+         "onnxruntime": ("qs U8", "qs U8 rr", "qs S8", "qs S8 rr", "qs U8 pc")}
+PER_CHANNEL_PEER = "qs U8 pc"
 
 
 @dataclass
@@ -175,11 +179,12 @@ def onnx_files(subject: Subject, d: Path) -> dict[str, bytes | str]:
             x = next(self.it, None)
             return None if x is None else {"x": x}
 
-    for label, qtype, rr in (("qs U8", QuantType.QUInt8, False), ("qs U8 rr", QuantType.QUInt8, True),
-                             ("qs S8", QuantType.QInt8, False), ("qs S8 rr", QuantType.QInt8, True)):
+    for label, qtype, rr, pc in (("qs U8", QuantType.QUInt8, False, False), ("qs U8 rr", QuantType.QUInt8, True, False),
+                                 ("qs S8", QuantType.QInt8, False, False), ("qs S8 rr", QuantType.QInt8, True, False),
+                                 (PER_CHANNEL_PEER, QuantType.QUInt8, False, True)):
         out = d / f"{label.replace(' ', '_')}.onnx"
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, activation_type=qtype,
-                        weight_type=QuantType.QInt8, reduce_range=rr)
+                        weight_type=QuantType.QInt8, reduce_range=rr, per_channel=pc)
         files[label] = out.read_bytes()
     return files
 
@@ -314,14 +319,16 @@ def tables(results: list[dict]) -> str:
     if any("insns" in e for r in results for e in r["litert"].values()):
         lines += _insns_table(results, "litert", TFLITE_COLS, ("edgeact", "edgeact int8 I/O"))
     lines += ["", "### onnxruntime (CPU EP, 1 thread): ms per inference · top-1", "",
-              "| model · activation | " + " | ".join(ORT_COLS) + " | edgeact / fastest peer | edgeact host / fastest peer |",
-              "|---" * (len(ORT_COLS) + 3) + "|"]
+              "| model · activation | " + " | ".join(ORT_COLS) + " | edgeact / fastest peer | edgeact host / fastest peer"
+              " | edgeact host / qs U8 pc |", "|---" * (len(ORT_COLS) + 4) + "|"]
     for r in results:
-        cells = [f"{r['onnxruntime'][c]['ms']:.3f} · {100 * r['onnxruntime'][c]['top1']:.1f}%" for c in ORT_COLS]
+        e = r["onnxruntime"]
+        cells = [f"{e[c]['ms']:.3f} · {100 * e[c]['top1']:.1f}%" for c in ORT_COLS]
+        like = f"{e['edgeact host']['ms'] / e[PER_CHANNEL_PEER]['ms']:.2f}×"
         lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {_ratio(r, 'onnxruntime')} | "
-                     f"{_ratio(r, 'onnxruntime', 'edgeact host')} |")
+                     f"{_ratio(r, 'onnxruntime', 'edgeact host')} | {like} |")
     if any("insns" in e for r in results for e in r["onnxruntime"].values()):
-        lines += _insns_table(results, "onnxruntime", ORT_COLS[:5] + ("edgeact", "edgeact aarch64"),
+        lines += _insns_table(results, "onnxruntime", ORT_COLS[:6] + ("edgeact", "edgeact aarch64"),
                               ("edgeact", "edgeact aarch64"))
     return "\n".join(lines)
 
